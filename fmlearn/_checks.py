@@ -1,0 +1,79 @@
+"""Input checks shared by the package: every message names the argument,
+what was given and what was expected."""
+
+from __future__ import annotations
+
+import torch
+
+
+def as_tensor(name: str, value, *, dtype=None, device=None) -> torch.Tensor:
+    """Convert ``value`` to a floating tensor, refusing what cannot be one."""
+    if isinstance(value, torch.Tensor):
+        out = value
+    else:
+        try:
+            out = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor or array of numbers, got {type(value).__name__}") from err
+    if out.dtype == torch.bool or out.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {out.dtype}")
+    if not out.is_floating_point():
+        out = out.to(torch.get_default_dtype())
+    return out.to(dtype=dtype or out.dtype, device=device or out.device)
+
+
+def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Raise if ``x`` holds NaN or inf (one host sync: call outside hot loops)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} must be finite, but {bad} of its {x.numel()} entries are NaN or inf")
+    return x
+
+
+def check_points(name: str, x, dim: int | None = None) -> torch.Tensor:
+    """A batch of points: shape (batch, dim), finite."""
+    x = as_tensor(name, x)
+    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        want = f"(batch, {dim})" if dim is not None else "(batch, dim)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    return check_finite(name, x)
+
+
+def check_time(t, x: torch.Tensor, name: str = "t", check_values: bool = True) -> torch.Tensor:
+    """Time as a (batch,) tensor on x's device and dtype.
+
+    Accepts a float or a tensor of shape (), (1,) or (batch,), with values in
+    [0, 1]; returns shape (batch,). A float's range is always checked; a
+    tensor's values only when ``check_values`` (a host sync: models skip it so
+    the training loop never waits on the device).
+    """
+    batch = x.shape[0]
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {t}")
+        return torch.full((batch,), float(t), dtype=x.dtype, device=x.device)
+    if check_values:
+        t = as_tensor(name, t)
+    elif not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(t).__name__}")
+    t = t.to(dtype=x.dtype, device=x.device)
+    if t.ndim == 0 or t.shape == (1,):
+        t = t.reshape(1).expand(batch)
+    elif t.shape != (batch,):
+        raise ValueError(f"{name} must be a float or a tensor of shape (batch,) = ({batch},), got shape {tuple(t.shape)}")
+    if check_values and not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(f"{name} must lie in [0, 1], got values from {float(t.min())} to {float(t.max())}")
+    return t
+
+
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a (batch,) time so it broadcasts against x of shape (batch, *data)."""
+    return t.reshape(-1, *([1] * (x.ndim - 1)))

@@ -1,0 +1,71 @@
+"""Budget, device and seeding: the three switches every notebook sets first.
+
+* ``FMLEARN_QUICK=1`` (set by the test command) shrinks every training run so a
+  notebook executes in about a minute on 2 CPU cores.
+* ``FMLEARN_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``...) overrides the automatic
+  choice, which is CUDA when present and the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def is_quick() -> bool:
+    """True when ``FMLEARN_QUICK`` asks for the small CI budget."""
+    raw = os.environ.get("FMLEARN_QUICK", "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"FMLEARN_QUICK must be one of 0/1/true/false, got {raw!r}")
+
+
+def budget(default, quick):
+    """Return ``quick`` in quick mode and ``default`` otherwise.
+
+    Used for every knob that trades run time for quality (steps, sample counts)
+    and for the thresholds that go with them, so both live side by side.
+    """
+    return quick if is_quick() else default
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to compute on: ``device`` if given, else ``FMLEARN_DEVICE``,
+    else CUDA when available, else the CPU."""
+    choice = device if device is not None else os.environ.get("FMLEARN_DEVICE", "").strip()
+    if not choice:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(choice)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {choice!r}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {choice!r} asks for CUDA, but torch sees no CUDA device on this machine")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices) and return a CPU generator
+    seeded the same way, for code that takes an explicit ``generator``."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def describe() -> str:
+    """One line a notebook prints at the top: mode, device, torch version."""
+    mode = "quick (CI budget)" if is_quick() else "default budget"
+    dev = get_device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    return f"fmlearn: {mode}; device {dev} ({name}); torch {torch.__version__}"

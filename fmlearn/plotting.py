@@ -1,0 +1,128 @@
+"""The course's figures. Every function draws on an ``ax`` (made if not given),
+labels its axes, titles the panel and returns the ``ax``."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+Extent = tuple[float, float, float, float]
+DEFAULT_EXTENT: Extent = (-15.0, 15.0, -15.0, 15.0)
+
+
+def _ax(ax):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.2))
+    return ax
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _finish(ax, title: str, extent: Extent | None = None):
+    ax.set_title(title)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if extent is not None:
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    return ax
+
+
+def grid_points(extent: Extent = DEFAULT_EXTENT, n: int = 200) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """A regular n x n grid over ``extent``: (X, Y) for plotting and the points as a (n*n, 2) tensor."""
+    xs, ys = np.linspace(extent[0], extent[1], n), np.linspace(extent[2], extent[3], n)
+    X, Y = np.meshgrid(xs, ys)
+    return X, Y, torch.tensor(np.stack([X.ravel(), Y.ravel()], 1), dtype=torch.float32)
+
+
+def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], ax=None, extent: Extent = DEFAULT_EXTENT,
+                 n: int = 200, title: str = "density", cmap: str = "viridis"):
+    """Heat map of exp(log_prob) on a grid; ``log_prob`` maps (m, 2) points to (m,)."""
+    ax = _ax(ax)
+    X, Y, pts = grid_points(extent, n)
+    with torch.no_grad():
+        Z = _np(torch.exp(log_prob(pts))).reshape(X.shape)
+    ax.pcolormesh(X, Y, Z, cmap=cmap, shading="auto")
+    return _finish(ax, title, extent)
+
+
+def plot_samples(x, ax=None, extent: Extent | None = DEFAULT_EXTENT, title: str = "samples",
+                 color: str = "C0", s: float = 2.0, alpha: float = 0.5, label: str | None = None):
+    """Scatter plot of 2-D samples of shape (n, 2)."""
+    ax = _ax(ax)
+    x = _np(x)
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, label=label, rasterized=True)
+    return _finish(ax, title, extent)
+
+
+def plot_marginals(trajectory, times: Sequence[float], show_at: Sequence[float] = (0, 0.25, 0.5, 0.75, 1.0),
+                   densities: Callable[[float], Callable] | None = None, extent: Extent = DEFAULT_EXTENT,
+                   suptitle: str = "marginals p_t"):
+    """One panel per t in ``show_at``: samples of the trajectory (T, n, 2) at the
+    nearest grid time, over the exact density ``densities(t)`` (a log_prob) if given."""
+    times = _np(times)
+    fig, axes = plt.subplots(1, len(show_at), figsize=(3.0 * len(show_at), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], show_at):
+        i = int(np.argmin(np.abs(times - t)))
+        if densities is not None:
+            plot_density(densities(float(times[i])), ax=ax, extent=extent, n=120, cmap="Greys")
+        plot_samples(trajectory[i], ax=ax, extent=extent, title=f"t = {times[i]:.2f}", s=1.0, alpha=0.4)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trajectories(trajectory, ax=None, n: int = 100, extent: Extent | None = DEFAULT_EXTENT,
+                      title: str = "trajectories"):
+    """Paths of ``n`` particles from a trajectory (T, batch, 2): start (black), end (red)."""
+    ax = _ax(ax)
+    tr = _np(trajectory)[:, :n]
+    ax.plot(tr[:, :, 0], tr[:, :, 1], color="C0", lw=0.6, alpha=0.5)
+    ax.scatter(tr[0, :, 0], tr[0, :, 1], s=4, color="black", label="t = 0", zorder=3)
+    ax.scatter(tr[-1, :, 0], tr[-1, :, 1], s=4, color="C3", label="t = 1", zorder=3)
+    ax.legend(loc="upper right", fontsize=8)
+    return _finish(ax, title, extent)
+
+
+def plot_vector_field(velocity: Callable, t: float, ax=None, extent: Extent = DEFAULT_EXTENT, n: int = 21,
+                      title: str | None = None, color: str = "C0"):
+    """Arrows of ``velocity(x, t)`` on an n x n grid at time t."""
+    ax = _ax(ax)
+    X, Y, pts = grid_points(extent, n)
+    with torch.no_grad():
+        params = next(iter(velocity.parameters()), None) if hasattr(velocity, "parameters") else None
+        v = _np(velocity(pts.to(params.device) if params is not None else pts, t))
+    ax.quiver(X, Y, v[:, 0].reshape(X.shape), v[:, 1].reshape(X.shape), color=color, angles="xy")
+    return _finish(ax, title or f"velocity at t = {t:.2f}", extent)
+
+
+def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss"):
+    """Per-step loss (faint) and its running mean over ``window`` steps."""
+    ax = _ax(ax)
+    losses = _np(losses)
+    ax.plot(losses, color="C0", alpha=0.25, lw=0.5, label="per step")
+    if len(losses) >= window:
+        ax.plot(np.arange(window - 1, len(losses)), np.convolve(losses, np.ones(window) / window, "valid"),
+                color="C0", label=f"mean of {window}")
+    ax.set(title=title, xlabel="step", ylabel="CFM loss", yscale="log")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_mode_fractions(fractions, ax=None, tolerance: float = 0.03, title: str = "share of samples per mode"):
+    """Bar chart of per-mode fractions, with the ideal 1/K and a +-``tolerance`` band."""
+    ax = _ax(ax)
+    f = _np(fractions)
+    k = len(f)
+    ax.bar(np.arange(k), f, color="C0")
+    ax.axhline(1 / k, color="black", lw=1, label=f"1/{k}")
+    ax.axhspan(1 / k - tolerance, 1 / k + tolerance, color="C2", alpha=0.2, label=f"±{tolerance:.0%}")
+    ax.set(title=title, xlabel="mode", ylabel="fraction", xticks=np.arange(k))
+    ax.legend(fontsize=8)
+    return ax

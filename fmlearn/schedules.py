@@ -1,0 +1,167 @@
+"""Schedules (alpha_t, beta_t) of the affine Gaussian path x_t = alpha_t x1 + beta_t x0.
+
+Time runs from t = 0 (noise, x0) to t = 1 (data, x1), so every schedule must
+satisfy alpha_0 = 0, beta_0 = 1, alpha_1 = 1, beta_1 = 0; each checks this when
+it is built. Derivatives are closed form; the tests compare them with finite
+differences.
+
+Endpoints. ``d_beta`` of the sqrt schedule, -1 / (2 sqrt(1 - t)), diverges at
+t = 1. We evaluate it at min(t, 1 - T_EPS) so that it stays finite (about -500
+at t = 1); the product ``beta * d_beta`` = d(beta^2)/dt / 2, which is what the
+oracle uses, is finite in closed form (-1/2) at every t.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+T_EPS = 1e-6
+
+
+class Schedule:
+    """Base: subclasses define ``alpha``, ``beta``, ``d_alpha``, ``d_beta`` on tensors."""
+
+    name = "schedule"
+    #: alpha_0 may miss 0 by this much (only VP, whose noise end is approximate).
+    alpha0_tol = 1e-6
+
+    def __init__(self):
+        ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        a, b = self.alpha(ends), self.beta(ends)
+        expected = {"alpha_0": (a[0], 0.0, self.alpha0_tol), "beta_0": (b[0], 1.0, self.alpha0_tol**2 + 1e-9),
+                    "alpha_1": (a[1], 1.0, 1e-9), "beta_1": (b[1], 0.0, 1e-9)}
+        for key, (got, want, tol) in expected.items():
+            if abs(float(got) - want) > tol:
+                raise ValueError(f"{type(self).__name__}: {key} must be {want} (within {tol:g}), got {float(got):.6g}")
+
+    def alpha(self, t):
+        raise NotImplementedError
+
+    def beta(self, t):
+        raise NotImplementedError
+
+    def d_alpha(self, t):
+        raise NotImplementedError
+
+    def d_beta(self, t):
+        raise NotImplementedError
+
+    def beta_d_beta(self, t):
+        """beta_t * d beta_t / dt = (d/dt beta_t^2) / 2, finite at both ends."""
+        return self.beta(t) * self.d_beta(t)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class CondOT(Schedule):
+    """alpha_t = t, beta_t = 1 - t: straight lines from x0 to x1 (conditional OT)."""
+
+    name = "CondOT"
+
+    def alpha(self, t):
+        return t
+
+    def beta(self, t):
+        return 1 - t
+
+    def d_alpha(self, t):
+        return torch.ones_like(t)
+
+    def d_beta(self, t):
+        return -torch.ones_like(t)
+
+
+class Sqrt(Schedule):
+    """alpha_t = t, beta_t = sqrt(1 - t): the seed walkthrough's path."""
+
+    name = "sqrt"
+
+    def alpha(self, t):
+        return t
+
+    def beta(self, t):
+        return torch.sqrt(torch.clamp(1 - t, min=0))
+
+    def d_alpha(self, t):
+        return torch.ones_like(t)
+
+    def d_beta(self, t):
+        return -0.5 / torch.sqrt(torch.clamp(1 - t, min=T_EPS))
+
+    def beta_d_beta(self, t):
+        return torch.full_like(t, -0.5)
+
+
+class Cosine(Schedule):
+    """alpha_t = sin(pi t / 2), beta_t = cos(pi t / 2): variance preserving, alpha^2 + beta^2 = 1."""
+
+    name = "cosine"
+
+    def alpha(self, t):
+        return torch.sin(0.5 * math.pi * t)
+
+    def beta(self, t):
+        return torch.cos(0.5 * math.pi * t)
+
+    def d_alpha(self, t):
+        return 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
+
+    def d_beta(self, t):
+        return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
+
+
+class VP(Schedule):
+    """The variance-preserving (DDPM) schedule in flow-matching time.
+
+    With s = 1 - t and T(s) = beta_min s + (beta_max - beta_min) s^2 / 2:
+    alpha_t = exp(-T(1 - t) / 2), beta_t = sqrt(1 - alpha_t^2).
+    Its noise end is approximate: alpha_0 = exp(-T(1) / 2) ~ 6.6e-3 for the
+    usual (0.1, 20); the check at t = 0 allows for that.
+    """
+
+    name = "VP"
+    alpha0_tol = 1e-2
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        if not 0 <= beta_min < beta_max:
+            raise ValueError(f"beta_min and beta_max must satisfy 0 <= beta_min < beta_max, got {beta_min}, {beta_max}")
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+        super().__init__()
+
+    def _T(self, s):
+        return self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2
+
+    def alpha(self, t):
+        return torch.exp(-0.5 * self._T(1 - t))
+
+    def beta(self, t):
+        return torch.sqrt(torch.clamp(-torch.expm1(-self._T(1 - t)), min=0))
+
+    def d_alpha(self, t):
+        s = 1 - t
+        return 0.5 * (self.beta_min + (self.beta_max - self.beta_min) * s) * self.alpha(t)
+
+    def d_beta(self, t):
+        b = torch.clamp(self.beta(t), min=math.sqrt(T_EPS))
+        return -self.alpha(t) * self.d_alpha(t) / b
+
+    def beta_d_beta(self, t):
+        return -self.alpha(t) * self.d_alpha(t)
+
+    def __repr__(self):
+        return f"VP(beta_min={self.beta_min}, beta_max={self.beta_max})"
+
+
+SCHEDULES = {"condot": CondOT, "sqrt": Sqrt, "cosine": Cosine, "vp": VP}
+
+
+def get_schedule(name: str | Schedule) -> Schedule:
+    """A schedule by name (case-insensitive): one of ``SCHEDULES``."""
+    if isinstance(name, Schedule):
+        return name
+    if not isinstance(name, str) or name.lower() not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)} or a Schedule, got {name!r}")
+    return SCHEDULES[name.lower()]()

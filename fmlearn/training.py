@@ -1,0 +1,208 @@
+"""The conditional flow matching (CFM) loss and the training loop.
+
+CFM loss, for x0 ~ source, x1 ~ data, t ~ U[0, 1], x_t on the conditional path:
+
+    L(theta) = E || u_theta(x_t, t) - (d_alpha_t x1 + d_beta_t x0) ||^2
+
+(squared norm over the data dimensions, mean over the batch).
+
+The loop keeps the device busy: losses go into a buffer on the device and are
+read back, checked for NaN/inf and shown in the progress bar once every
+``log_every`` steps, which is the only host sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._checks import check_positive_int
+from .config import get_device
+from .distributions import Sampleable
+from .paths import AffineGaussianPath, PathSample
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the training loss becomes NaN or inf."""
+
+
+def cfm_loss(model: nn.Module, path: AffineGaussianPath, x0: torch.Tensor, x1: torch.Tensor,
+             t: torch.Tensor, **cond) -> torch.Tensor:
+    """The CFM loss on one batch (x0, x1, t): mean over the batch of ||u_theta(x_t, t) - dx_t||^2."""
+    return _regression_loss(model, path.sample(x0, x1, t), **cond)
+
+
+def _regression_loss(model, ps: PathSample, **cond) -> torch.Tensor:
+    pred = model(ps.xt, ps.t, **cond)
+    return (pred.float() - ps.dxt.float()).pow(2).flatten(1).sum(1).mean()
+
+
+def uniform_time(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    """t ~ U[0, 1), shape (n,)."""
+    return torch.rand(n, generator=generator, device=device)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the per-step loss history and timing."""
+
+    losses: np.ndarray
+    seconds: float
+    device: str
+    steps_run: int = 0
+    extras: dict = field(default_factory=dict)
+
+    def smoothed(self, window: int = 100) -> np.ndarray:
+        """Running mean of the loss over ``window`` steps (for plots)."""
+        window = max(1, min(window, len(self.losses)))
+        return np.convolve(self.losses, np.ones(window) / window, mode="valid")
+
+
+def _amp_context(amp: bool, device: torch.device):
+    if amp:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, steps: int,
+          batch_size: int = 256, lr: float = 1e-3, source: Sampleable | None = None, seed: int = 0,
+          device=None, amp: bool | None = None, cosine_decay: bool = True,
+          time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool = True,
+          checkpoint: str | os.PathLike | None = None) -> TrainResult:
+    """Train ``model`` in place with the CFM loss and Adam.
+
+    Args:
+        model: a velocity field ``model(x, t)``; moved to ``device``.
+        path: the conditional path (its schedule sets the regression target).
+        target: the data distribution (anything with ``sample(n, generator, device)``).
+        steps: number of optimizer steps in total (a resumed run continues up to it).
+        batch_size, lr: batch size and Adam's learning rate (cosine-decayed to 0 when ``cosine_decay``).
+        source: the source distribution; default N(0, I) of the data's shape.
+        seed: seeds the generator of x0, x1 and t, so a run is reproducible.
+        device: where to train; default CUDA when present (``FMLEARN_DEVICE`` overrides).
+        amp: bfloat16 autocast; default on for CUDA, off on the CPU.
+        time_sampler: ``f(n, generator, device) -> t`` of shape (n,); default uniform.
+        log_every: steps between loss read-backs (progress bar, NaN check).
+        checkpoint: a file path: resume from it if it exists, save to it at the end (atomic write).
+
+    Returns:
+        a :class:`TrainResult` with the loss of every step.
+
+    Raises:
+        NonFiniteLossError: naming the first step whose loss was NaN or inf.
+    """
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("log_every", log_every)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(path, AffineGaussianPath):
+        raise TypeError(f"path must be an AffineGaussianPath, got {type(path).__name__}")
+    if not hasattr(target, "sample"):
+        raise TypeError(f"target must have a sample(n, generator, device) method, got {type(target).__name__}")
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+
+    dev = get_device(device)
+    amp = dev.type == "cuda" if amp is None else bool(amp)
+    model.to(dev).train()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, (lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))) if cosine_decay else (lambda i: 1.0))
+    history: list[float] = []
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, model, opt, sched)
+        start, history = state["step"], state["losses"].tolist()
+        gen.set_state(state["generator"].to("cpu"))  # generator states live on the CPU
+    if start > steps:
+        raise ValueError(f"checkpoint {checkpoint} holds {start} steps, more than steps={steps}")
+
+    buf = torch.zeros(log_every, device=dev)
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"training on {dev.type}", leave=False)
+    try:
+        for step in range(start, steps):
+            x1 = target.sample(batch_size, generator=gen, device=dev)
+            x0 = source.sample(batch_size, generator=gen, device=dev) if source is not None else \
+                torch.randn(x1.shape, generator=gen, device=dev)
+            t = time_sampler(batch_size, gen, dev)
+            with _amp_context(amp, dev):
+                loss = _regression_loss(model, path.sample_unchecked(x0, x1, t))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            buf[(step - start) % log_every] = loss.detach()
+            done = step + 1 - start
+            if done % log_every == 0 or step + 1 == steps:
+                n = (done - 1) % log_every + 1
+                chunk = buf[:n].cpu().numpy()
+                _raise_if_nonfinite(chunk, step + 1 - n, steps)
+                history.extend(chunk.tolist())
+                bar.update(n)
+                bar.set_postfix(loss=f"{chunk.mean():.4f}")
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    if checkpoint is not None and steps > start:
+        save_checkpoint(checkpoint, model, opt, sched, step=steps, losses=history, generator=gen)
+    return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(dev), steps_run=steps - start)
+
+
+def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):
+    bad = np.flatnonzero(~np.isfinite(chunk))
+    if bad.size:
+        step = first_step + int(bad[0]) + 1
+        raise NonFiniteLossError(
+            f"training stopped: the loss became {chunk[bad[0]]} at step {step} of {steps}. "
+            "Common causes: a learning rate too high (try lr / 10), non-finite data, "
+            "or a schedule whose velocity diverges at the times you sample.")
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, losses, generator=None):
+    """Save training state to ``path`` atomically (write a temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "step": int(step), "losses": torch.as_tensor(np.asarray(losses, dtype=np.float64))}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    return state
