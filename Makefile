@@ -28,11 +28,11 @@ lab: setup
 
 # Every test: unit tests, then every notebook executed under nbval, in quick mode.
 test: setup
-	FMLEARN_QUICK=1 $(BIN)/python -m pytest -v --durations=15
+	FMLEARN_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -v --durations=15
 
 # Unit tests only (no notebooks), for a fast edit loop.
 test-fast: setup
-	FMLEARN_QUICK=1 $(BIN)/python -m pytest tests -q -p no:nbval
+	FMLEARN_QUICK=1 $(BIN)/python -m pytest tests -q
 
 # Rewrite every .ipynb from its reviewed .py source (outputs never stored).
 notebooks: setup

@@ -101,14 +101,17 @@ def sample(model, x0: torch.Tensor, *, steps: int = 100, method: str = "euler", 
     """
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
-    params = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-    if params is not None:
-        x0 = x0.to(params.device)
+    is_module = isinstance(model, torch.nn.Module)
+    if is_module:
+        tensor = next(iter(model.parameters()), None)
+        tensor = tensor if tensor is not None else next(iter(model.buffers()), None)
+        if tensor is not None:
+            x0 = x0.to(tensor.device)
         was_training = model.training
         model.eval()
     try:
         return odeint(lambda x, t: model(x, t, **cond), x0, steps=None if times is not None else steps,
                       times=times, method=method, return_trajectory=return_trajectory)
     finally:
-        if params is not None and was_training:
-            model.train()
+        if is_module:
+            model.train(was_training)

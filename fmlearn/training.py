@@ -79,7 +79,7 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
           batch_size: int = 256, lr: float = 1e-3, source: Sampleable | None = None, seed: int = 0,
           device=None, amp: bool | None = None, cosine_decay: bool = True,
           time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool = True,
-          checkpoint: str | os.PathLike | None = None) -> TrainResult:
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None) -> TrainResult:
     """Train ``model`` in place with the CFM loss and Adam.
 
     Args:
@@ -95,6 +95,9 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         time_sampler: ``f(n, generator, device) -> t`` of shape (n,); default uniform.
         log_every: steps between loss read-backs (progress bar, NaN check).
         checkpoint: a file path: resume from it if it exists, save to it at the end (atomic write).
+            A resumed run continues the same plan: with cosine decay, ``steps`` must equal the saved run's.
+        checkpoint_every: also save every this many steps (at the next loss read-back), so an
+            interrupted run can resume exactly where the last save left it.
 
     Returns:
         a :class:`TrainResult` with the loss of every step.
@@ -111,6 +114,8 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         raise TypeError(f"path must be an AffineGaussianPath, got {type(path).__name__}")
     if not hasattr(target, "sample"):
         raise TypeError(f"target must have a sample(n, generator, device) method, got {type(target).__name__}")
+    if checkpoint_every is not None:
+        check_positive_int("checkpoint_every", checkpoint_every)
     if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
 
@@ -127,8 +132,16 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         state = load_checkpoint(checkpoint, model, opt, sched)
         start, history = state["step"], state["losses"].tolist()
         gen.set_state(state["generator"].to("cpu"))  # generator states live on the CPU
-    if start > steps:
-        raise ValueError(f"checkpoint {checkpoint} holds {start} steps, more than steps={steps}")
+        planned = int(state.get("planned_steps", steps))
+        if start > steps:
+            raise ValueError(f"checkpoint {checkpoint} holds {start} steps, more than steps={steps}")
+        if cosine_decay and planned != steps:
+            raise ValueError(f"checkpoint {checkpoint} comes from a run planned for steps={planned} with cosine "
+                             f"decay; resume it with steps={planned}, or pass cosine_decay=False")
+
+    def save(step_done):
+        save_checkpoint(checkpoint, model, opt, sched, step=step_done, losses=history, generator=gen,
+                        planned_steps=steps)
 
     buf = torch.zeros(log_every, device=dev)
     t0 = time.perf_counter()
@@ -154,12 +167,15 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
                 history.extend(chunk.tolist())
                 bar.update(n)
                 bar.set_postfix(loss=f"{chunk.mean():.4f}")
+                if checkpoint is not None and checkpoint_every and step + 1 < steps and \
+                        (step + 1) // checkpoint_every > (step + 1 - n) // checkpoint_every:
+                    save(step + 1)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
     model.eval()
     if checkpoint is not None and steps > start:
-        save_checkpoint(checkpoint, model, opt, sched, step=steps, losses=history, generator=gen)
+        save(steps)
     return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(dev), steps_run=steps - start)
 
 
@@ -173,7 +189,8 @@ def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):
             "or a schedule whose velocity diverges at the times you sample.")
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, losses, generator=None):
+def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, losses, generator=None,
+                    planned_steps: int | None = None):
     """Save training state to ``path`` atomically (write a temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,10 +201,15 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, l
         state["scheduler"] = scheduler.state_dict()
     if generator is not None:
         state["generator"] = generator.get_state()
+    if planned_steps is not None:
+        state["planned_steps"] = int(planned_steps)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
         torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,150 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from fmlearn import (Gaussian, GaussianMixture, energy_distance, energy_distance_floor, energy_distance_to,
+                     fraction_near_modes, mode_fractions)
+
+
+def randn(n, d, seed, shift=0.0):
+    return shift + torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("n, m, shift", [(50, 50, 0.0), (80, 33, 0.7), (200, 150, -2.0)])
+def test_1d_vs_scipy(n, m, shift):
+    """1-D energy distance vs scipy.stats.energy_distance(u, v)**2 (scipy = sqrt(2) * L2 distance of the CDFs)."""
+    u, v = randn(n, 1, 0), randn(m, 1, 1, shift)
+    want = stats.energy_distance(u[:, 0].numpy(), v[:, 0].numpy()) ** 2
+    assert energy_distance(u, v) == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_vs_brute_force_double_loop():
+    """2-D energy distance vs the V-statistic 2 E|X-Y| - E|X-X'| - E|Y-Y'| summed by hand in Python loops."""
+    x, y = randn(17, 2, 2).numpy(), randn(11, 2, 3, 0.5).numpy()
+
+    def mean_dist(a, b):
+        return sum(math.dist(p, q) for p in a for q in b) / (len(a) * len(b))
+
+    want = 2 * mean_dist(x, y) - mean_dist(x, x) - mean_dist(y, y)
+    assert energy_distance(torch.tensor(x), torch.tensor(y)) == pytest.approx(want, rel=1e-10)
+
+
+def test_chunking_does_not_change_value():
+    """More points than one cdist chunk (2048) give the same value as scipy in 1-D."""
+    u, v = randn(2500, 1, 4), randn(300, 1, 5, 0.2)
+    want = stats.energy_distance(u[:, 0].numpy(), v[:, 0].numpy()) ** 2
+    assert energy_distance(u, v) == pytest.approx(want, rel=1e-8)
+
+
+def test_zero_on_identical_sets_and_symmetric():
+    """energy_distance(x, x) is 0, and swapping the arguments leaves the value unchanged."""
+    x, y = randn(40, 3, 6), randn(25, 3, 7, 1.0)
+    assert energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert energy_distance(x, y) == pytest.approx(energy_distance(y, x), rel=1e-12)
+    assert energy_distance(x, y) > 0
+
+
+def test_float32_input():
+    """float32 inputs give the float64 value (computed in double)."""
+    x, y = randn(30, 2, 8), randn(30, 2, 9, 0.3)
+    assert energy_distance(x.float(), y.float()) == pytest.approx(energy_distance(x.float().double(),
+                                                                                  y.float().double()), rel=1e-12)
+
+
+@pytest.mark.parametrize("dist", [Gaussian.standard(2), GaussianMixture.symmetric_2d(n_modes=5, radius=4.0)],
+                         ids=["gaussian", "mixture"])
+def test_floor_vs_empirical_mean(dist):
+    """energy_distance_floor(dist, n) vs the empirical mean of energy_distance between two independent n-sets over
+    400 repeats (n = 50), within 4 standard errors of that mean."""
+    n, reps = 50, 400
+    g = torch.Generator().manual_seed(10)
+    vals = np.array([energy_distance(dist.sample(n, generator=g), dist.sample(n, generator=g)) for _ in range(reps)])
+    floor = energy_distance_floor(dist, n, n_ref=3000, generator=torch.Generator().manual_seed(11))
+    se = vals.std(ddof=1) / math.sqrt(reps)
+    assert abs(vals.mean() - floor) < 4 * se, (vals.mean(), floor, se)
+
+
+def test_floor_scales_as_one_over_n():
+    """The floor is 2 E|X - X'| / n: with the same reference draws, floor(n) * n is the same for every n."""
+    d = Gaussian.standard(2)
+    f = [energy_distance_floor(d, n, n_ref=500, generator=torch.Generator().manual_seed(0)) * n for n in (10, 100)]
+    assert f[0] == pytest.approx(f[1], rel=1e-12)
+    # and 2 E|X - X'| for N(0, I_2): E|X - X'| = sqrt(2) * E|Z| with |Z| Rayleigh, mean sqrt(pi / 2)
+    assert f[0] == pytest.approx(2 * math.sqrt(2) * math.sqrt(math.pi / 2), rel=0.05)
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.0, True])
+def test_floor_bad_n(n):
+    """n that is not a positive int raises ValueError naming n."""
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        energy_distance_floor(Gaussian.standard(2), n)
+
+
+def test_energy_distance_to_vs_manual_average():
+    """energy_distance_to(dist, x, repeats) vs the average of energy_distance to fresh sets drawn from the same
+    generator stream by hand."""
+    d = Gaussian([1.0, -1.0], 0.5)
+    x = randn(40, 2, 12)
+    got = energy_distance_to(d, x, repeats=3, generator=torch.Generator().manual_seed(13))
+    g = torch.Generator().manual_seed(13)
+    want = np.mean([energy_distance(x, d.sample(40, generator=g)) for _ in range(3)])
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_energy_distance_bad_input():
+    """Mismatched dimensions or non-finite points raise ValueError naming the argument."""
+    with pytest.raises(ValueError, match="y must have shape"):
+        energy_distance(torch.zeros(3, 2), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="x must be finite"):
+        energy_distance(torch.tensor([[float("nan"), 0.0]]), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="repeats"):
+        energy_distance_to(Gaussian.standard(2), torch.zeros(3, 2), repeats=0)
+
+
+def brute_nearest_mean_fractions(means, x):
+    counts = np.zeros(len(means))
+    for p in x:
+        counts[int(np.argmin([np.sum((p - m) ** 2) for m in means]))] += 1
+    return counts / len(x)
+
+
+def test_mode_fractions_vs_nearest_mean():
+    """mode_fractions (Bayes assignment) vs a brute-force nearest-mean loop (equal weights, equal isotropic stds)."""
+    gm = GaussianMixture.symmetric_2d(n_modes=7, radius=5.0, std=1.5)
+    x = gm.sample(600, generator=torch.Generator().manual_seed(14))
+    want = brute_nearest_mean_fractions(gm.means.double().numpy(), x.double().numpy())
+    got = mode_fractions(gm, x)
+    assert got.shape == (7,)
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+
+
+def test_mode_fractions_unequal_weights_vs_bayes():
+    """With unequal weights and stds, mode_fractions vs argmax_k w_k N(x; m_k, s_k^2) computed with scipy."""
+    means, stds, w = np.array([[0.0, 0.0], [2.0, 0.0]]), np.array([0.5, 2.0]), np.array([0.8, 0.2])
+    gm = GaussianMixture(means, stds, w)
+    x = np.random.default_rng(15).uniform(-4, 6, size=(500, 2))
+    dens = np.stack([wk * stats.multivariate_normal(m, s**2 * np.eye(2)).pdf(x) for m, s, wk in zip(means, stds, w)], 1)
+    want = np.bincount(dens.argmax(1), minlength=2) / len(x)
+    np.testing.assert_allclose(mode_fractions(gm, torch.tensor(x)).numpy(), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_std", [0.5, 2.0, 4.0])
+def test_fraction_near_modes_vs_loop(n_std):
+    """fraction_near_modes vs a brute-force loop: share of points within n_std * std of some mean."""
+    gm = GaussianMixture.symmetric_2d(n_modes=5, radius=6.0, std=0.8)
+    x = np.random.default_rng(16).uniform(-9, 9, size=(400, 2))
+    means = gm.means.double().numpy()
+    want = np.mean([any(np.linalg.norm(p - m) / 0.8 <= n_std for m in means) for p in x])
+    assert fraction_near_modes(gm, torch.tensor(x), n_std=n_std) == pytest.approx(want, abs=1e-12)
+
+
+def test_fraction_near_modes_diagonal_stds():
+    """With diagonal stds, "near" is measured in the standardised metric |(x - m) / s| (brute-force loop)."""
+    means, stds = np.array([[0.0, 0.0], [5.0, 5.0]]), np.array([[0.5, 2.0], [1.0, 1.0]])
+    gm = GaussianMixture(means, stds)
+    x = np.random.default_rng(17).uniform(-3, 8, size=(300, 2))
+    want = np.mean([any(np.linalg.norm((p - m) / s) <= 1.5 for m, s in zip(means, stds)) for p in x])
+    assert fraction_near_modes(gm, torch.tensor(x), n_std=1.5) == pytest.approx(want, abs=1e-12)

@@ -1,0 +1,133 @@
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.collections import PathCollection, QuadMesh
+from matplotlib.quiver import Quiver
+
+from fmlearn import MLP, AffineGaussianPath, GaussianMixture, MixtureOracle
+from fmlearn import plotting as P
+
+
+def labelled(ax, title):
+    return ax.get_title() == title and ax.get_xlabel() != "" and ax.get_ylabel() != ""
+
+
+def test_backend_is_agg():
+    """The tests run headless: the backend conftest selects is Agg."""
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+@pytest.mark.parametrize("n", [1, 37, 500])
+def test_plot_samples_draws_every_point(n):
+    """plot_samples: one scatter whose offsets are exactly the given points; title and axis labels set."""
+    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(n))
+    ax = P.plot_samples(x, title="my samples")
+    colls = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(colls) == 1
+    np.testing.assert_allclose(colls[0].get_offsets(), x.numpy(), rtol=1e-6)
+    assert labelled(ax, "my samples")
+    assert ax.get_xlim() == P.DEFAULT_EXTENT[:2] and ax.get_ylim() == P.DEFAULT_EXTENT[2:]
+
+
+def test_plot_samples_on_given_ax_and_numpy():
+    """plot_samples draws on the ax it is given (returns it) and accepts NumPy arrays; extent=None autoscale."""
+    fig, ax = plt.subplots()
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    assert P.plot_samples(x, ax=ax, extent=None) is ax
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), x)
+    assert ax.get_xlim() != P.DEFAULT_EXTENT[:2]
+
+
+def test_plot_density_values():
+    """plot_density's mesh holds exp(log_prob) on the grid (vs the mixture density evaluated at grid_points)."""
+    gm = GaussianMixture.symmetric_2d(n_modes=3, radius=2.0)
+    extent = (-4.0, 4.0, -3.0, 3.0)
+    ax = P.plot_density(gm.log_prob, extent=extent, n=30, title="p")
+    mesh = [c for c in ax.collections if isinstance(c, QuadMesh)]
+    assert len(mesh) == 1
+    X, Y, pts = P.grid_points(extent, 30)
+    want = torch.exp(gm.log_prob(pts)).numpy()
+    np.testing.assert_allclose(np.asarray(mesh[0].get_array()).ravel(), want, rtol=1e-6)
+    assert labelled(ax, "p")
+
+
+def test_grid_points_vs_linspace():
+    """grid_points: an n x n meshgrid of linspace over the extent, flattened row by row."""
+    X, Y, pts = P.grid_points((-1.0, 1.0, 0.0, 2.0), 5)
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(0, 2, 5)
+    assert pts.shape == (25, 2)
+    np.testing.assert_allclose(pts[:, 0].numpy(), np.tile(xs, 5), rtol=1e-6)
+    np.testing.assert_allclose(pts[:, 1].numpy(), np.repeat(ys, 5), rtol=1e-6)
+
+
+def test_plot_trajectories():
+    """plot_trajectories: n lines (one per particle) plus start and end scatters of n points; labels set."""
+    traj = torch.randn(6, 40, 2, generator=torch.Generator().manual_seed(1))
+    ax = P.plot_trajectories(traj, n=25, title="paths")
+    assert len(ax.lines) == 25
+    scat = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(scat) == 2
+    np.testing.assert_allclose(scat[0].get_offsets(), traj[0, :25].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(scat[1].get_offsets(), traj[-1, :25].numpy(), rtol=1e-6)
+    assert labelled(ax, "paths")
+
+
+def test_plot_vector_field_with_oracle_and_model():
+    """plot_vector_field: quiver arrows equal velocity(grid, t) (oracle); a model with parameters works too."""
+    oracle = MixtureOracle(GaussianMixture.symmetric_2d(n_modes=3, radius=2.0), AffineGaussianPath())
+    extent = (-3.0, 3.0, -3.0, 3.0)
+    ax = P.plot_vector_field(oracle, 0.5, extent=extent, n=9)
+    q = [c for c in ax.collections if isinstance(c, Quiver)]
+    assert len(q) == 1
+    _, _, pts = P.grid_points(extent, 9)
+    v = oracle(pts, 0.5).numpy()
+    np.testing.assert_allclose(q[0].U.ravel(), v[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(q[0].V.ravel(), v[:, 1], rtol=1e-5)
+    assert labelled(ax, "velocity at t = 0.50")
+    ax2 = P.plot_vector_field(MLP(2, hidden=8), 0.2, n=5, title="model")
+    assert labelled(ax2, "model")
+
+
+def test_plot_loss():
+    """plot_loss: the raw curve has every loss, the running mean has len - window + 1 points; log y; labels set."""
+    losses = np.random.default_rng(2).random(250) + 0.1
+    ax = P.plot_loss(losses, window=50)
+    assert len(ax.lines) == 2
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), losses)
+    c = np.concatenate([[0.0], np.cumsum(losses)])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), (c[50:] - c[:-50]) / 50)
+    assert ax.get_yscale() == "log"
+    assert labelled(ax, "training loss")
+    short = P.plot_loss(losses[:10], window=50)  # shorter than the window: raw curve only
+    assert len(short.lines) == 1
+
+
+def test_plot_mode_fractions():
+    """plot_mode_fractions: one bar per mode with the given heights, a line at 1/K; labels set."""
+    f = torch.tensor([0.1, 0.3, 0.2, 0.4])
+    ax = P.plot_mode_fractions(f, title="modes")
+    assert len(ax.containers) == 1
+    heights = [p.get_height() for p in ax.containers[0]]
+    np.testing.assert_allclose(heights, f.numpy(), rtol=1e-6)
+    assert any(np.allclose(line.get_ydata(), 0.25) for line in ax.lines)
+    assert labelled(ax, "modes")
+
+
+def test_plot_marginals():
+    """plot_marginals: one panel per requested time, each titled with the nearest grid time, with the densities."""
+    times = torch.linspace(0, 1, 11)
+    traj = torch.randn(11, 30, 2, generator=torch.Generator().manual_seed(3))
+    oracle = MixtureOracle(GaussianMixture.symmetric_2d(n_modes=3, radius=2.0), AffineGaussianPath())
+    fig = P.plot_marginals(traj, times, show_at=(0.0, 0.33, 1.0),
+                           densities=lambda t: (lambda x: oracle.log_prob(x, t)), suptitle="flow")
+    axes = fig.axes
+    assert len(axes) == 3
+    assert [a.get_title() for a in axes] == ["t = 0.00", "t = 0.30", "t = 1.00"]
+    assert fig._suptitle.get_text() == "flow"
+    for a, i in zip(axes, (0, 3, 10)):
+        pts = [c for c in a.collections if isinstance(c, PathCollection)][0].get_offsets()
+        np.testing.assert_allclose(pts, traj[i].numpy(), rtol=1e-6)
+        assert a.get_xlabel() and a.get_ylabel()
+        assert any(isinstance(c, QuadMesh) for c in a.collections)

@@ -1,0 +1,355 @@
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fmlearn
+from fmlearn import (MLP, AffineGaussianPath, Gaussian, NonFiniteLossError, TrainResult, cfm_loss, load_checkpoint,
+                     sample, save_checkpoint, train)
+from fmlearn import training as training_mod
+
+TARGET = Gaussian(mean=[3.0, -2.0], std=0.5)
+
+
+def small_model(seed=0, hidden=32):
+    torch.manual_seed(seed)
+    return MLP(2, hidden=hidden, depth=2)
+
+
+def quick_train(model, steps, **kw):
+    kw.setdefault("batch_size", 64)
+    kw.setdefault("progress", False)
+    kw.setdefault("device", "cpu")
+    return train(model, kw.pop("path", AffineGaussianPath("condot")), kw.pop("target", TARGET), steps=steps, **kw)
+
+
+def _vp(t):
+    s = 1 - t
+    big_t = 0.1 * s + 0.5 * (20.0 - 0.1) * s**2
+    a = torch.exp(-big_t / 2)
+    da = 0.5 * (0.1 + (20.0 - 0.1) * s) * a
+    b = torch.sqrt(1 - a**2)
+    return a, b, da, -a * da / b
+
+
+# (alpha, beta, d_alpha, d_beta) written out by hand from each schedule's definition
+HAND = {
+    "condot": lambda t: (t, 1 - t, torch.ones_like(t), -torch.ones_like(t)),
+    "sqrt": lambda t: (t, torch.sqrt(1 - t), torch.ones_like(t), -0.5 / torch.sqrt(1 - t)),
+    "cosine": lambda t: (torch.sin(math.pi * t / 2), torch.cos(math.pi * t / 2),
+                         math.pi / 2 * torch.cos(math.pi * t / 2), -math.pi / 2 * torch.sin(math.pi * t / 2)),
+    "vp": _vp,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_cfm_loss_vs_manual(name):
+    """cfm_loss vs mean_i ||model(x_t, t) - (d_alpha x1 + d_beta x0)||^2 with the schedule written out by hand."""
+    model = small_model()
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(50, 2, generator=g), 3 + torch.randn(50, 2, generator=g)
+    t = 0.01 + 0.98 * torch.rand(50, generator=g)
+    a, b, da, db = (v[:, None] for v in HAND[name](t))
+    xt = a * x1 + b * x0
+    want = ((model(xt, t) - (da * x1 + db * x0)) ** 2).sum(dim=1).mean()
+    got = cfm_loss(model, AffineGaussianPath(name), x0, x1, t)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_cfm_loss_gradient_vs_manual():
+    """The gradient of cfm_loss w.r.t. the parameters equals the gradient of the hand-written loss."""
+    g = torch.Generator().manual_seed(1)
+    x0, x1, t = torch.randn(20, 2, generator=g), torch.randn(20, 2, generator=g), torch.rand(20, generator=g)
+    m1, m2 = small_model(), small_model()
+    cfm_loss(m1, AffineGaussianPath("condot"), x0, x1, t).backward()
+    xt = t[:, None] * x1 + (1 - t[:, None]) * x0
+    ((m2(xt, t) - (x1 - x0)) ** 2).sum(1).mean().backward()
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad)
+
+
+def test_train_learns_gaussian():
+    """Training on N([3, -2], 0.5^2) lowers the loss and brings the sampled mean much closer to [3, -2]
+    than the untrained model's samples (same source points)."""
+    model = small_model(hidden=64)
+    x0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1))
+    before = (sample(model, x0, steps=20, method="midpoint").x.mean(0) - TARGET.mean).norm()
+    res = quick_train(model, 300, batch_size=256, lr=3e-3)
+    after_x = sample(model, x0, steps=20, method="midpoint").x
+    after = (after_x.mean(0) - TARGET.mean).norm()
+    assert isinstance(res, TrainResult) and res.losses.shape == (300,) and res.steps_run == 300
+    assert res.losses[-50:].mean() < 0.5 * res.losses[:50].mean()
+    assert after < 0.2 < before, (before, after)
+    assert after < 0.1 * before
+    # and the spread approaches the target's std 0.5 (the untrained flow keeps roughly the source's 1)
+    assert torch.all((after_x.std(0) - 0.5).abs() < 0.15)
+
+
+def test_same_seed_same_history():
+    """Two runs with the same seed and init give identical loss histories; another seed differs."""
+    a = quick_train(small_model(), 60, seed=3).losses
+    b = quick_train(small_model(), 60, seed=3).losses
+    c = quick_train(small_model(), 60, seed=4).losses
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_history_independent_of_log_every():
+    """log_every only changes when losses are read back: the history is the same for 7, 25 and 100."""
+    runs = [quick_train(small_model(), 50, log_every=k).losses for k in (7, 25, 100)]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])
+
+
+class NaNAfter(nn.Module):
+    """Wraps a model; from call number ``k`` on (1-based) its output is NaN."""
+
+    def __init__(self, inner, k):
+        super().__init__()
+        self.inner, self.k, self.calls = inner, k, 0
+
+    def forward(self, x, t, **cond):
+        self.calls += 1
+        out = self.inner(x, t, **cond)
+        return out * float("nan") if self.calls >= self.k else out
+
+
+@pytest.mark.parametrize("k, steps, log_every", [(1, 10, 100), (37, 80, 10), (150, 300, 100), (300, 300, 7)])
+def test_nan_loss_names_the_step(k, steps, log_every):
+    """A model whose k-th call returns NaN makes train raise NonFiniteLossError naming step k (the wrapper's count);
+    the loop stops at the first loss read-back after it, i.e. after min(steps, ceil(k / log_every) * log_every) calls."""
+    model = NaNAfter(small_model(), k)
+    with pytest.raises(NonFiniteLossError, match=rf"at step {k} of {steps}\b"):
+        quick_train(model, steps, log_every=log_every)
+    assert model.calls == min(steps, math.ceil(k / log_every) * log_every)
+
+
+def test_nan_loss_after_resume_names_global_step(tmp_path):
+    """After resuming from a checkpoint at step 50, a NaN on the 30th new call is reported as step 80."""
+    ck = tmp_path / "ck.pt"
+    quick_train(NaNAfter(small_model(), 10**9), 50, checkpoint=ck, cosine_decay=False)
+    with pytest.raises(NonFiniteLossError, match=r"at step 80 of 120\b"):
+        quick_train(NaNAfter(small_model(), 30), 120, checkpoint=ck, log_every=16, cosine_decay=False)
+
+
+def test_nonfinite_error_is_floating_point_error():
+    """NonFiniteLossError can be caught as FloatingPointError (documented base class)."""
+    assert issubclass(NonFiniteLossError, FloatingPointError)
+
+
+def test_checkpoint_resume_matches_history(tmp_path):
+    """200 steps with a checkpoint, then steps=400 on the same file resumes: 400 losses, the first 200 equal
+    to the first run's; only the checkpoint file is left in the folder (atomic write, no .tmp)."""
+    ck = tmp_path / "run.pt"
+    first = quick_train(small_model(), 200, checkpoint=ck, cosine_decay=False)
+    assert sorted(os.listdir(tmp_path)) == ["run.pt"]
+    resumed = quick_train(small_model(seed=99), 400, checkpoint=ck, cosine_decay=False)  # weights from the checkpoint
+    assert resumed.losses.shape == (400,) and resumed.steps_run == 200
+    np.testing.assert_array_equal(resumed.losses[:200], first.losses)
+    assert sorted(os.listdir(tmp_path)) == ["run.pt"]
+    assert load_checkpoint(ck, small_model())["step"] == 400
+
+
+def test_checkpoint_resume_is_exact_without_decay(tmp_path):
+    """With a constant learning rate, 200 + 200 resumed steps equal an uninterrupted 400-step run, loss for loss,
+    and the final weights agree."""
+    ck = tmp_path / "run.pt"
+    quick_train(small_model(), 200, checkpoint=ck, cosine_decay=False)
+    m_resumed = small_model()
+    resumed = quick_train(m_resumed, 400, checkpoint=ck, cosine_decay=False)
+    m_full = small_model()
+    full = quick_train(m_full, 400, cosine_decay=False)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    for (k, a), b in zip(m_resumed.state_dict().items(), m_full.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+class FailAfter(torch.nn.Module):
+    """Wraps a model; its k-th call raises, like a run interrupted by the user."""
+
+    def __init__(self, inner, k):
+        super().__init__()
+        self.inner, self.k, self.calls = inner, k, 0
+
+    def forward(self, x, t, **cond):
+        self.calls += 1
+        if self.calls == self.k:
+            raise KeyboardInterrupt("interrupted")
+        return self.inner(x, t, **cond)
+
+
+def test_interrupted_run_resumes_exactly_with_default_cosine_decay(tmp_path):
+    """Default settings (cosine decay), saves every 100 steps, interrupted at call 250: resuming to 400 gives
+    the uninterrupted 400-step run, loss for loss and weight for weight."""
+    ck = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        quick_train(FailAfter(small_model(), 250), 400, checkpoint=ck, checkpoint_every=100, log_every=50)
+    never = 10**9  # same wrapper (same state_dict keys), never interrupting
+    assert load_checkpoint(ck, FailAfter(small_model(), never))["step"] == 200
+    m_resumed, m_full = FailAfter(small_model(), never), FailAfter(small_model(), never)
+    resumed = quick_train(m_resumed, 400, checkpoint=ck, log_every=50)
+    full = quick_train(m_full, 400, log_every=50)
+    assert resumed.steps_run == 200
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    for (k, a), b in zip(m_resumed.state_dict().items(), m_full.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_resume_with_another_plan_under_cosine_decay_is_refused(tmp_path):
+    """A cosine-decayed 200-step run cannot silently be stretched to 400 steps: ValueError naming both plans."""
+    ck = tmp_path / "run.pt"
+    quick_train(small_model(), 200, checkpoint=ck)
+    with pytest.raises(ValueError, match=r"steps=200.*cosine_decay=False"):
+        quick_train(small_model(), 400, checkpoint=ck)
+
+
+def test_checkpoint_with_more_steps_than_asked(tmp_path):
+    """A checkpoint holding 30 steps cannot be resumed with steps=20: ValueError naming both numbers."""
+    ck = tmp_path / "ck.pt"
+    quick_train(small_model(), 30, checkpoint=ck)
+    with pytest.raises(ValueError, match="30 steps.*steps=20"):
+        quick_train(small_model(), 20, checkpoint=ck)
+
+
+def test_checkpoint_same_steps_is_a_no_op(tmp_path):
+    """Resuming with steps equal to the saved step runs nothing and returns the saved history unchanged."""
+    ck = tmp_path / "ck.pt"
+    first = quick_train(small_model(), 30, checkpoint=ck)
+    mtime = ck.stat().st_mtime_ns
+    again = quick_train(small_model(), 30, checkpoint=ck)
+    np.testing.assert_array_equal(again.losses, first.losses)
+    assert again.steps_run == 0 and ck.stat().st_mtime_ns == mtime
+
+
+def test_save_load_round_trip(tmp_path):
+    """load_checkpoint restores a state_dict equal to the saved one, plus step, losses and optimizer state."""
+    src = small_model(seed=1)
+    opt = torch.optim.Adam(src.parameters(), lr=1e-2)
+    src(torch.randn(4, 2), 0.5).sum().backward()
+    opt.step()
+    ck = tmp_path / "sub" / "ck.pt"  # the folder is created
+    save_checkpoint(ck, src, opt, step=7, losses=[1.0, 0.5, 0.25])
+    dst = small_model(seed=2)
+    opt2 = torch.optim.Adam(dst.parameters(), lr=1.0)
+    state = load_checkpoint(ck, dst, opt2)
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert state["step"] == 7
+    np.testing.assert_array_equal(state["losses"].numpy(), [1.0, 0.5, 0.25])
+    assert opt2.param_groups[0]["lr"] == 1e-2
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert os.listdir(ck.parent) == ["ck.pt"]
+
+
+def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    """If writing fails midway, the previous checkpoint is intact and no temporary file is left behind."""
+    ck = tmp_path / "ck.pt"
+    model = small_model(seed=1)
+    save_checkpoint(ck, model, step=1, losses=[1.0])
+    before = ck.read_bytes()
+
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training_mod.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(ck, small_model(seed=2), step=2, losses=[1.0, 0.5])
+    assert os.listdir(tmp_path) == ["ck.pt"]
+    assert ck.read_bytes() == before
+
+
+def test_load_missing_checkpoint(tmp_path):
+    """A missing file raises FileNotFoundError naming it."""
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt", small_model())
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(steps=0), ValueError, "steps"),
+    (dict(steps=-3), ValueError, "steps"),
+    (dict(steps=2.5), TypeError, "steps"),
+    (dict(batch_size=-1), ValueError, "batch_size"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(lr=float("nan")), ValueError, "lr"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(lr=-1e-3), ValueError, "lr"),
+    (dict(lr=float("inf")), ValueError, "lr"),
+    (dict(log_every=0), ValueError, "log_every"),
+    (dict(model=lambda x, t: x), TypeError, "model must be a torch.nn.Module"),
+    (dict(path="condot"), TypeError, "path must be an AffineGaussianPath"),
+    (dict(target=[1, 2, 3]), TypeError, "target must have a sample"),
+    (dict(device="cuda:0" if not torch.cuda.is_available() else "warp"), ValueError, "device"),
+])
+def test_bad_inputs(kwargs, exc, match):
+    """Bad arguments to train raise with a message naming the argument."""
+    args = dict(model=small_model(), path=AffineGaussianPath(), target=TARGET, steps=5, progress=False)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        train(args.pop("model"), args.pop("path"), args.pop("target"), **args)
+
+
+def test_smoothed_vs_numpy_running_mean():
+    """TrainResult.smoothed(w) vs a running mean computed by hand with cumulative sums."""
+    losses = np.random.default_rng(0).random(50)
+    res = TrainResult(losses=losses, seconds=0.0, device="cpu")
+    c = np.concatenate([[0.0], np.cumsum(losses)])
+    np.testing.assert_allclose(res.smoothed(10), (c[10:] - c[:-10]) / 10)
+    np.testing.assert_allclose(res.smoothed(500), [losses.mean()])  # window clipped to the length
+
+
+def test_custom_source_and_time_sampler():
+    """source and time_sampler are used: with t fixed at 1 and CondOT, x_t = x1 and the target is x1 - x0, so the
+    first loss equals the hand-computed loss on the batch drawn from the same generator."""
+    seen = {}
+
+    def t_one(n, generator, device):
+        return torch.ones(n, device=device)
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = small_model()
+
+        def forward(self, x, t):
+            if "x" not in seen:
+                seen["x"], seen["t"] = x.detach().clone(), t.detach().clone()
+            return self.inner(x, t)
+
+    model = Rec()
+    ref_inner = small_model()
+    source = Gaussian([10.0, 10.0], 0.1)
+    res = quick_train(model, 1, source=source, time_sampler=t_one, seed=5)
+    g = torch.Generator().manual_seed(5)
+    x1 = TARGET.sample(64, generator=g)
+    x0 = source.sample(64, generator=g)
+    torch.testing.assert_close(seen["x"], x1)
+    assert torch.equal(seen["t"], torch.ones(64))
+    with torch.no_grad():
+        want = ((ref_inner(x1, 1.0) - (x1 - x0)) ** 2).sum(1).mean().item()
+    assert res.losses[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_model_left_in_eval_mode_on_device():
+    """After train the model is in eval mode on the training device (as documented)."""
+    model = small_model()
+    res = quick_train(model, 3)
+    assert not model.training and res.device == "cpu"
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_amp_on_cpu_runs():
+    """amp=True on the CPU (bfloat16 autocast) trains to finite losses close to the float32 run's first loss."""
+    a = quick_train(small_model(), 5, amp=True).losses
+    b = quick_train(small_model(), 5, amp=False).losses
+    assert np.isfinite(a).all()
+    assert a[0] == pytest.approx(b[0], rel=0.05)
+
+
+def test_exported_names():
+    """The training names are re-exported at the package top level."""
+    assert fmlearn.train is train and fmlearn.NonFiniteLossError is NonFiniteLossError
