@@ -102,16 +102,18 @@ def plot_vector_field(velocity: Callable, t: float, ax=None, extent: Extent = DE
     return _finish(ax, title or f"velocity at t = {t:.2f}", extent)
 
 
-def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss"):
-    """Per-step loss (faint) and its running mean over ``window`` steps."""
+def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", color: str = "C0",
+              label: str | None = None):
+    """Per-step loss (faint) and its running mean over ``window`` steps (labelled ``label``)."""
     ax = _ax(ax)
     losses = _np(losses)
-    ax.plot(losses, color="C0", alpha=0.25, lw=0.5, label="per step")
+    ax.plot(losses, color=color, alpha=0.25, lw=0.5)
     if len(losses) >= window:
         ax.plot(np.arange(window - 1, len(losses)), np.convolve(losses, np.ones(window) / window, "valid"),
-                color="C0", label=f"mean of {window}")
+                color=color, label=f"{label + ': ' if label else ''}mean of {window} steps")
     ax.set(title=title, xlabel="step", ylabel="CFM loss", yscale="log")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return ax
 
 
