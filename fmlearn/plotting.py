@@ -42,13 +42,17 @@ def grid_points(extent: Extent = DEFAULT_EXTENT, n: int = 200) -> tuple[np.ndarr
 
 
 def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], ax=None, extent: Extent = DEFAULT_EXTENT,
-                 n: int = 200, title: str = "density", cmap: str = "viridis"):
-    """Heat map of exp(log_prob) on a grid; ``log_prob`` maps (m, 2) points to (m,)."""
+                 n: int = 200, title: str = "density", cmap: str = "viridis", contour: bool = False):
+    """exp(log_prob) on a grid, as a heat map or (``contour=True``) as black contour
+    lines that leave what is drawn underneath visible; ``log_prob`` maps (m, 2) points to (m,)."""
     ax = _ax(ax)
     X, Y, pts = grid_points(extent, n)
     with torch.no_grad():
         Z = _np(torch.exp(log_prob(pts))).reshape(X.shape)
-    ax.pcolormesh(X, Y, Z, cmap=cmap, shading="auto")
+    if contour:
+        ax.contour(X, Y, Z, levels=np.linspace(0, Z.max(), 6)[1:], colors="black", linewidths=0.6)
+    else:
+        ax.pcolormesh(X, Y, Z, cmap=cmap, shading="auto")
     return _finish(ax, title, extent)
 
 
@@ -65,14 +69,15 @@ def plot_marginals(trajectory, times: Sequence[float], show_at: Sequence[float] 
                    densities: Callable[[float], Callable] | None = None, extent: Extent = DEFAULT_EXTENT,
                    suptitle: str = "marginals p_t"):
     """One panel per t in ``show_at``: samples of the trajectory (T, n, 2) at the
-    nearest grid time, over the exact density ``densities(t)`` (a log_prob) if given."""
+    nearest grid time, under contour lines of the exact density ``densities(t)`` (a log_prob) if given."""
     times = _np(times)
     fig, axes = plt.subplots(1, len(show_at), figsize=(3.0 * len(show_at), 3.2), squeeze=False)
     for ax, t in zip(axes[0], show_at):
         i = int(np.argmin(np.abs(times - t)))
+        plot_samples(trajectory[i], ax=ax, extent=extent, title=f"t = {times[i]:.2f}", s=0.5, alpha=0.3)
         if densities is not None:
-            plot_density(densities(float(times[i])), ax=ax, extent=extent, n=120, cmap="Greys")
-        plot_samples(trajectory[i], ax=ax, extent=extent, title=f"t = {times[i]:.2f}", s=1.0, alpha=0.4)
+            plot_density(densities(float(times[i])), ax=ax, extent=extent, n=120, contour=True,
+                         title=f"t = {times[i]:.2f}")
     fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
@@ -104,13 +109,18 @@ def plot_vector_field(velocity: Callable, t: float, ax=None, extent: Extent = DE
 
 def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", color: str = "C0",
               label: str | None = None):
-    """Per-step loss (faint) and its running mean over ``window`` steps (labelled ``label``)."""
+    """Per-step loss (faint) and its running median over ``window`` steps (labelled ``label``).
+
+    A median, not a mean: one heavy-tailed batch would lift a running mean for
+    ``window`` steps and draw a block that looks like instability.
+    """
     ax = _ax(ax)
     losses = _np(losses)
     ax.plot(losses, color=color, alpha=0.25, lw=0.5)
     if len(losses) >= window:
-        ax.plot(np.arange(window - 1, len(losses)), np.convolve(losses, np.ones(window) / window, "valid"),
-                color=color, label=f"{label + ': ' if label else ''}mean of {window} steps")
+        medians = np.median(np.lib.stride_tricks.sliding_window_view(losses, window), axis=1)
+        ax.plot(np.arange(window - 1, len(losses)), medians, color=color,
+                label=f"{label + ': ' if label else ''}median of {window} steps")
     ax.set(title=title, xlabel="step", ylabel="CFM loss", yscale="log")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
