@@ -180,10 +180,10 @@ def test_gaussian_sample_moments_and_seeding():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(means=[1.0, 2.0]), "means"),
     (dict(means=MEANS, stds=[1.0, 2.0]), "stds"),
-    (dict(means=MEANS, stds=-1.0), "stds"),
+    (dict(means=MEANS, stds=-1.0), r"stds must be > 0, got minimum -1"),
     (dict(means=MEANS, weights=[0.5, 0.5]), "weights"),
-    (dict(means=MEANS, weights=[0.5, 0.6, -0.1]), "weights"),
-    (dict(means=MEANS, weights=[0.2, 0.2, 0.2]), "weights"),
+    (dict(means=MEANS, weights=[0.5, 0.6, -0.1]), r"weights must be >= 0"),
+    (dict(means=MEANS, weights=[0.2, 0.2, 0.2]), r"weights must sum to 1, got sum 0.6"),
     (dict(means=[[0.0, float("nan")]]), "means"),
 ])
 def test_mixture_bad_input(kwargs, match):
