@@ -247,14 +247,7 @@ def sample_checks(samples):
 
 
 def velocity_errors(model, oracle, times=(0.1, 0.5, 0.9, 0.99)):
-    errors = {}
-    for t in times:
-        xt = oracle.marginal(t).sample(4000, generator=gen)
-        exact = oracle.velocity(xt, t)
-        with torch.no_grad():
-            learned = model(xt.to(next(model.parameters()).device), t).cpu()
-        errors[t] = ((learned - exact).norm() / exact.norm()).item()
-    return errors
+    return {t: fm.velocity_error(model, oracle, t, n=4000, generator=gen)[0] for t in times}
 
 
 def report(label, fractions, near, ratio, errors=None):

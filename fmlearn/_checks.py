@@ -11,8 +11,8 @@ def as_tensor(name: str, value, *, dtype=None, device=None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         out = value
     else:
-        try:
-            out = torch.as_tensor(value)
+        try:  # convert straight to the asked dtype: a list of floats must not pass through float32
+            out = torch.as_tensor(value, dtype=dtype) if dtype is not None else torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"{name} must be a tensor or array of numbers, got {type(value).__name__}") from err
     if out.dtype == torch.bool or out.is_complex():

@@ -96,15 +96,31 @@ def plot_trajectories(trajectory, ax=None, n: int = 100, extent: Extent | None =
 
 
 def plot_vector_field(velocity: Callable, t: float, ax=None, extent: Extent = DEFAULT_EXTENT, n: int = 21,
-                      title: str | None = None, color: str = "C0"):
-    """Arrows of ``velocity(x, t)`` on an n x n grid at time t."""
+                      title: str | None = None, color: str = "C0", scale: float | None = None):
+    """Arrows of ``velocity(x, t)`` on an n x n grid at time t.
+
+    By default matplotlib scales the arrows to fit each panel; give ``scale`` (velocity
+    units per data unit of arrow length) to draw several panels on one common scale.
+    """
     ax = _ax(ax)
     X, Y, pts = grid_points(extent, n)
     with torch.no_grad():
         params = next(iter(velocity.parameters()), None) if hasattr(velocity, "parameters") else None
         v = _np(velocity(pts.to(params.device) if params is not None else pts, t))
-    ax.quiver(X, Y, v[:, 0].reshape(X.shape), v[:, 1].reshape(X.shape), color=color, angles="xy")
+    fixed = {} if scale is None else {"scale_units": "xy", "scale": scale}
+    ax.quiver(X, Y, v[:, 0].reshape(X.shape), v[:, 1].reshape(X.shape), color=color, angles="xy", **fixed)
     return _finish(ax, title or f"velocity at t = {t:.2f}", extent)
+
+
+def plot_marginal_field(oracle, t: float, ax=None, extent: Extent = DEFAULT_EXTENT, n_arrows: int = 15,
+                        title: str | None = None, scale: float = 5.0):
+    """The exact marginal p_t (heat map) and marginal velocity u_t (arrows, ``scale``
+    velocity units per data unit, the same in every panel) of a
+    :class:`~fmlearn.oracle.MixtureOracle` at time t: one panel of the path explorer."""
+    ax = _ax(ax)
+    plot_density(oracle.marginal(t).log_prob, ax=ax, extent=extent, n=120, cmap="Blues")
+    plot_vector_field(oracle, t, ax=ax, extent=extent, n=n_arrows, color="C3", scale=scale)
+    return _finish(ax, title or f"{oracle.path.schedule.name}, t = {t:.2f}", extent)
 
 
 def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", color: str = "C0",

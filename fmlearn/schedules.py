@@ -113,6 +113,36 @@ class Cosine(Schedule):
         return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
 
 
+class Polynomial(Schedule):
+    """alpha_t = t^n, beta_t = 1 - t^n (n >= 1): n = 1 is CondOT; larger n lingers near the noise.
+
+    (n < 1 would start with infinite speed, d_alpha_0 = inf, so it is refused.)
+    """
+
+    name = "polynomial"
+
+    def __init__(self, n: float = 2.0):
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not n >= 1 or not math.isfinite(n):
+            raise ValueError(f"n must be a finite number >= 1, got {n!r}")
+        self.n = float(n)
+        super().__init__()
+
+    def alpha(self, t):
+        return t**self.n
+
+    def beta(self, t):
+        return 1 - t**self.n
+
+    def d_alpha(self, t):
+        return self.n * t ** (self.n - 1)
+
+    def d_beta(self, t):
+        return -self.d_alpha(t)
+
+    def __repr__(self):
+        return f"Polynomial(n={self.n:g})"
+
+
 class VP(Schedule):
     """The variance-preserving (DDPM) schedule in flow-matching time.
 
@@ -155,7 +185,7 @@ class VP(Schedule):
         return f"VP(beta_min={self.beta_min}, beta_max={self.beta_max})"
 
 
-SCHEDULES = {"condot": CondOT, "sqrt": Sqrt, "cosine": Cosine, "vp": VP}
+SCHEDULES = {"condot": CondOT, "sqrt": Sqrt, "cosine": Cosine, "vp": VP, "polynomial": Polynomial}
 
 
 def get_schedule(name: str | Schedule) -> Schedule:

@@ -148,3 +148,18 @@ def test_fraction_near_modes_diagonal_stds():
     x = np.random.default_rng(17).uniform(-3, 8, size=(300, 2))
     want = np.mean([any(np.linalg.norm((p - m) / s) <= 1.5 for m, s in zip(means, stds)) for p in x])
     assert fraction_near_modes(gm, torch.tensor(x), n_std=1.5) == pytest.approx(want, abs=1e-12)
+
+
+def test_velocity_error_vs_direct_computation():
+    """velocity_error of a perturbed oracle (u + 0.1 * x) equals the hand computation on the same p_t samples."""
+    from fmlearn import AffineGaussianPath, MixtureOracle, velocity_error
+
+    target = GaussianMixture.symmetric_2d()
+    oracle = MixtureOracle(target, AffineGaussianPath("condot"))
+    model = lambda x, t: oracle.velocity(x, t) + 0.1 * x  # noqa: E731
+    rel, rms = velocity_error(model, oracle, 0.4, n=500, generator=torch.Generator().manual_seed(3))
+    x = oracle.marginal(0.4).sample(500, generator=torch.Generator().manual_seed(3))
+    u = oracle.velocity(x, 0.4)
+    assert abs(rel - float((0.1 * x).norm() / u.norm())) < 1e-6
+    assert abs(rms - float(0.1 * x.pow(2).sum(1).mean().sqrt())) < 1e-6
+    assert velocity_error(oracle, oracle, 0.4, n=100) == (0.0, 0.0)

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from fmlearn import VP, CondOT, Cosine, Schedule, Sqrt, get_schedule
+from fmlearn import VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
 from fmlearn.schedules import SCHEDULES
 
-ALL = [CondOT, Sqrt, Cosine, VP]
+ALL = [CondOT, Sqrt, Cosine, VP, Polynomial, lambda: Polynomial(3.0)]
 T_INNER = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
 H = 1e-6
 
@@ -151,3 +151,18 @@ def test_schedule_base_is_abstract():
     """The bare base class has no alpha: constructing it raises NotImplementedError."""
     with pytest.raises(NotImplementedError):
         Schedule()
+
+
+@pytest.mark.parametrize("n", [0.5, 0.0, float("nan"), True])
+def test_polynomial_refuses_bad_exponent(n):
+    """Polynomial(n) needs a finite n >= 1 (n < 1 starts at infinite speed): ValueError naming n."""
+    with pytest.raises(ValueError, match=r"n must be a finite number >= 1"):
+        Polynomial(n)
+
+
+def test_polynomial_one_is_condot():
+    """Polynomial(1) coincides with CondOT on a grid (alpha, beta and both derivatives)."""
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    p, c = Polynomial(1.0), CondOT()
+    for f in ("alpha", "beta", "d_alpha", "d_beta"):
+        torch.testing.assert_close(getattr(p, f)(t), getattr(c, f)(t))

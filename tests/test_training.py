@@ -4,11 +4,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from scipy import stats
+from scipy.special import logit
 from torch import nn
 
 import fmlearn
 from fmlearn import (MLP, AffineGaussianPath, Gaussian, NonFiniteLossError, TrainResult, cfm_loss, load_checkpoint,
-                     sample, save_checkpoint, train)
+                     logit_normal_time, sample, save_checkpoint, train)
 from fmlearn import training as training_mod
 
 TARGET = Gaussian(mean=[3.0, -2.0], std=0.5)
@@ -353,3 +355,76 @@ def test_amp_on_cpu_runs():
 def test_exported_names():
     """The training names are re-exported at the package top level."""
     assert fmlearn.train is train and fmlearn.NonFiniteLossError is NonFiniteLossError
+    assert fmlearn.logit_normal_time is logit_normal_time
+
+
+def logit_normal_cdf(t, mean, std):
+    """P(T <= t) = Phi((logit(t) - mean) / std), with scipy's logit and normal CDF."""
+    return stats.norm.cdf((logit(t) - mean) / std)
+
+
+@pytest.mark.parametrize("mean, std", [(0.0, 1.0), (-0.5, 0.7), (1.0, 2.0)])
+def test_logit_normal_time_vs_exact_cdf(mean, std):
+    """20000 draws vs the exact CDF Phi((logit(t) - mean) / std): the Kolmogorov-Smirnov test does not reject
+    (p > 0.01), while against the CDF with the mean moved by 0.1 it does (p < 1e-6), so the check has power."""
+    t = logit_normal_time(mean, std)(20_000, torch.Generator().manual_seed(0), "cpu").double().numpy()
+    assert stats.kstest(t, lambda v: logit_normal_cdf(v, mean, std)).pvalue > 0.01
+    assert stats.kstest(t, lambda v: logit_normal_cdf(v, mean + 0.1, std)).pvalue < 1e-6
+
+
+def test_logit_normal_time_seeded_shape_and_range():
+    """Shape (n,), float32 like uniform_time; the same seed gives the same draws, another seed others;
+    values strictly inside (0, 1), even with std = 40 where sigmoid rounds to 0 or 1 in float32."""
+    sampler = logit_normal_time(0.3, 1.5)
+    a = sampler(500, torch.Generator().manual_seed(1), "cpu")
+    b = sampler(500, torch.Generator().manual_seed(1), "cpu")
+    c = sampler(500, torch.Generator().manual_seed(2), "cpu")
+    assert a.shape == (500,) and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    wide = logit_normal_time(0.0, 40.0)(5000, torch.Generator().manual_seed(0), "cpu")
+    assert torch.sigmoid(40.0 * torch.randn(5000, generator=torch.Generator().manual_seed(0))).eq(1).any()
+    assert bool((wide > 0).all() and (wide < 1).all())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(std=0.0), "std must be a positive finite number, got 0.0"),
+    (dict(std=-1.0), "std must be a positive finite number"),
+    (dict(std=float("nan")), "std must be a positive finite number"),
+    (dict(std=float("inf")), "std must be a positive finite number"),
+    (dict(mean=float("nan")), "mean must be a finite number, got nan"),
+    (dict(mean=float("-inf")), "mean must be a finite number"),
+])
+def test_logit_normal_time_bad_input(kwargs, match):
+    """A std that is not positive and finite, a mean that is not finite: ValueError naming them."""
+    with pytest.raises(ValueError, match=match):
+        logit_normal_time(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(mean="0"), "mean must be a real number, got str '0'"),
+                                           (dict(std=True), "std must be a real number, got bool True")])
+def test_logit_normal_time_not_a_number(kwargs, match):
+    """A mean or std that is not a real number: TypeError naming it."""
+    with pytest.raises(TypeError, match=match):
+        logit_normal_time(**kwargs)
+
+
+def test_train_with_logit_normal_time():
+    """train(..., time_sampler=logit_normal_time(0.5, 0.8)) runs; the times the model sees at the first step equal
+    sigmoid(0.5 + 0.8 z) with z drawn by hand from the seeded generator after x1 and x0."""
+    seen = []
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = small_model()
+
+        def forward(self, x, t):
+            seen.append(t.detach().clone())
+            return self.inner(x, t)
+
+    res = quick_train(Rec(), 3, seed=7, time_sampler=logit_normal_time(0.5, 0.8))
+    assert res.losses.shape == (3,) and np.isfinite(res.losses).all()
+    g = torch.Generator().manual_seed(7)
+    x1 = TARGET.sample(64, generator=g)
+    torch.randn(x1.shape, generator=g)
+    torch.testing.assert_close(seen[0], torch.sigmoid(0.5 + 0.8 * torch.randn(64, generator=g)))

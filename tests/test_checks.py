@@ -1,0 +1,28 @@
+"""The shared input checks of fmlearn._checks."""
+
+import pytest
+import torch
+
+from fmlearn._checks import as_tensor, check_time
+
+
+def test_as_tensor_keeps_float64_precision_of_python_floats():
+    """A list of Python floats converted to float64 equals float64 arithmetic exactly (no float32 round trip)."""
+    out = as_tensor("times", [0.3, 0.1 + 0.2], dtype=torch.float64)
+    assert out.tolist() == [0.3, 0.1 + 0.2]
+
+
+@pytest.mark.parametrize("value, exc", [("abc", TypeError), ([True, False], TypeError), (object(), TypeError)])
+def test_as_tensor_refuses_non_numbers(value, exc):
+    """Strings, booleans and arbitrary objects are refused with the argument's name."""
+    with pytest.raises(exc, match="x must"):
+        as_tensor("x", value)
+
+
+def test_check_time_expands_scalar_and_skips_values_when_asked():
+    """A 0-d tensor expands to (batch,); check_values=False lets an out-of-range tensor through unchecked."""
+    x = torch.zeros(3, 2)
+    assert check_time(torch.tensor(0.5), x).tolist() == [0.5] * 3
+    assert check_time(torch.tensor([2.0, 0.0, 0.0]), x, check_values=False).tolist() == [2.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        check_time(torch.tensor([2.0, 0.0, 0.0]), x)
