@@ -5,7 +5,9 @@ noise, t ~ U[0, 1)), same optimizer (Adam, lr 1e-3), same CondOT path. The
 hand loop keeps its losses on the device (no per-step .item()), the fastest
 simple loop. Runs alternate, and we report the median of the repeats.
 
-    python benchmarks/train_step.py [--steps 1500] [--repeats 5] [--device cpu|cuda]
+    python benchmarks/train_step.py [--steps 1500] [--repeats 5] [--device cpu|cuda] [--amp default|on|off]
+
+(The progress bar is off in both loops.)
 """
 
 import argparse
@@ -36,10 +38,11 @@ def hand_loop(model, target, steps, batch, device, seed):
     return steps / (time.perf_counter() - start)
 
 
-def fmlearn_loop(model, target, steps, batch, device, seed):
+def fmlearn_loop(model, target, steps, batch, device, seed, amp=None):
     path = fm.AffineGaussianPath("condot")
     start = time.perf_counter()
-    fm.train(model, path, target, steps=steps, batch_size=batch, lr=1e-3, seed=seed, device=device)
+    fm.train(model, path, target, steps=steps, batch_size=batch, lr=1e-3, seed=seed, device=device, amp=amp,
+             progress=False)
     return steps / (time.perf_counter() - start)
 
 
@@ -49,14 +52,18 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--amp", choices=["default", "on", "off"], default="default",
+                    help="fmlearn's mixed precision: its default, or forced on/off")
     args = ap.parse_args()
     device = fm.get_device(args.device)
     target = fm.GaussianMixture.symmetric_2d()
     print(fm.describe() if args.device is None else f"device {device}")
+    amp = {"default": None, "on": True, "off": False}[args.amp]
+    ours_fn = lambda *a, **k: fmlearn_loop(*a, **k, amp=amp)  # noqa: E731
     results = {"hand": [], "fmlearn": []}
     for r in range(args.repeats + 1):  # the first round warms up and is dropped
-        for name, fn in (("hand", hand_loop), ("fmlearn", fmlearn_loop)) if r % 2 else \
-                        (("fmlearn", fmlearn_loop), ("hand", hand_loop)):
+        for name, fn in (("hand", hand_loop), ("fmlearn", ours_fn)) if r % 2 else \
+                        (("fmlearn", ours_fn), ("hand", hand_loop)):
             torch.manual_seed(r)
             model = fm.MLP(2, hidden=256, depth=3).to(device)
             ips = fn(model, target, args.steps if r else 200, args.batch, device, seed=r)
@@ -64,7 +71,7 @@ def main():
                 results[name].append(ips)
     hand, ours = statistics.median(results["hand"]), statistics.median(results["fmlearn"])
     print(f"hand-written loop: {hand:8.1f} it/s  (repeats: {', '.join(f'{v:.1f}' for v in results['hand'])})")
-    print(f"fmlearn.train:     {ours:8.1f} it/s  (repeats: {', '.join(f'{v:.1f}' for v in results['fmlearn'])})")
+    print(f"fmlearn.train (amp {args.amp}): {ours:8.1f} it/s  (repeats: {', '.join(f'{v:.1f}' for v in results['fmlearn'])})")
     print(f"ratio fmlearn / hand: {ours / hand:.3f}")
 
 
