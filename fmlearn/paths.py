@@ -52,10 +52,8 @@ class AffineGaussianPath:
     def sample_unchecked(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
         """:meth:`sample` without input checks, for the training loop (no host sync)."""
         te = expand_time(t, x0)
-        s = self.schedule
-        xt = s.alpha(te) * x1 + s.beta(te) * x0
-        dxt = s.d_alpha(te) * x1 + s.d_beta(te) * x0
-        return PathSample(x0=x0, x1=x1, t=t, xt=xt, dxt=dxt)
+        return PathSample(x0=x0, x1=x1, t=t, xt=self.schedule.interpolate(x0, x1, te),
+                          dxt=self.schedule.velocity(x0, x1, te))
 
     def conditional_velocity(self, x0, x1, t) -> torch.Tensor:
         """u_t(x_t | x0, x1) = d_alpha_t x1 + d_beta_t x0."""

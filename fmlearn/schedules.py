@@ -52,6 +52,14 @@ class Schedule:
         """beta_t * d beta_t / dt = (d/dt beta_t^2) / 2, finite at both ends."""
         return self.beta(t) * self.d_beta(t)
 
+    def interpolate(self, x0, x1, t):
+        """x_t = alpha_t x1 + beta_t x0 (t broadcastable against x0 and x1)."""
+        return self.alpha(t) * x1 + self.beta(t) * x0
+
+    def velocity(self, x0, x1, t):
+        """The conditional velocity d_alpha_t x1 + d_beta_t x0 (t broadcastable)."""
+        return self.d_alpha(t) * x1 + self.d_beta(t) * x0
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -72,6 +80,13 @@ class CondOT(Schedule):
 
     def d_beta(self, t):
         return -torch.ones_like(t)
+
+    # The same formulas in one kernel each (the training loop calls these every step).
+    def interpolate(self, x0, x1, t):
+        return torch.lerp(x0, x1, t)
+
+    def velocity(self, x0, x1, t):
+        return x1 - x0
 
 
 class Sqrt(Schedule):

@@ -166,3 +166,14 @@ def test_polynomial_one_is_condot():
     p, c = Polynomial(1.0), CondOT()
     for f in ("alpha", "beta", "d_alpha", "d_beta"):
         torch.testing.assert_close(getattr(p, f)(t), getattr(c, f)(t))
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_interpolate_and_velocity_match_the_coefficients(cls):
+    """interpolate / velocity (overridden by CondOT for speed) equal alpha x1 + beta x0 and d_alpha x1 + d_beta x0."""
+    s = cls()
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(64, 3, generator=g, dtype=torch.float64), torch.randn(64, 3, generator=g, dtype=torch.float64)
+    t = torch.rand(64, 1, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(s.interpolate(x0, x1, t), s.alpha(t) * x1 + s.beta(t) * x0)
+    torch.testing.assert_close(s.velocity(x0, x1, t), s.d_alpha(t) * x1 + s.d_beta(t) * x0)
