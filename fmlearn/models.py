@@ -21,6 +21,8 @@ class TimeEmbedding(nn.Module):
     def __init__(self, n_freqs: int = 16, max_freq: float = 64.0):
         super().__init__()
         check_positive_int("n_freqs", n_freqs)
+        if not (isinstance(max_freq, (int, float)) and 0.5 < max_freq < float("inf")):
+            raise ValueError(f"max_freq must be a finite number > 0.5 (the lowest frequency), got {max_freq!r}")
         freqs = torch.logspace(math.log10(0.5), math.log10(max_freq), n_freqs)
         self.register_buffer("freqs", 2 * math.pi * freqs, persistent=False)
         self.dim = 2 * n_freqs + 1
@@ -38,9 +40,11 @@ class MLP(nn.Module):
         hidden: width of each hidden layer.
         depth: number of hidden layers.
         activation: ``"silu"`` (default) or ``"gelu"``.
+        n_freqs, max_freq: the sinusoidal time features (see :class:`TimeEmbedding`).
     """
 
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu", n_freqs: int = 16):
+    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu", n_freqs: int = 16,
+                 max_freq: float = 64.0):
         super().__init__()
         check_positive_int("dim", dim)
         check_positive_int("hidden", hidden)
@@ -49,7 +53,7 @@ class MLP(nn.Module):
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
         self.dim = dim
-        self.time_embedding = TimeEmbedding(n_freqs)
+        self.time_embedding = TimeEmbedding(n_freqs, max_freq)
         layers: list[nn.Module] = []
         width = dim + self.time_embedding.dim
         for _ in range(depth):

@@ -123,7 +123,8 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
           batch_size: int = 256, lr: float = 1e-3, source: Sampleable | None = None, seed: int = 0,
           device=None, amp: bool | None = None, cosine_decay: bool = True,
           time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool = True,
-          checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None) -> TrainResult:
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+          ema: float | None = None) -> TrainResult:
     """Train ``model`` in place with the CFM loss and Adam.
 
     Args:
@@ -142,6 +143,9 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         log_every: steps between loss read-backs (progress bar, NaN check).
         checkpoint: a file path: resume from it if it exists, save to it at the end (atomic write).
             A resumed run continues the same plan: with cosine decay, ``steps`` must equal the saved run's.
+        ema: keep an exponential moving average of the weights with this decay (e.g. 0.999),
+            theta_ema <- decay * theta_ema + (1 - decay) * theta after every step, and load it
+            into ``model`` at the end: averaged weights are less noisy than the last step's.
         checkpoint_every: also save every this many steps (at the next loss read-back), so an
             interrupted run can resume exactly where the last save left it.
 
@@ -164,6 +168,8 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         check_positive_int("checkpoint_every", checkpoint_every)
     if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
+        raise ValueError(f"ema must be None or a decay in (0, 1) such as 0.999, got {ema!r}")
 
     dev = get_device(device)
     if amp is None:
@@ -172,12 +178,19 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
     model.to(dev).train()
     gen = torch.Generator(device=dev).manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = [p for p in model.parameters()]
+    ema_params = [p.detach().clone() for p in params] if ema is not None else None
     history: list[float] = []
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, model, opt)
         start, history = state["step"], state["losses"].tolist()
         gen.set_state(state["generator"].to("cpu"))  # generator states live on the CPU
+        if ema_params is not None:
+            if "ema" not in state:
+                raise ValueError(f"checkpoint {checkpoint} was trained without ema; resume it with ema=None")
+            for e, saved in zip(ema_params, state["ema"]):
+                e.copy_(saved)
         planned = int(state.get("planned_steps", steps))
         if start > steps:
             raise ValueError(f"checkpoint {checkpoint} holds {start} steps, more than steps={steps}")
@@ -187,7 +200,7 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
 
     def save(step_done):
         save_checkpoint(checkpoint, model, opt, step=step_done, losses=history, generator=gen,
-                        planned_steps=steps)
+                        planned_steps=steps, ema=ema_params)
 
     pending: list[torch.Tensor] = []  # this chunk's losses, still on the device
     t0 = time.perf_counter()
@@ -206,6 +219,9 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
                 for group in opt.param_groups:
                     group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             opt.step()
+            if ema_params is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - ema)
             pending.append(loss.detach())
             done = step + 1 - start
             if done % log_every == 0 or step + 1 == steps:
@@ -224,7 +240,11 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
     seconds = time.perf_counter() - t0
     model.eval()
     if checkpoint is not None and steps > start:
-        save(steps)
+        save(steps)  # with the raw weights: a resumed run continues from them
+    if ema_params is not None:
+        with torch.no_grad():
+            for p, e in zip(params, ema_params):
+                p.copy_(e)
     return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(dev), steps_run=steps - start)
 
 
@@ -239,7 +259,7 @@ def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, losses, generator=None,
-                    planned_steps: int | None = None):
+                    planned_steps: int | None = None, ema: list | None = None):
     """Save training state to ``path`` atomically (write a temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +272,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, l
         state["generator"] = generator.get_state()
     if planned_steps is not None:
         state["planned_steps"] = int(planned_steps)
+    if ema is not None:
+        state["ema"] = [e.detach().cpu() for e in ema]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:

@@ -140,3 +140,22 @@ def test_float64_model():
     out64 = model.double()(x.double(), 0.4)
     assert out64.dtype == torch.float64
     torch.testing.assert_close(out64.float(), out32, rtol=1e-4, atol=1e-5)
+
+
+
+@pytest.mark.parametrize("max_freq", [0.1, float("inf")])
+def test_bad_max_freq(max_freq):
+    """max_freq must be finite and above the lowest frequency 0.5: ValueError naming it."""
+    with pytest.raises(ValueError, match="max_freq"):
+        MLP(2, max_freq=max_freq)
+
+
+def test_time_embedding_frequencies_vs_formula():
+    """TimeEmbedding(n, f) holds [t, sin(2 pi f_j t), cos(2 pi f_j t)] with f_j geometric from 1/2 to f."""
+    import math
+    from fmlearn.models import TimeEmbedding
+    emb = TimeEmbedding(3, 8.0)
+    t = torch.tensor([0.3])
+    freqs = [0.5, 2.0, 8.0]
+    want = [0.3] + [math.sin(2 * math.pi * f * 0.3) for f in freqs] + [math.cos(2 * math.pi * f * 0.3) for f in freqs]
+    torch.testing.assert_close(emb(t)[0], torch.tensor(want), rtol=1e-5, atol=1e-6)

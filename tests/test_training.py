@@ -428,3 +428,42 @@ def test_train_with_logit_normal_time():
     x1 = TARGET.sample(64, generator=g)
     torch.randn(x1.shape, generator=g)
     torch.testing.assert_close(seen[0], torch.sigmoid(0.5 + 0.8 * torch.randn(64, generator=g)))
+
+
+def test_ema_weights_equal_a_hand_computed_average():
+    """ema=0.8: the final weights equal theta_ema_k = 0.8 theta_ema_(k-1) + 0.2 theta_k, computed by hand from the
+    weights of k-step runs (constant lr, so a k-step run is the first k steps of a longer one)."""
+    decay, n = 0.8, 5
+    snapshots = [small_model().state_dict()]
+    for k in range(1, n + 1):
+        m = small_model()
+        quick_train(m, k, cosine_decay=False)
+        snapshots.append(m.state_dict())
+    manual = {key: v.clone() for key, v in snapshots[0].items()}
+    for snap in snapshots[1:]:
+        for key in manual:
+            manual[key] = decay * manual[key] + (1 - decay) * snap[key]
+    m = small_model()
+    quick_train(m, n, cosine_decay=False, ema=decay)
+    for key, value in m.state_dict().items():
+        torch.testing.assert_close(value, manual[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("ema", [1.0, 0.0, 2, "0.9"])
+def test_ema_bad_values(ema):
+    """ema must be a float decay in (0, 1): ValueError naming it."""
+    with pytest.raises(ValueError, match="ema must be None or a decay in"):
+        quick_train(small_model(), 3, ema=ema)
+
+
+def test_ema_checkpoint_resume_is_exact(tmp_path):
+    """With ema, an interrupted run resumed from its periodic checkpoint ends with the uninterrupted run's weights."""
+    ck = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        quick_train(FailAfter(small_model(), 130), 200, checkpoint=ck, checkpoint_every=100, log_every=50, ema=0.9)
+    never = 10**9
+    resumed, full = FailAfter(small_model(), never), FailAfter(small_model(), never)
+    quick_train(resumed, 200, checkpoint=ck, log_every=50, ema=0.9)
+    quick_train(full, 200, log_every=50, ema=0.9)
+    for (k, a), b in zip(resumed.state_dict().items(), full.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
