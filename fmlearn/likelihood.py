@@ -125,12 +125,15 @@ def divergence_exact(velocity, x, t, *, create_graph: bool = False, impl: str = 
 
 
 def _draw_probes(x, probes, kind, generator):
+    """Probes drawn on the generator's device (a CPU generator works for CUDA data: the same
+    seed then gives the same probes on every machine), then moved to x's device."""
     shape = (probes, *x.shape)
-    if generator is not None and generator.device.type != x.device.type:
-        raise ValueError(f"generator is on {generator.device} but x is on {x.device}; pass a generator made on {x.device}")
+    dev = generator.device if generator is not None else x.device
     if kind == "gaussian":
-        return torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
-    return torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        eps = torch.randn(shape, generator=generator, device=dev, dtype=x.dtype)
+    else:
+        eps = torch.randint(0, 2, shape, generator=generator, device=dev).to(x.dtype) * 2 - 1
+    return eps.to(x.device)
 
 
 def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Generator | None = None,

@@ -339,3 +339,16 @@ def test_runs_on_the_model_device():
     ll = log_likelihood(model.cuda(), x, steps=8)
     assert ll.device.type == "cuda"
     torch.testing.assert_close(ll.cpu(), ll_cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_generator_gives_the_same_probes_for_any_device():
+    """A CPU generator is accepted whatever x's device: the probes equal those drawn directly with
+    torch.randint on the CPU (and, when CUDA exists, the same probes arrive on CUDA)."""
+    from fmlearn.likelihood import _draw_probes
+    x = torch.zeros(3, 2)
+    a = _draw_probes(x, 4, "rademacher", torch.Generator().manual_seed(5))
+    b = torch.randint(0, 2, (4, 3, 2), generator=torch.Generator().manual_seed(5)).float() * 2 - 1
+    assert torch.equal(a, b)
+    if torch.cuda.is_available():
+        c = _draw_probes(x.cuda(), 4, "rademacher", torch.Generator().manual_seed(5))
+        assert c.device.type == "cuda" and torch.equal(c.cpu(), b)
