@@ -19,7 +19,7 @@ import numbers
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -105,7 +105,6 @@ class TrainResult:
     seconds: float
     device: str
     steps_run: int = 0
-    extras: dict = field(default_factory=dict)
 
     def smoothed(self, window: int = 100) -> np.ndarray:
         """Running mean of the loss over ``window`` steps (for plots)."""
