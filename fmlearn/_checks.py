@@ -3,6 +3,9 @@ what was given and what was expected."""
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 
@@ -77,3 +80,13 @@ def check_positive_int(name: str, value) -> int:
 def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape a (batch,) time so it broadcasts against x of shape (batch, *data)."""
     return t.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def check_real(name: str, value, *, positive: bool = False) -> float:
+    """A finite real number (positive if asked) as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, got {value}")
+    return value

@@ -28,7 +28,8 @@ from fractions import Fraction as F
 import torch
 
 from ._checks import check_positive_int
-from .solvers import ODESolution, VelocityFn, _check_real
+from ._checks import check_real
+from .solvers import ODESolution, VelocityFn
 
 # The Butcher tableau, as exact fractions (the tests check the order conditions on them).
 C = (F(0), F(1, 5), F(3, 10), F(4, 5), F(8, 9), F(1), F(1))
@@ -118,13 +119,13 @@ def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1:
         raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
     if not x0.is_floating_point():
         raise TypeError(f"x0 must be a floating tensor, got dtype {x0.dtype}")
-    t0, t1 = _check_real("t0", t0), _check_real("t1", t1)
+    t0, t1 = check_real("t0", t0), check_real("t1", t1)
     if t0 == t1:
         raise ValueError(f"t1 must differ from t0, got t0 = t1 = {t0}")
-    rtol = _check_real("rtol", rtol, positive=True)
-    atol = _check_real("atol", atol, positive=True)
+    rtol = check_real("rtol", rtol, positive=True)
+    atol = check_real("atol", atol, positive=True)
     if first_step is not None:
-        first_step = _check_real("first_step", first_step, positive=True)
+        first_step = check_real("first_step", first_step, positive=True)
     check_positive_int("max_steps", max_steps)
 
     direction, span = math.copysign(1.0, t1 - t0), abs(t1 - t0)

@@ -12,13 +12,12 @@ The adaptive Dormand-Prince 5(4) solver lives in :mod:`fmlearn.adaptive` and is 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from ._checks import as_tensor, check_finite, check_positive_int
+from ._checks import as_tensor, check_finite, check_positive_int, check_real
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -69,16 +68,6 @@ class ODESolution:
     rejected_steps: int | None = None
 
 
-def _check_real(name: str, value, *, positive: bool = False) -> float:
-    """A finite real number (positive if asked) as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, got {value}")
-    return value
-
-
 def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0, *, kind: str = "uniform",
               power: float = 2.0) -> torch.Tensor:
     """A grid of ``steps`` steps from t0 to t1: a float64 tensor of shape (steps + 1,).
@@ -93,12 +82,12 @@ def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0, *, kind: str = "unif
     ``power`` (> 0, default 2) is used by kind="power" only. The grid is strictly monotone; t1 < t0 runs backwards.
     """
     check_positive_int("steps", steps)
-    t0, t1 = _check_real("t0", t0), _check_real("t1", t1)
+    t0, t1 = check_real("t0", t0), check_real("t1", t1)
     if t0 == t1:
         raise ValueError(f"t1 must differ from t0, got t0 = t1 = {t0}")
     if kind not in GRID_KINDS:
         raise ValueError(f"kind must be one of {GRID_KINDS}, got {kind!r}")
-    power = _check_real("power", power, positive=True)
+    power = check_real("power", power, positive=True)
     s = torch.arange(steps + 1, dtype=torch.float64) / steps
     if kind == "cosine":
         w = (1 - torch.cos(math.pi * s)) / 2

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import tempfile
 import time
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checks import check_positive_int
+from ._checks import check_positive_int, check_real
 from .config import get_device
 from .distributions import Sampleable
 from .paths import AffineGaussianPath, PathSample
@@ -80,14 +79,7 @@ def logit_normal_time(mean: float = 0.0, std: float = 1.0) -> Callable:
         into [2^-24, 1 - 2^-24], so float32 rounding never gives exactly 0 or 1; this moves the probability
         Phi((-16.6 -/+ mean) / std) at each end, which is nil unless std is several units.
     """
-    for name, value in (("mean", mean), ("std", std)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    mean, std = float(mean), float(std)
-    if not math.isfinite(mean):
-        raise ValueError(f"mean must be a finite number, got {mean}")
-    if not (math.isfinite(std) and std > 0):
-        raise ValueError(f"std must be a positive finite number, got {std}")
+    mean, std = check_real("mean", mean), check_real("std", std, positive=True)
 
     def sample_time(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
         z = torch.randn(n, generator=generator, device=device)

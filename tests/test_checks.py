@@ -26,3 +26,14 @@ def test_check_time_expands_scalar_and_skips_values_when_asked():
     assert check_time(torch.tensor([2.0, 0.0, 0.0]), x, check_values=False).tolist() == [2.0, 0.0, 0.0]
     with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
         check_time(torch.tensor([2.0, 0.0, 0.0]), x)
+
+
+@pytest.mark.parametrize("value, positive, exc, match", [
+    ("1", False, TypeError, "x must be a real number"), (True, False, TypeError, "x must be a real number"),
+    (float("nan"), False, ValueError, "x must be a finite number"), (0.0, True, ValueError, "x must be a positive"),
+])
+def test_check_real_refuses(value, positive, exc, match):
+    """check_real names the argument and says what was expected."""
+    from fmlearn._checks import check_real
+    with pytest.raises(exc, match=match):
+        check_real("x", value, positive=positive)
