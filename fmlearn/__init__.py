@@ -20,14 +20,14 @@ from .config import budget, describe, get_device, is_quick, seed_everything
 from .distributions import Gaussian, GaussianMixture, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
 from .metrics import (energy_distance, energy_distance_floor, energy_distance_to, fraction_near_modes,
-                      mode_fractions, velocity_error)
+                      mode_fractions, velocity_error, w2_distance, w2_floor)
 from .models import MLP
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath, PathSample
 from .schedules import VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
 from .solvers import ODESolution, odeint, odeint_adaptive, sample, time_grid
 from .toys import Checkerboard, EightGaussians, Moons, TwoSpirals
-from .training import (NonFiniteLossError, TrainResult, cfm_loss, load_checkpoint, logit_normal_time, save_checkpoint,
-                       train)
+from .training import (NonFiniteLossError, PairedData, TrainResult, cfm_loss, load_checkpoint, logit_normal_time,
+                       save_checkpoint, train)
 
 __version__ = "0.1.0"

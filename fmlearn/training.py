@@ -115,13 +115,16 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
           device=None, amp: bool | None = None, cosine_decay: bool = True,
           time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool = True,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-          ema: float | None = None) -> TrainResult:
+          ema: float | None = None, coupling: Callable | None = None, conditional: bool = False,
+          label_dropout: float = 0.0) -> TrainResult:
     """Train ``model`` in place with the CFM loss and Adam.
 
     Args:
         model: a velocity field ``model(x, t)``; moved to ``device``.
         path: the conditional path (its schedule sets the regression target).
-        target: the data distribution (anything with ``sample(n, generator, device)``).
+        target: the data distribution (anything with ``sample(n, generator, device)``), or paired data
+            with ``sample_pairs(n, generator, device) -> (x0, x1)`` (e.g. :class:`PairedData` for reflow),
+            which then supplies the source points too.
         steps: number of optimizer steps in total (a resumed run continues up to it).
         batch_size, lr: batch size and Adam's learning rate (cosine-decayed to 0 when ``cosine_decay``).
         source: the source distribution; default N(0, I) of the data's shape.
@@ -139,6 +142,13 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
             into ``model`` at the end: averaged weights are less noisy than the last step's.
         checkpoint_every: also save every this many steps (at the next loss read-back), so an
             interrupted run can resume exactly where the last save left it.
+        coupling: ``f(x0, x1) -> x0`` re-pairing each batch's source points with its data points
+            (e.g. a minibatch optimal-transport coupling); default: independent pairs.
+        conditional: train a conditional field ``model(x, t, y=labels)``: the target must offer
+            ``sample(n, generator, device, return_labels=True) -> (x1, labels)`` and the model a
+            ``num_classes`` attribute; label ``num_classes`` means "no label".
+        label_dropout: with ``conditional``, the probability of replacing a label by the "no label"
+            index, so that the same model also learns the unconditional field (classifier-free guidance).
 
     Returns:
         a :class:`TrainResult` with the loss of every step.
@@ -153,14 +163,32 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(path, AffineGaussianPath):
         raise TypeError(f"path must be an AffineGaussianPath, got {type(path).__name__}")
-    if not hasattr(target, "sample"):
-        raise TypeError(f"target must have a sample(n, generator, device) method, got {type(target).__name__}")
+    if not (hasattr(target, "sample") or hasattr(target, "sample_pairs")):
+        raise TypeError("target must have a sample(n, generator, device) or a sample_pairs(n, generator, device) "
+                        f"method, got {type(target).__name__}")
     if checkpoint_every is not None:
         check_positive_int("checkpoint_every", checkpoint_every)
     if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
         raise ValueError(f"ema must be None or a decay in (0, 1) such as 0.999, got {ema!r}")
+    if coupling is not None and not callable(coupling):
+        raise TypeError(f"coupling must be a callable f(x0, x1) -> x0, got {type(coupling).__name__}")
+    paired = hasattr(target, "sample_pairs")
+    if paired and source is not None:
+        raise ValueError("target supplies (x0, x1) pairs through sample_pairs; pass source=None")
+    if not (isinstance(label_dropout, (int, float)) and 0.0 <= label_dropout < 1.0):
+        raise ValueError(f"label_dropout must be a probability in [0, 1), got {label_dropout!r}")
+    if label_dropout and not conditional:
+        raise ValueError(f"label_dropout={label_dropout} needs conditional=True")
+    null_label = None
+    if conditional:
+        null_label = getattr(model, "num_classes", None)
+        if not isinstance(null_label, int) or null_label < 1:
+            raise TypeError("conditional=True needs a model with an integer num_classes attribute "
+                            f"(label num_classes means 'no label'); {type(model).__name__} has {null_label!r}")
+        if paired:
+            raise ValueError("conditional=True needs labelled samples, not sample_pairs data")
 
     dev = get_device(device)
     if amp is None:
@@ -198,12 +226,12 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
     bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"training on {dev.type}", leave=False)
     try:
         for step in range(start, steps):
-            x1 = target.sample(batch_size, generator=gen, device=dev)
-            x0 = source.sample(batch_size, generator=gen, device=dev) if source is not None else \
-                torch.randn(x1.shape, generator=gen, device=dev)
+            x0, x1, cond = _draw_batch(target, source, batch_size, gen, dev, paired, null_label, label_dropout)
+            if coupling is not None:
+                x0 = coupling(x0, x1)
             t = time_sampler(batch_size, gen, dev)
             with _amp_context(amp, dev):
-                loss = _regression_loss(model, path.sample_unchecked(x0, x1, t))
+                loss = _regression_loss(model, path.sample_unchecked(x0, x1, t), **cond)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cosine_decay:  # lr_i = lr (1 + cos(pi i / steps)) / 2, set by hand: no scheduler object per step
@@ -237,6 +265,67 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
             for p, e in zip(params, ema_params):
                 p.copy_(e)
     return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(dev), steps_run=steps - start)
+
+
+def _draw_batch(target, source, n, gen, dev, paired, null_label, label_dropout):
+    """One batch (x0, x1, conditioning kwargs) for :func:`train`."""
+    cond = {}
+    if paired:
+        x0, x1 = target.sample_pairs(n, generator=gen, device=dev)
+        return x0, x1, cond
+    if null_label is not None:
+        x1, y = target.sample(n, generator=gen, device=dev, return_labels=True)
+        if label_dropout:
+            drop = torch.rand(n, generator=gen, device=dev) < label_dropout
+            y = torch.where(drop, torch.full_like(y, null_label), y)
+        cond["y"] = y
+    else:
+        x1 = target.sample(n, generator=gen, device=dev)
+    x0 = source.sample(n, generator=gen, device=dev) if source is not None else \
+        torch.randn(x1.shape, generator=gen, device=dev)
+    return x0, x1, cond
+
+
+class PairedData:
+    """Fixed (x0, x1) pairs, drawn in random minibatches by :func:`train`: e.g. the (noise, sample)
+    pairs of a trained flow, to train a rectified ("reflowed") flow on them.
+
+    Args:
+        x0, x1: tensors of the same shape (n, *data_shape): pair i is (x0[i], x1[i]).
+    """
+
+    def __init__(self, x0: torch.Tensor, x1: torch.Tensor):
+        if not (isinstance(x0, torch.Tensor) and isinstance(x1, torch.Tensor)):
+            raise TypeError(f"x0 and x1 must be tensors, got {type(x0).__name__} and {type(x1).__name__}")
+        if x0.shape != x1.shape or x0.ndim < 2:
+            raise ValueError(f"x0 and x1 must have the same shape (n, *data_shape), got {tuple(x0.shape)} "
+                             f"and {tuple(x1.shape)}")
+        if not (torch.isfinite(x0).all() and torch.isfinite(x1).all()):
+            raise ValueError("x0 and x1 must be finite")
+        self.x0, self.x1 = x0.detach(), x1.detach()
+        self._on = {}  # device -> (x0, x1) copies, made once
+
+    def _tensors(self, dev: torch.device):
+        if dev == self.x0.device:
+            return self.x0, self.x1
+        if dev not in self._on:
+            self._on[dev] = (self.x0.to(dev), self.x1.to(dev))
+        return self._on[dev]
+
+    def __len__(self):
+        return self.x0.shape[0]
+
+    def sample_pairs(self, n: int, generator: torch.Generator | None = None, device=None):
+        """n pairs drawn uniformly with replacement, on ``device`` (default the generator's device)."""
+        check_positive_int("n", n)
+        dev = torch.device(device) if device is not None else \
+            (generator.device if generator is not None else self.x0.device)
+        idx = torch.randint(len(self), (n,), generator=generator, device=dev)
+        x0, x1 = self._tensors(dev)
+        return x0[idx], x1[idx]
+
+    def __repr__(self):
+        return f"PairedData(n={len(self)}, shape={tuple(self.x0.shape[1:])})"
 
 
 def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):

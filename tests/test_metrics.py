@@ -163,3 +163,47 @@ def test_velocity_error_vs_direct_computation():
     assert abs(rel - float((0.1 * x).norm() / u.norm())) < 1e-6
     assert abs(rms - float(0.1 * x.pow(2).sum(1).mean().sqrt())) < 1e-6
     assert velocity_error(oracle, oracle, 0.4, n=100) == (0.0, 0.0)
+
+
+def test_w2_vs_brute_force_over_permutations():
+    """Exact W2 equals the minimum over all 6! pairings, enumerated by hand."""
+    import itertools
+
+    from fmlearn import w2_distance
+    x, y = randn(6, 2, 10), randn(6, 2, 11, 1.0)
+    best = min(sum(float(((x[i] - y[p[i]]) ** 2).sum()) for i in range(6)) for p in itertools.permutations(range(6)))
+    assert w2_distance(x, y) == pytest.approx(math.sqrt(best / 6), rel=1e-12)
+
+
+def test_w2_1d_is_sorted_matching_and_shift():
+    """In 1-D the optimal pairing sorts both sets; a pure shift c gives W2 = |c|; images are flattened."""
+    from fmlearn import w2_distance
+    x, y = randn(40, 1, 12), randn(40, 1, 13)
+    want = math.sqrt(float(((x.sort(0).values - y.sort(0).values) ** 2).mean()))
+    assert w2_distance(x, y) == pytest.approx(want, rel=1e-12)
+    img = randn(30, 4, 14).reshape(30, 1, 2, 2)
+    assert w2_distance(img, img + 0.3) == pytest.approx(0.3 * 2, rel=1e-9)  # |(0.3,0.3,0.3,0.3)| = 0.6
+
+
+def test_w2_floor_scales_like_two_sample_noise():
+    """The floor is positive, shrinks as n grows, and equals a hand-averaged W2 of fresh pairs."""
+    from fmlearn import w2_distance, w2_floor
+    g = Gaussian([0.0, 0.0], 1.0)
+    small, big = w2_floor(g, 50, generator=torch.Generator().manual_seed(0)), \
+        w2_floor(g, 800, generator=torch.Generator().manual_seed(0))
+    assert 0 < big < small
+    gen = torch.Generator().manual_seed(3)
+    want = sum(w2_distance(g.sample(60, generator=gen), g.sample(60, generator=gen)) for _ in range(2)) / 2
+    assert w2_floor(g, 60, repeats=2, generator=torch.Generator().manual_seed(3)) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("x, y, match", [
+    (torch.zeros(5, 2), torch.zeros(4, 2), "same shape"),
+    (torch.zeros(5), torch.zeros(5), "x must be a tensor of shape"),
+    ([[0.0]], torch.zeros(1, 1), "x must be a tensor"),
+    (torch.zeros(3, 2), torch.full((3, 2), float("nan")), "finite"),
+])
+def test_w2_bad_input(x, y, match):
+    from fmlearn import w2_distance
+    with pytest.raises(ValueError, match=match):
+        w2_distance(x, y)

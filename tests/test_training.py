@@ -467,3 +467,107 @@ def test_ema_checkpoint_resume_is_exact(tmp_path):
     quick_train(full, 200, log_every=50, ema=0.9)
     for (k, a), b in zip(resumed.state_dict().items(), full.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_coupling_repairs_each_batch():
+    """The coupling sees each batch's (x0, x1) and its returned x0 is what the loss uses: with t = 0 and CondOT,
+    x_t = x0, so the model's first input is exactly the coupling's output (here x0 reversed)."""
+    seen, calls = {}, []
+
+    def reverse(x0, x1):
+        calls.append((x0.clone(), x1.clone()))
+        return x0.flip(0)
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = small_model()
+
+        def forward(self, x, t):
+            seen.setdefault("x", x.detach().clone())
+            return self.inner(x, t)
+
+    quick_train(Rec(), 3, coupling=reverse, time_sampler=lambda n, g, d: torch.zeros(n, device=d), seed=2)
+    assert len(calls) == 3
+    g = torch.Generator().manual_seed(2)
+    x1 = TARGET.sample(64, generator=g)
+    x0 = torch.randn(x1.shape, generator=g)
+    torch.testing.assert_close(calls[0][1], x1)
+    torch.testing.assert_close(seen["x"], x0.flip(0))
+
+
+def test_paired_data_supplies_both_ends():
+    """With PairedData the pairs are drawn together: at t = 1 under CondOT the regression target is x1 - x0,
+    and every pair the model sees is one of the given pairs."""
+    from fmlearn import PairedData
+    x0 = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    x1 = x0 * 2 + 5
+    data = PairedData(x0, x1)
+    seen = {}
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = small_model()
+
+        def forward(self, x, t):
+            seen.setdefault("x", x.detach().clone())
+            return self.inner(x, t)
+
+    quick_train(Rec(), 1, target=data, time_sampler=lambda n, g, d: torch.ones(n, device=d))
+    xs = seen["x"]  # = x1 of the drawn pairs
+    assert all(any(torch.equal(row, r) for r in x1) for row in xs)
+    a, b = data.sample_pairs(500, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(b, a * 2 + 5)
+    assert len({tuple(r.tolist()) for r in a}) == 20  # drawn with replacement from all 20 pairs
+
+
+class _LabelRecorder(nn.Module):
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.labels = []
+
+    def forward(self, x, t, y):
+        self.labels.append(y.detach().clone())
+        return self.lin(torch.cat([x, t[:, None]], 1)) + y[:, None].float()
+
+
+def test_conditional_training_feeds_labels_and_drops_them_at_the_asked_rate():
+    """conditional=True passes the target's labels as y; label_dropout replaces a fraction p of them by
+    num_classes (binomial check: p = 0.25 over 40 x 256 labels, 5 standard deviations)."""
+    from fmlearn import GaussianMixture
+    mix = GaussianMixture([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], 0.5)
+    model = _LabelRecorder()
+    quick_train(model, 40, target=mix, conditional=True, label_dropout=0.25, batch_size=256)
+    y = torch.cat(model.labels)
+    assert set(y.unique().tolist()) <= {0, 1, 2, 3}
+    n, k = y.numel(), int((y == 3).sum())
+    assert abs(k - 0.25 * n) < 5 * math.sqrt(n * 0.25 * 0.75)
+    model = _LabelRecorder()
+    quick_train(model, 1, target=mix, conditional=True, seed=4)
+    _, want = mix.sample(64, generator=torch.Generator().manual_seed(4), return_labels=True)
+    assert torch.equal(model.labels[0], want)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(coupling=3), TypeError, "coupling must be a callable"),
+    (dict(label_dropout=0.1), ValueError, "needs conditional=True"),
+    (dict(label_dropout=1.0, conditional=True), ValueError, "label_dropout must be a probability"),
+    (dict(conditional=True), TypeError, "num_classes"),
+])
+def test_extension_bad_inputs(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        quick_train(small_model(), 1, **kwargs)
+
+
+def test_paired_data_bad_input():
+    from fmlearn import PairedData
+    with pytest.raises(ValueError, match="same shape"):
+        PairedData(torch.zeros(4, 2), torch.zeros(5, 2))
+    with pytest.raises(TypeError, match="tensors"):
+        PairedData([[0.0]], torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="pass source=None"):
+        quick_train(small_model(), 1, target=PairedData(torch.zeros(4, 2), torch.ones(4, 2)), source=TARGET)
