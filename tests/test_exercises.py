@@ -1,0 +1,238 @@
+"""Exercise machinery: student versions built from the solutions, the checks' verdicts, grading.
+
+Every check must accept the reference solution and reject plausible wrong answers
+with a message that says what was expected.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+import torch
+
+from fmlearn.exercises import (ExerciseCheckError, ExerciseSourceError, build, check_cfm_loss, check_conditional_path,
+                               check_euler_sampler, check_gaussian_marginal, check_schedule, grade, student_source,
+                               write_report)
+from fmlearn.exercises.__main__ import main as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("ex*.py"))
+
+
+# --- building the student versions ---------------------------------------------------------------------------
+
+def test_student_source_blanks_solutions_and_drops_hidden_tests():
+    src = ("def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\n"
+           "check(f)\n### BEGIN HIDDEN TESTS\nassert f(1) == 2\n### END HIDDEN TESTS\n"
+           "# %% [markdown]\n# Why?\n# ### BEGIN SOLUTION\n# Because.\n# ### END SOLUTION\n")
+    want = ("def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\ncheck(f)\n"
+            "# %% [markdown]\n# Why?\n# YOUR ANSWER HERE\n")
+    assert student_source(src) == want
+
+
+@pytest.mark.parametrize("src, match", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+    ("x = 1\n### END SOLUTION\n", "without a matching"),
+    ("### BEGIN SOLUTION\n### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS\n### END SOLUTION\n", "inside the region"),
+    ("### BEGIN HIDDEN TESTS\n### END SOLUTION\n", "without a matching '### BEGIN SOLUTION'"),
+])
+def test_unpaired_markers_name_the_line(src, match):
+    with pytest.raises(ExerciseSourceError, match=match):
+        student_source(src, name="ex99.py")
+
+
+def test_there_are_solutions():
+    assert SOLUTIONS, "no solutions/ex*.py"
+
+
+def test_committed_exercises_equal_a_fresh_build(tmp_path):
+    """exercises/ is exactly what `python -m fmlearn.exercises build` writes (run it after editing solutions/)."""
+    fresh = tmp_path / "exercises"
+    build(ROOT / "solutions", fresh)
+    for path in sorted(fresh.iterdir()):
+        committed = ROOT / "exercises" / path.name
+        assert committed.exists(), f"{committed} is missing; run `python -m fmlearn.exercises build`"
+        assert committed.read_text() == path.read_text(), f"{committed} is stale; run `python -m fmlearn.exercises build`"
+    assert build(ROOT / "solutions", ROOT / "exercises", check=True) == []
+
+
+def test_check_detects_a_stale_exercise(tmp_path, capsys):
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "solutions" / "ex01_x.py").write_text("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\n")
+    assert cli(["build", "--solutions", str(tmp_path / "solutions"), "--exercises", str(tmp_path / "ex")]) == 0
+    assert cli(["check", "--solutions", str(tmp_path / "solutions"), "--exercises", str(tmp_path / "ex")]) == 0
+    (tmp_path / "ex" / "ex01_x.py").write_text("x = 1\ny = 2\n")
+    assert cli(["check", "--solutions", str(tmp_path / "solutions"), "--exercises", str(tmp_path / "ex")]) == 1
+    assert "stale" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_exercise_keeps_nbgrader_metadata_and_hides_answers(solution):
+    """Every graded cell of the solution survives with its metadata; no solution or hidden test leaks."""
+    ex = ROOT / "exercises" / solution.name
+    sol_cells = {c.metadata["nbgrader"]["grade_id"]: c for c in jupytext.read(solution).cells if "nbgrader" in c.metadata}
+    ex_cells = {c.metadata["nbgrader"]["grade_id"]: c for c in jupytext.read(ex).cells if "nbgrader" in c.metadata}
+    assert sol_cells.keys() == ex_cells.keys()
+    assert all(sol_cells[k].metadata["nbgrader"] == ex_cells[k].metadata["nbgrader"] for k in sol_cells)
+    text = ex.read_text()
+    assert "### BEGIN" not in text and "### END" not in text
+    n_tasks = sum(1 for c in sol_cells.values() if c.metadata["nbgrader"]["grade"])
+    assert n_tasks >= 3, f"{solution.name} has {n_tasks} graded tasks; the course asks for 3 to 5"
+
+
+# --- the checks: accept the reference, reject plausible wrong answers -----------------------------------------
+
+def _alpha(t):
+    return t
+
+
+def _beta(t):
+    return torch.sqrt(1 - t)
+
+
+def _d_alpha(t):
+    return torch.ones_like(t)
+
+
+def _d_beta(t):
+    return -0.5 / torch.sqrt(1 - t)
+
+
+def test_check_schedule(capsys):
+    assert check_schedule(_alpha, _beta, _d_alpha, _d_beta, name="sqrt")
+    assert capsys.readouterr().out.startswith("OK")
+    with pytest.raises(ExerciseCheckError, match="(?s)d_beta.*not the derivative.*expected"):
+        check_schedule(_alpha, _beta, _d_alpha, lambda t: 0.5 / torch.sqrt(1 - t), name="sqrt")  # sign flip
+    with pytest.raises(ExerciseCheckError, match="end values"):
+        check_schedule(_alpha, lambda t: torch.sqrt(t), _d_alpha, _d_beta, name="sqrt")  # sqrt(t): ends swapped
+    with pytest.raises(ExerciseCheckError, match="beta.t. differs from the sqrt schedule"):
+        check_schedule(_alpha, lambda t: 1 - t, _d_alpha, lambda t: -torch.ones_like(t), name="sqrt")  # CondOT's
+
+
+def _interp(x0, x1, t):
+    return t[:, None] * x1 + (1 - t[:, None]) * x0
+
+
+def test_check_conditional_path():
+    assert check_conditional_path(_interp, lambda x0, x1, t: x1 - x0)
+    with pytest.raises(ExerciseCheckError, match="(?s)not d x_t / dt.*expected"):
+        check_conditional_path(_interp, lambda x0, x1, t: x0 - x1)  # sign flip
+    with pytest.raises(ExerciseCheckError, match="not d x_t / dt"):
+        check_conditional_path(_interp, lambda x0, x1, t: x1)  # x1 where x1 - x0 belongs
+    with pytest.raises(ExerciseCheckError, match="at t = 0 is not x0"):
+        check_conditional_path(lambda x0, x1, t: t[:, None] * x0 + (1 - t[:, None]) * x1,
+                               lambda x0, x1, t: x0 - x1)  # ends swapped
+    with pytest.raises(ExerciseCheckError, match="wrong shape"):
+        check_conditional_path(lambda x0, x1, t: (t * x1.T + (1 - t) * x0.T).mean(0), lambda x0, x1, t: x1 - x0)
+
+
+def test_check_gaussian_marginal():
+    assert check_gaussian_marginal(lambda t, m0, s0, m1, s1: ((1 - t) * m0 + t * m1, (1 - t) ** 2 * s0 + t ** 2 * s1))
+    with pytest.raises(ExerciseCheckError, match="(?s)covariance.*squared"):
+        check_gaussian_marginal(lambda t, m0, s0, m1, s1: ((1 - t) * m0 + t * m1, (1 - t) * s0 + t * s1))
+    with pytest.raises(ExerciseCheckError, match="at t = 0 the marginal must be the source"):
+        check_gaussian_marginal(lambda t, m0, s0, m1, s1: (t * m0 + (1 - t) * m1, t ** 2 * s0 + (1 - t) ** 2 * s1))
+
+
+def _cfm(model, x0, x1, t):
+    xt = _interp(x0, x1, t)
+    return (model(xt, t) - (x1 - x0)).pow(2).sum(1).mean()
+
+
+def test_check_cfm_loss():
+    assert check_cfm_loss(_cfm)
+    with pytest.raises(ExerciseCheckError, match="averaged over the data dimensions"):
+        check_cfm_loss(lambda m, x0, x1, t: (m(_interp(x0, x1, t), t) - (x1 - x0)).pow(2).mean())
+    with pytest.raises(ExerciseCheckError, match="not onto x1"):
+        check_cfm_loss(lambda m, x0, x1, t: (m(_interp(x0, x1, t), t) - x1).pow(2).sum(1).mean())
+    with pytest.raises(ExerciseCheckError, match="not onto x1"):  # x1 passed where x_t belongs
+        check_cfm_loss(lambda m, x0, x1, t: (m(x1, t) - (x1 - x0)).pow(2).sum(1).mean())
+    with pytest.raises(ExerciseCheckError, match="no gradient"):
+        check_cfm_loss(lambda m, x0, x1, t: _cfm(m, x0, x1, t).detach())
+
+
+def _euler(u, x0, steps):
+    x, h = x0, 1.0 / steps
+    for i in range(steps):
+        x = x + h * u(x, i * h)
+    return x
+
+
+def test_check_euler_sampler():
+    assert check_euler_sampler(_euler)
+    with pytest.raises(ExerciseCheckError, match="one step too few"):
+        check_euler_sampler(lambda u, x0, steps: _euler(u, x0, steps - 1))
+    with pytest.raises(ExerciseCheckError, match="time at the \\*start\\*"):  # t at the end of each step
+        check_euler_sampler(lambda u, x0, n: _euler(lambda x, t: u(x, t + 1.0 / n), x0, n))
+
+
+def test_unwritten_task_raises_not_implemented():
+    def todo(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError, match="not written yet"):
+        check_cfm_loss(todo)
+
+
+# --- running the notebooks: exercises stop at their first task; grading gives the right points ----------------
+
+def _execute(nb, path):
+    from nbclient import NotebookClient
+    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_exercise_as_given_stops_at_its_first_task(solution, monkeypatch):
+    """Run as is, the first error is a NotImplementedError in the first task's check; no cell before it fails."""
+    monkeypatch.setenv("FMLEARN_QUICK", "1")
+    ex = ROOT / "exercises" / solution.with_suffix(".ipynb").name
+    nb = _execute(jupytext.read(ex), ex)
+    errors = [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert errors, "the exercise ran without any error: a task is not blanked"
+    first_cell, first = errors[0]
+    assert first.ename == "NotImplementedError", (first.ename, first.evalue)
+    first_graded = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    assert first_cell == first_graded, f"first error in cell {first_cell}, expected the first check (cell {first_graded})"
+
+
+def _fill(text: str, grade_id: str, bodies: list[str]) -> str:
+    """Replace the blanked regions of the cell ``grade_id`` in an exercise's .py text by ``bodies``, in order."""
+    start = text.index(f'"grade_id": "{grade_id}"')
+    end = text.find("\n# %%", start)
+    cell = text[start:end]
+    for body in bodies:
+        m = re.search(r"(?m)^( *)# YOUR CODE HERE\n *raise NotImplementedError\(\)\n", cell)
+        cell = cell[:m.start()] + "".join(m.group(1) + line + "\n" for line in body.splitlines()) + cell[m.end():]
+    return text[:start] + cell + text[end:]
+
+
+def test_grading_a_submission_with_one_right_and_one_wrong_task(tmp_path):
+    """Task 2 right, task 4 wrong (mean over dimensions too), the rest untouched: 2 points of 10, and the hidden
+    tests run (the student's copy of a test cell is replaced by the solution's)."""
+    solution = ROOT / "solutions" / "ex01_gaussian_mixture_cfm.py"
+    text = (ROOT / "exercises" / solution.name).read_text()
+    text = _fill(text, "conditional_path", ["t = t[:, None]\nreturn t * x1 + (1 - t) * x0", "return x1 - x0"])
+    text = _fill(text, "cfm_loss", ["return (model(interpolate(x0, x1, t), t) - velocity(x0, x1, t)).pow(2).mean()"])
+    text = text.replace("check_euler_sampler(euler)", "pass  # a learner deleting a check gains nothing")
+    sub = tmp_path / "ex01_gaussian_mixture_cfm_alice.py"
+    sub.write_text(text)
+    scores = {s.grade_id: s for s in grade(sub, solution)}
+    assert {k: s.points for k, s in scores.items()} == {"schedule_check": 0, "conditional_path_check": 2,
+                                                        "gaussian_marginal_check": 0, "cfm_loss_check": 0,
+                                                        "euler_sampler_check": 0}
+    assert "NotImplementedError" in scores["schedule_check"].error
+    assert "ExerciseCheckError" in scores["cfm_loss_check"].error
+    out = tmp_path / "points.json"
+    report = write_report(list(scores.values()), out)
+    assert "total" in report and json.loads(out.read_text())["total"] == 2
+
+
+def test_grading_the_solution_gives_full_points(tmp_path):
+    solution = ROOT / "solutions" / "ex01_gaussian_mixture_cfm.py"
+    scores = grade(solution.with_suffix(".ipynb"), solution)
+    assert all(s.points == s.max_points > 0 for s in scores), [(s.grade_id, s.error) for s in scores]
