@@ -236,3 +236,119 @@ def test_grading_the_solution_gives_full_points(tmp_path):
     solution = ROOT / "solutions" / "ex01_gaussian_mixture_cfm.py"
     scores = grade(solution.with_suffix(".ipynb"), solution)
     assert all(s.points == s.max_points > 0 for s in scores), [(s.grade_id, s.error) for s in scores]
+
+
+# --- checks of chapters 2-4 -------------------------------------------------------------------------------------
+
+def _gauss_u(x, t, m, s):
+    var = t ** 2 * s ** 2 + (1 - t) ** 2
+    return m + (t * s ** 2 - (1 - t)) / var * (x - t * m)
+
+
+def _mix_u(x, t, means, s, weights, posterior=True):
+    var = t ** 2 * s ** 2 + (1 - t) ** 2
+    logw = torch.log(weights)[None] - ((x[:, None] - t * means[None]) ** 2).sum(-1) / (2 * var)
+    r = torch.softmax(logw, 1) if posterior else weights[None].expand(x.shape[0], -1)
+    comp = means[None] + (t * s ** 2 - (1 - t)) / var * (x[:, None] - t * means[None])
+    return (r[..., None] * comp).sum(1)
+
+
+def test_check_gaussian_and_mixture_velocity():
+    from fmlearn.exercises import check_gaussian_velocity, check_mixture_velocity
+    assert check_gaussian_velocity(_gauss_u)
+    with pytest.raises(ExerciseCheckError, match="differs from the exact one"):  # sd_t where sd_t^2 belongs
+        check_gaussian_velocity(lambda x, t, m, s: m + (t * s ** 2 - (1 - t)) / (t ** 2 * s ** 2 + (1 - t) ** 2) ** 0.5
+                                * (x - t * m))
+    with pytest.raises(ExerciseCheckError, match="differs from the exact one"):  # forgot the t in (x - t m)
+        check_gaussian_velocity(lambda x, t, m, s: m + (t * s ** 2 - (1 - t)) / (t ** 2 * s ** 2 + (1 - t) ** 2) * (x - m))
+    assert check_mixture_velocity(_mix_u)
+    with pytest.raises(ExerciseCheckError, match="posterior"):  # prior weights instead of posterior
+        check_mixture_velocity(lambda *a: _mix_u(*a, posterior=False))
+
+
+def _heun(u, x, t, h):
+    k1 = u(x, t)
+    return x + h / 2 * (k1 + u(x + h * k1, t + h))
+
+
+def _rk4(u, x, t, h):
+    k1 = u(x, t)
+    k2 = u(x + h / 2 * k1, t + h / 2)
+    k3 = u(x + h / 2 * k2, t + h / 2)
+    k4 = u(x + h * k3, t + h)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def test_check_step():
+    from fmlearn.exercises import check_step
+    assert check_step(_heun, "heun") and check_step(_rk4, "rk4")
+    with pytest.raises(ExerciseCheckError, match="Euler step"):
+        check_step(lambda u, x, t, h: x + h * u(x, t), "heun")
+    with pytest.raises(ExerciseCheckError, match="differs"):  # the end-point stage evaluated at time t
+        check_step(lambda u, x, t, h: x + h / 2 * (u(x, t) + u(x + h * u(x, t), t)), "heun")
+
+    def rk4_equal_weights(u, x, t, h):
+        k1 = u(x, t)
+        k2 = u(x + h / 2 * k1, t + h / 2)
+        k3 = u(x + h / 2 * k2, t + h / 2)
+        return x + h / 4 * (k1 + k2 + k3 + u(x + h * k3, t + h))
+    with pytest.raises(ExerciseCheckError, match="differs"):
+        check_step(rk4_equal_weights, "rk4")
+    with pytest.raises(ValueError, match="method must be"):
+        check_step(_rk4, "euler")
+
+
+def test_check_observed_order():
+    import numpy as np
+
+    from fmlearn.exercises import check_observed_order
+    assert check_observed_order(lambda n, e: -np.polyfit(np.log(n), np.log(e), 1)[0])
+    with pytest.raises(ExerciseCheckError, match="sign is flipped"):
+        check_observed_order(lambda n, e: np.polyfit(np.log(n), np.log(e), 1)[0])
+    with pytest.raises(ExerciseCheckError, match="least squares"):  # only the last two points
+        check_observed_order(lambda n, e: float(np.log2(e[-2] / e[-1])))
+
+
+def _div(u, x, t):
+    x = x.detach().requires_grad_(True)
+    v = u(x, t)
+    return torch.stack([torch.autograd.grad(v[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(x.shape[1])],
+                       1).sum(1)
+
+
+def _hutch(u, x, t, eps):
+    x = x.detach().requires_grad_(True)
+    v = u(x, t)
+    return torch.stack([(torch.autograd.grad(v, x, e, retain_graph=True)[0] * e).sum(1) for e in eps]).mean(0)
+
+
+def test_check_divergence_and_hutchinson():
+    from fmlearn.exercises import check_divergence, check_hutchinson
+    assert check_divergence(_div)
+
+    def all_entries(u, x, t):
+        x = x.detach().requires_grad_(True)
+        return torch.autograd.grad(u(x, t).sum(), x)[0].sum(1)
+    with pytest.raises(ExerciseCheckError, match="every entry of the Jacobian"):
+        check_divergence(all_entries)
+    assert check_hutchinson(_hutch)
+    with pytest.raises(ExerciseCheckError, match="average over the k probes"):
+        check_hutchinson(lambda u, x, t, eps: _hutch(u, x, t, eps) * eps.shape[0])
+
+    def no_second_eps(u, x, t, eps):
+        x = x.detach().requires_grad_(True)
+        v = u(x, t)
+        return torch.stack([torch.autograd.grad(v, x, e, retain_graph=True)[0].sum(1) for e in eps]).mean(0)
+    with pytest.raises(ExerciseCheckError, match="multiply by eps again"):
+        check_hutchinson(no_second_eps)
+
+
+def test_check_paired_kl():
+    import math
+
+    from fmlearn.exercises import check_paired_kl
+    assert check_paired_kl(lambda lp, lq: ((lp - lq).mean(), (lp - lq).std() / math.sqrt(len(lp))))
+    with pytest.raises(ExerciseCheckError, match="sign flipped"):
+        check_paired_kl(lambda lp, lq: ((lq - lp).mean(), (lp - lq).std() / math.sqrt(len(lp))))
+    with pytest.raises(ExerciseCheckError, match="sqrt.n."):
+        check_paired_kl(lambda lp, lq: ((lp - lq).mean(), (lp - lq).std()))

@@ -1,0 +1,105 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for chapter 4 — likelihood
+#
+# Three tasks: the exact divergence of a velocity field by autograd,
+# Hutchinson's estimator with given probes, and the paired KL estimator with
+# its standard error. The checks compare with full Jacobians computed one
+# sample at a time and with a loop written out in Python.
+#
+# **Prerequisites:** chapter 4. **Run time:** under a minute.
+
+# %%
+import math
+
+import torch
+
+import fmlearn as fm
+from fmlearn.exercises import check_divergence, check_hutchinson, check_paired_kl
+
+fm.seed_everything(0)
+
+# %% [markdown]
+# ## Task 1 — the exact divergence (3 points)
+#
+# $\nabla\cdot u(x) = \sum_i \partial u_i / \partial x_i$, the trace of the
+# Jacobian. For `x` of shape `(n, d)`, one backward pass per dimension $i$
+# gives $\partial u_i / \partial x$ for every sample at once (the samples do
+# not interact, so the gradient of `u[:, i].sum()` holds each sample's own
+# row); keep its column $i$. Write `divergence(u, x, t)` returning shape `(n,)`.
+
+# %% nbgrader={"grade": false, "grade_id": "divergence", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def divergence(u, x, t):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "divergence_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+check_divergence(divergence)
+
+# %% [markdown]
+# ## Task 2 — Hutchinson's estimator (3 points)
+#
+# For probes $\varepsilon$ with $\mathbb E[\varepsilon\varepsilon^\top] = I$,
+# $\mathbb E[\varepsilon^\top J \varepsilon] = \operatorname{tr} J$. With `eps`
+# of shape `(k, n, d)` (k probes per sample), compute for each probe the
+# vector–Jacobian product $\varepsilon^\top J$ (one backward pass:
+# `torch.autograd.grad(v, x, grad_outputs=eps[j])`), take its dot product with
+# $\varepsilon$, and average over the probes. Write `hutchinson(u, x, t, eps)`.
+
+# %% nbgrader={"grade": false, "grade_id": "hutchinson", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def hutchinson(u, x, t, eps):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "hutchinson_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+check_hutchinson(hutchinson)
+
+# %% [markdown]
+# ## Task 3 — the paired KL estimator (2 points)
+#
+# With samples $x_i \sim p$ and both log-densities known at them,
+# $\mathrm{KL}(p\,\|\,q) \approx \frac1n\sum_i (\log p(x_i) - \log q(x_i))$,
+# with standard error $\mathrm{sd}(\log p - \log q)/\sqrt n$. Write
+# `paired_kl(log_p, log_q)` returning the pair `(kl, se)`.
+
+# %% nbgrader={"grade": false, "grade_id": "paired_kl", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def paired_kl(log_p, log_q):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "paired_kl_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+check_paired_kl(paired_kl)
+
+# %% [markdown]
+# ## Your estimators on an exact flow
+#
+# The oracle velocity of a Gaussian target is an exact flow, so its
+# log-likelihood must reproduce the true density: your KL estimate should
+# be zero within a few of your standard errors, with your divergence.
+
+# %%
+target = fm.GaussianMixture(torch.tensor([[2.0, -1.0]]), 0.6)
+oracle = fm.MixtureOracle(target, fm.AffineGaussianPath("condot"))
+x = target.sample(500).double()
+log_q = fm.log_likelihood(oracle, x, steps=32, method="rk4")
+kl, se = paired_kl(target.log_prob(x).double(), log_q.double())
+print(f"KL = {kl:.5f} ± {se:.5f} nats (exact flow: should be 0)")
+assert abs(kl) < 1e-3
+div_mine = divergence(oracle, x[:50], 0.5)
+_, div_ref = fm.divergence_exact(oracle, x[:50], 0.5)
+assert torch.allclose(div_mine, div_ref.double(), atol=1e-6)
