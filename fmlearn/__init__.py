@@ -11,6 +11,7 @@ oracle        exact marginal velocity and score of a mixture target
 models        velocity networks called as model(x, t, **cond)
 training      the CFM loss, the training loop, checkpoints
 solvers       fixed-step ODE solvers, time grids and sampling
+sde           SDE samplers with the flow's marginals (Euler-Maruyama), Langevin corrector
 adaptive      the adaptive Dormand-Prince 5(4) solver with error control
 metrics       energy distance and its floor, mode fractions
 plotting      the course's figures
@@ -20,12 +21,13 @@ from .config import budget, describe, get_device, is_quick, seed_everything
 from .distributions import Gaussian, GaussianMixture, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
 from .metrics import (energy_distance, energy_distance_floor, energy_distance_to, fraction_near_modes,
-                      mode_fractions, velocity_error, w2_distance, w2_floor)
+                      mode_fractions, velocity_error, w2_distance, w2_floor, w2_mode_matched)
 from .models import MLP
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath, PathSample
-from .schedules import VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
+from .schedules import VE, VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
 from .solvers import ODESolution, odeint, odeint_adaptive, sample, time_grid
+from .sde import SDESolution, diffusion_noise, langevin_step, sde_sample
 from .toys import Checkerboard, EightGaussians, Moons, TwoSpirals
 from .training import (NonFiniteLossError, PairedData, TrainResult, cfm_loss, load_checkpoint, logit_normal_time,
                        save_checkpoint, train)

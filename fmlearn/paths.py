@@ -9,6 +9,11 @@ and moves along it with the conditional velocity
 the time derivative of x_t. Written in (x0, x1) it has no division by beta_t, so
 it is finite at t = 0 and t = 1 (see :mod:`fmlearn.schedules` for the sqrt
 schedule's d_beta at t = 1).
+
+The path also converts between the four things a network can predict at (x, t):
+the marginal velocity, the score, the noise x0_hat and the data x1_hat (the
+formulas are above :meth:`AffineGaussianPath.x0_from_velocity`). Each conversion
+refuses the end point where it would divide by zero, with a ValueError naming t.
 """
 
 from __future__ import annotations
@@ -59,5 +64,105 @@ class AffineGaussianPath:
         """u_t(x_t | x0, x1) = d_alpha_t x1 + d_beta_t x0."""
         return self.sample(x0, x1, t).dxt
 
+    # Conversions between what a network can predict at (x, t). With x0 ~ N(0, I) independent of
+    # x1, each is an affine function of the posterior means x0_hat = E[x0 | x_t = x] (noise) and
+    # x1_hat = E[x1 | x_t = x] (data); taking E[. | x_t = x] of x_t and of u_t gives
+    #     x = alpha x1_hat + beta x0_hat,     u = d_alpha x1_hat + d_beta x0_hat,
+    # and Tweedie's formula gives the score, grad log p_t(x) = E[-(x - alpha x1) / beta^2 | x] = -x0_hat / beta.
+    # Solving the 2 x 2 system, with D_t = d_alpha beta - alpha d_beta (> 0 where the path moves):
+    #     x1_hat = (beta u - d_beta x) / D,   x0_hat = (d_alpha x - alpha u) / D,
+    #     score  = (alpha u - d_alpha x) / (beta D),   u = (d_alpha / alpha)(x + beta^2 score) - d_beta beta score.
+    # beta D = beta^2 d_alpha - alpha (beta d_beta) is computed with the closed-form beta d_beta, so it stays
+    # exact where d_beta alone diverges (sqrt and VP at t = 1, where beta D = 1/2 and d_alpha_1 are positive).
+
+    def x0_from_velocity(self, u, x, t) -> torch.Tensor:
+        """Noise prediction x0_hat = (d_alpha x - alpha u) / D_t from a velocity u at (x, t), shape of x.
+
+        Valid where D_t = d_alpha beta - alpha d_beta > LEVEL_MIN: all of [0, 1] for CondOT, sqrt, cosine, VP
+        and VE; t > 0 for Polynomial (n > 1), which stands still at t = 0.
+        x, u: (batch, *data); t: a float or a (batch,) tensor.
+        """
+        u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("D_t",), "x0_from_velocity")
+        return (da * x - a * u) / (da * b - a * db)
+
+    def x1_from_velocity(self, u, x, t) -> torch.Tensor:
+        """Data prediction x1_hat = (beta u - d_beta x) / D_t from a velocity u at (x, t), shape of x.
+
+        Same valid range as :meth:`x0_from_velocity`.
+        """
+        u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("D_t",), "x1_from_velocity")
+        return (b * u - db * x) / (da * b - a * db)
+
+    def velocity_from_x0(self, x0_hat, x, t) -> torch.Tensor:
+        """The velocity from a noise prediction: u = d_alpha x1_hat + d_beta x0_hat, x1_hat = (x - beta x0_hat) / alpha.
+
+        Needs alpha_t > LEVEL_MIN: t > 0 for paths that start at pure noise.
+        """
+        x0_hat, x, (a, b, da, db, bdb) = self._inputs("x0_hat", x0_hat, x, t, ("alpha_t",), "velocity_from_x0")
+        return da * (x - b * x0_hat) / a + db * x0_hat
+
+    def velocity_from_x1(self, x1_hat, x, t) -> torch.Tensor:
+        """The velocity from a data prediction: u = d_alpha x1_hat + d_beta x0_hat, x0_hat = (x - alpha x1_hat) / beta.
+
+        Needs beta_t > LEVEL_MIN: t < 1 for paths that end at the data.
+        """
+        x1_hat, x, (a, b, da, db, bdb) = self._inputs("x1_hat", x1_hat, x, t, ("beta_t",), "velocity_from_x1")
+        return da * x1_hat + db * (x - a * x1_hat) / b
+
+    def score_from_velocity(self, u, x, t) -> torch.Tensor:
+        """The marginal score from the marginal velocity: s = -x0_hat / beta = (alpha u - d_alpha x) / (beta D_t).
+
+        x, u: (batch, *data); t: a float or (batch,) tensor. Needs beta_t D_t > LEVEL_MIN: t < 1 for CondOT,
+        cosine and Polynomial (beta D = 1 - t for CondOT); all of [0, 1] for sqrt, VP and VE, whose beta^2 has a
+        nonzero slope at t = 1. Near t = 1 an error in u is amplified by alpha / (beta D), 1 / (1 - t) for CondOT.
+        """
+        u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("beta_t D_t",), "score_from_velocity")
+        return (a * u - da * x) / (b**2 * da - a * bdb)
+
+    def velocity_from_score(self, score, x, t) -> torch.Tensor:
+        """The marginal velocity from the marginal score: u = (d_alpha / alpha)(x + beta^2 s) - (beta d_beta) s.
+
+        Needs alpha_t > LEVEL_MIN: t > 0 for the schedules that start at pure noise (at t = 0 the
+        score of N(0, I) says nothing about the data); all of [0, 1] for VP (alpha_0 ~ 6.6e-3) and VE.
+        """
+        score, x, (a, b, da, db, bdb) = self._inputs("score", score, x, t, ("alpha_t",), "velocity_from_score")
+        return da * (x + b**2 * score) / a - bdb * score
+
+    def _inputs(self, name, value, x, t, needs, what):
+        """Check (value, x, t); return value, x and (alpha, beta, d_alpha, d_beta, beta d_beta) shaped to
+        broadcast against x, after refusing times where a divisor named in ``needs`` is <= LEVEL_MIN."""
+        x = check_finite("x", as_tensor("x", x))
+        value = check_finite(name, as_tensor(name, value, dtype=x.dtype, device=x.device))
+        if x.ndim < 2 or value.shape != x.shape:
+            raise ValueError(f"{name} and x must have the same shape (batch, *data), got {tuple(value.shape)} "
+                             f"and {tuple(x.shape)}")
+        t = check_time(t, x)
+        s, t64 = self.schedule, t.detach().cpu().double()
+        level = conversion_levels(s, t64)
+        for key in needs:
+            bad = ~(level[key] > LEVEL_MIN)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0])
+                raise ValueError(f"t: {what} divides by {key}, which is {float(level[key][i]):.3g} at t = "
+                                 f"{float(t64[i])!r} for {s!r}; it needs {key} > {LEVEL_MIN:g} ({_RANGE[key]})")
+        te = expand_time(t, x)
+        return value, x, (s.alpha(te), s.beta(te), s.d_alpha(te), s.d_beta(te), s.beta_d_beta(te))
+
     def __repr__(self):
         return f"AffineGaussianPath({self.schedule!r})"
+
+
+#: The conversions refuse times where their divisor (alpha_t, beta_t, D_t or beta_t D_t) is at most this.
+LEVEL_MIN = 1e-6
+_RANGE = {"alpha_t": "alpha_0 = 0 for paths that start at pure noise: use t > 0",
+          "beta_t": "beta_1 = 0 for paths that end at the data: use t < 1",
+          "beta_t D_t": "it vanishes at t = 1 where beta^2 has zero slope (CondOT, cosine, Polynomial): use t < 1",
+          "D_t": "D_t = d_alpha beta - alpha d_beta vanishes where the path stands still, e.g. Polynomial at t = 0"}
+
+
+def conversion_levels(schedule: Schedule, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The divisors of the conversions at times t (any shape): alpha_t, beta_t, D_t = d_alpha beta - alpha d_beta
+    and beta_t D_t = beta^2 d_alpha - alpha (beta d_beta), the last with the schedule's closed-form beta d_beta."""
+    a, b, da = schedule.alpha(t), schedule.beta(t), schedule.d_alpha(t)
+    return {"alpha_t": a, "beta_t": b, "D_t": da * b - a * schedule.d_beta(t),
+            "beta_t D_t": b**2 * da - a * schedule.beta_d_beta(t)}

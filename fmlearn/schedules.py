@@ -2,7 +2,9 @@
 
 Time runs from t = 0 (noise, x0) to t = 1 (data, x1), so every schedule must
 satisfy alpha_0 = 0, beta_0 = 1, alpha_1 = 1, beta_1 = 0; each checks this when
-it is built. Derivatives are closed form; the tests compare them with finite
+it is built. The one exception is :class:`VE` (variance exploding: alpha_t = 1,
+beta_0 = sigma_max), which checks its own end points and is left out of
+``SCHEDULES``. Derivatives are closed form; the tests compare them with finite
 differences.
 
 Endpoints. ``d_beta`` of the sqrt schedule, -1 / (2 sqrt(1 - t)), diverges at
@@ -198,6 +200,58 @@ class VP(Schedule):
 
     def __repr__(self):
         return f"VP(beta_min={self.beta_min}, beta_max={self.beta_max})"
+
+
+class VE(Schedule):
+    """The variance-exploding (NCSN / score SDE) schedule in flow-matching time: x_t = x1 + sigma_t x0.
+
+    alpha_t = 1, beta_t = sigma_t = sigma_max^(1 - t) sigma_min^t (geometric),
+    d beta_t / dt = -log(sigma_max / sigma_min) sigma_t.
+
+    The documented exception to :class:`Schedule`'s end-point check: the signal is never
+    scaled down, so alpha_0 = 1, not 0, and the noise end is N(x1, sigma_max^2 I), which is
+    close to N(0, sigma_max^2 I) only when sigma_max is much larger than the data (its
+    ``source_std`` is sigma_max: sample x_0 = sigma_max z, z ~ N(0, I)). Its data end has
+    beta_1 = sigma_min > 0 (like VP's alpha_0 > 0). So VE checks its own invariants instead
+    (alpha = 1 at both ends, beta_0 = sigma_max, beta_1 = sigma_min, 0 < sigma_min < sigma_max),
+    and it is not in ``SCHEDULES``: code that assumes a N(0, I) source cannot get it by name.
+    The conditional path still draws x0 ~ N(0, I), so training, the oracle and the
+    velocity/score conversions of :class:`~fmlearn.paths.AffineGaussianPath` work unchanged.
+    """
+
+    name = "VE"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        for key, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+        if not sigma_min < sigma_max:
+            raise ValueError(f"sigma_min must be smaller than sigma_max, got sigma_min={sigma_min}, "
+                             f"sigma_max={sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.source_std = self.sigma_max
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+        ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        a, b = self.alpha(ends), self.beta(ends)
+        if not (torch.equal(a, torch.ones(2, dtype=torch.float64))
+                and torch.allclose(b, torch.tensor([self.sigma_max, self.sigma_min], dtype=torch.float64), rtol=1e-12)):
+            raise ValueError(f"VE: expected alpha = 1 and beta = ({self.sigma_max}, {self.sigma_min}) at t = (0, 1), "
+                             f"got alpha = {a.tolist()}, beta = {b.tolist()}")
+
+    def alpha(self, t):
+        return torch.ones_like(t)
+
+    def beta(self, t):
+        return self.sigma_max * torch.exp(-self._log_ratio * t)
+
+    def d_alpha(self, t):
+        return torch.zeros_like(t)
+
+    def d_beta(self, t):
+        return -self._log_ratio * self.beta(t)
+
+    def __repr__(self):
+        return f"VE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
 
 
 SCHEDULES = {"condot": CondOT, "sqrt": Sqrt, "cosine": Cosine, "vp": VP, "polynomial": Polynomial}

@@ -1,0 +1,206 @@
+"""Stochastic samplers with the flow's marginals: Euler-Maruyama and a Langevin corrector.
+
+For an affine Gaussian path the score is a function of the velocity
+(:meth:`~fmlearn.paths.AffineGaussianPath.score_from_velocity`), so one velocity
+model gives a whole family of samplers, one per noise scale g_t >= 0:
+
+    dX_t = [u_t(X_t) + (g_t^2 / 2) s_t(X_t)] dt + g_t dW_t,    t from 0 to 1.
+
+All have the marginals p_t of the flow: the Fokker-Planck equation of this SDE is
+
+    d_t p = -div(p u) - (g^2 / 2) div(p grad log p) + (g^2 / 2) lap p = -div(p u),
+
+because p grad log p = grad p: the continuity equation of the ODE (g = 0).
+Euler-Maruyama takes, from t to t + h with z ~ N(0, I),
+
+    X <- X + h [u_t(X) + (g_t^2 / 2) s_t(X)] + g_t sqrt(h) z.
+
+Diffusion models are one member: g_t^2 = 2 beta_t D_t / alpha_t with
+D_t = d_alpha beta - alpha d_beta (:func:`diffusion_noise`) is the reverse-time SDE of
+the forward noising process; its drift simplifies to 2 u - (d_alpha / alpha) x.
+
+The singular end. s_t = -x0_hat / beta_t needs beta_t > 0: t < 1 for CondOT, cosine and
+Polynomial (sqrt, VP and VE have a finite limit at t = 1). Euler-Maruyama evaluates the
+drift at the left end of each step, so t = 1 itself is never used, but the last steps are
+stiff: for data of std sigma the score's slope near t = 1 is about -1 / (sigma^2 + beta_t^2),
+so a step multiplies the distance to the mode by about 1 - h g_t^2 / (2 (sigma^2 + beta_t^2)),
+which must stay in (-1, 1). For the course's mixture (sigma = 1) a constant g <= 1 is safe
+at any step count; for narrow data (sigma < g sqrt(h) / 2) it is not, and the samples blow
+up. Then use a noise scale that vanishes with beta_t, such as g_t = c sqrt(beta_t) (a
+callable) or :func:`diffusion_noise` (g_t^2 ~ 2 beta_t near t = 1 for CondOT; infinite at
+t = 0 where alpha_0 = 0, so start such a sampler at t0 > 0 from samples of p_t0), or more
+steps. A learned velocity's error reaches the score multiplied by about 1 / beta_t, one
+more reason to let g_t fade.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import torch
+
+from ._checks import as_tensor, check_finite, check_positive_int, check_real
+from .paths import LEVEL_MIN, AffineGaussianPath, conversion_levels
+from .solvers import _check_grid, time_grid
+
+#: A noise scale (or a Langevin step size): a number, or a function of t (a Python float) returning one.
+Scale = Union[float, Callable[[float], float]]
+
+
+@dataclass
+class SDESolution:
+    """What :func:`sde_sample` returns.
+
+    x: the final state, shape of x0. times: float64 CPU tensor (n,), the grid.
+    nfe: velocity evaluations (predictor and corrector). trajectory: (n, *x.shape) if asked for.
+    """
+
+    x: torch.Tensor
+    times: torch.Tensor
+    nfe: int
+    trajectory: torch.Tensor | None = None
+
+
+def _scale_at(name: str, value: Scale, t: float, positive: bool = False) -> float:
+    """value (a number) or value(t) (a callable), checked finite and >= 0 (> 0 if positive)."""
+    got = value(t) if callable(value) else value
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise TypeError(f"{name} must be a number or a function of t returning one, got {type(got).__name__}")
+    got = float(got)
+    if not math.isfinite(got) or got < 0 or (positive and got == 0):
+        where = f" at t = {t!r}" if callable(value) else ""
+        raise ValueError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {got}{where}")
+    return got
+
+
+def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise like x, drawn on the generator's device (so a seed gives the same noise anywhere)."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+
+
+def langevin_step(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One unadjusted Langevin step towards the density whose score is given: x + eps s(x) + sqrt(2 eps) z.
+
+    score: x -> grad log p(x), shape of x; x: (batch, *data); eps > 0. It leaves p invariant as eps -> 0;
+    for finite eps a Gaussian N(m, sigma^2) is mapped to itself only approximately: the chain settles at
+    variance sigma^2 / (1 - eps / (2 sigma^2)), so keep eps well below the data's variance.
+    """
+    eps = check_real("eps", eps, positive=True)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    return x + eps * score(x) + math.sqrt(2 * eps) * _randn(x, generator)
+
+
+def diffusion_noise(path: AffineGaussianPath, scale: float = 1.0) -> Callable[[float], float]:
+    """The diffusion model's noise scale g_t = scale * sqrt(2 beta_t D_t / alpha_t), as a function of t.
+
+    D_t = d_alpha beta - alpha d_beta; beta_t D_t is computed as in :func:`~fmlearn.paths.conversion_levels`,
+    exact at t = 1. scale = 1 gives the reverse-time SDE of the forward noising process: for VP,
+    g_t^2 = beta_min + (beta_max - beta_min)(1 - t) (DDPM's beta(s) at s = 1 - t); for VE,
+    g_t^2 = -d(sigma_t^2)/dt (NCSN). It vanishes like sqrt(beta_t) at the data end where beta_t D_t -> 0,
+    and is infinite where alpha_t = 0 (t = 0 for CondOT): there the returned function raises ValueError.
+    """
+    if not isinstance(path, AffineGaussianPath):
+        raise TypeError(f"path must be an AffineGaussianPath, got {type(path).__name__}")
+    scale = check_real("scale", scale)
+    if scale < 0:
+        raise ValueError(f"scale must be >= 0, got {scale}")
+    sch = path.schedule
+
+    def g(t: float) -> float:
+        level = conversion_levels(sch, torch.tensor(float(t), dtype=torch.float64))
+        a, bd = float(level["alpha_t"]), float(level["beta_t D_t"])
+        if not a > LEVEL_MIN:
+            raise ValueError(f"t: the diffusion noise scale is infinite at t = {t!r} (alpha_t = {a:.3g}) for "
+                             f"{sch!r}; start the sampler at a later time")
+        return scale * math.sqrt(max(2 * bd / a, 0.0))
+
+    return g
+
+
+def _times(steps, times) -> torch.Tensor:
+    if (steps is None) == (times is None):
+        raise ValueError("give exactly one of steps (equal steps on [0, 1]) or times (an increasing grid in [0, 1])")
+    if times is None:
+        return time_grid(check_positive_int("steps", steps))
+    times = _check_grid(times)
+    if not (times[1] > times[0] and times[0] >= 0 and times[-1] <= 1):
+        raise ValueError(f"times must increase within [0, 1], got {times[0].item()} to {times[-1].item()}")
+    return times
+
+
+@torch.no_grad()
+def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: int | None = None, times=None,
+               g: Scale = 1.0, generator: torch.Generator | None = None, corrector_steps: int = 0,
+               corrector_eps: Scale = 0.01, return_trajectory: bool = False, **cond) -> SDESolution:
+    """Euler-Maruyama for dX = [u + (g_t^2 / 2) s] dt + g_t dW from times[0] to times[-1].
+
+    velocity: a model or function called as velocity(x, t, **cond) with t a Python float; a model runs in
+        eval mode on its own device (x0 is moved there). path: the path it was trained on, whose
+        :meth:`~fmlearn.paths.AffineGaussianPath.score_from_velocity` turns u into s.
+    x0: (batch, *data), samples of p at times[0] (N(0, I) for t = 0, sigma_max N(0, I) for VE).
+    steps: equal steps on [0, 1]; or times: an increasing grid in [0, 1] (e.g. starting at t0 > 0).
+    g: noise scale >= 0, a number or a function of t (see :func:`diffusion_noise`); g = 0 is the Euler ODE.
+    generator: seeds the noise. corrector_steps: Langevin steps (:func:`langevin_step`) with the score of
+        p_t after each predictor step, size corrector_eps (a number or function of t, > 0); none after a
+        step that ends where the score cannot be had from the velocity (beta_t D_t <= LEVEL_MIN: t = 1 for
+        CondOT, cosine, Polynomial).
+    Returns an :class:`SDESolution` (x of shape x0, trajectory (len(times), *x0.shape) if asked for).
+    """
+    if not callable(velocity):
+        raise TypeError(f"velocity must be a model or a function velocity(x, t), got {type(velocity).__name__}")
+    if not isinstance(path, AffineGaussianPath):
+        raise TypeError(f"path must be an AffineGaussianPath, got {type(path).__name__}")
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a tensor of shape (batch, *data), got {type(x0).__name__}")
+    if x0.ndim < 2:
+        raise ValueError(f"x0 must be a tensor of shape (batch, *data), got {tuple(x0.shape)}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
+        raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
+    for name, value in (("g", g), ("corrector_eps", corrector_eps)):
+        if not callable(value):
+            _scale_at(name, value, 0.0, positive=name == "corrector_eps")
+    grid = _times(steps, times).tolist()
+    x = check_finite("x0", as_tensor("x0", x0))
+    is_module = isinstance(velocity, torch.nn.Module)
+    if is_module:
+        param = next(iter(velocity.parameters()), None)
+        x = x.to(param.device) if param is not None else x
+        was_training = velocity.training
+        velocity.eval()
+    try:
+        traj, nfe = [x] if return_trajectory else None, 0
+        for t, t_next in zip(grid[:-1], grid[1:]):
+            h, gt = t_next - t, _scale_at("g", g, t)
+            u = velocity(x, t, **cond)
+            drift = u if gt == 0 else u + (0.5 * gt**2) * path.score_from_velocity(u, x, t)
+            x = x + h * drift
+            if gt > 0:
+                x = x + (gt * math.sqrt(h)) * _randn(x, generator)
+            nfe += 1
+            tn = torch.tensor(t_next, dtype=torch.float64)
+            if corrector_steps and float(conversion_levels(path.schedule, tn)["beta_t D_t"]) > LEVEL_MIN:
+                eps = _scale_at("corrector_eps", corrector_eps, t_next, positive=True)
+
+                def score(y, t_next=t_next):
+                    return path.score_from_velocity(velocity(y, t_next, **cond), y, t_next)
+
+                for _ in range(corrector_steps):
+                    x = langevin_step(score, x, eps, generator)
+                nfe += corrector_steps
+            if traj is not None:
+                traj.append(x)
+    finally:
+        if is_module:
+            velocity.train(was_training)
+    return SDESolution(x=x, times=torch.tensor(grid, dtype=torch.float64), nfe=nfe,
+                       trajectory=torch.stack(traj) if traj is not None else None)
