@@ -352,3 +352,36 @@ def test_check_paired_kl():
         check_paired_kl(lambda lp, lq: ((lq - lp).mean(), (lp - lq).std() / math.sqrt(len(lp))))
     with pytest.raises(ExerciseCheckError, match="sqrt.n."):
         check_paired_kl(lambda lp, lq: ((lp - lq).mean(), (lp - lq).std()))
+
+
+def _em(u, s, x, t, h, g, z):
+    return x + h * (u(x, t) + 0.5 * g ** 2 * s(x, t)) + g * h ** 0.5 * z
+
+
+def test_check_diffusion_pieces():
+    from fmlearn.exercises import check_em_step, check_langevin_step, check_score_from_velocity
+    assert check_score_from_velocity(lambda u, x, t: (t * u - x) / (1 - t))
+    with pytest.raises(ExerciseCheckError, match="sign is flipped"):
+        check_score_from_velocity(lambda u, x, t: (x - t * u) / (1 - t))
+    with pytest.raises(ExerciseCheckError, match="solve for x0"):  # x0_hat without dividing by beta
+        check_score_from_velocity(lambda u, x, t: t * u - x)
+    assert check_em_step(_em)
+    with pytest.raises(ExerciseCheckError, match="variance h"):
+        check_em_step(lambda u, s, x, t, h, g, z: x + h * (u(x, t) + 0.5 * g ** 2 * s(x, t)) + g * h * z)
+    with pytest.raises(ExerciseCheckError, match="squared and halved"):
+        check_em_step(lambda u, s, x, t, h, g, z: x + h * (u(x, t) + g * s(x, t)) + g * h ** 0.5 * z)
+    assert check_langevin_step(lambda s, x, eps, z: x + eps * s(x) + (2 * eps) ** 0.5 * z)
+    with pytest.raises(ExerciseCheckError, match="narrower"):
+        check_langevin_step(lambda s, x, eps, z: x + eps * s(x) + eps ** 0.5 * z)
+
+
+def test_em_check_statistical_half_rejects_a_step_that_only_fakes_the_given_numbers():
+    """A step right on the check's first input but without the score term afterwards fails the marginal test."""
+    from fmlearn.exercises import check_em_step
+    calls = []
+
+    def sneaky(u, s, x, t, h, g, z):
+        calls.append(1)
+        return _em(u, s, x, t, h, g, z) if len(calls) == 1 else x + h * u(x, t) + g * h ** 0.5 * z
+    with pytest.raises(ExerciseCheckError, match="flow's marginal"):
+        check_em_step(sneaky)
