@@ -13,11 +13,14 @@ training      the CFM loss, the training loop, checkpoints
 solvers       fixed-step ODE solvers, time grids and sampling
 sde           SDE samplers with the flow's marginals (Euler-Maruyama), Langevin corrector
 adaptive      the adaptive Dormand-Prince 5(4) solver with error control
+couplings     minibatch OT couplings (exact, Sinkhorn), straightness, path energy, reflow pairs
 metrics       energy distance and its floor, mode fractions
 plotting      the course's figures
 """
 
 from .config import budget, describe, get_device, is_quick, seed_everything
+from .couplings import (OTCoupling, SinkhornCoupling, ot_plan_exact, path_energy, reflow_pairs, sinkhorn_plan,
+                        squared_distances, straightness)
 from .distributions import Gaussian, GaussianMixture, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
 from .metrics import (energy_distance, energy_distance_floor, energy_distance_to, fraction_near_modes,

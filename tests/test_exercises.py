@@ -385,3 +385,75 @@ def test_em_check_statistical_half_rejects_a_step_that_only_fakes_the_given_numb
         return _em(u, s, x, t, h, g, z) if len(calls) == 1 else x + h * u(x, t) + g * h ** 0.5 * z
     with pytest.raises(ExerciseCheckError, match="flow's marginal"):
         check_em_step(sneaky)
+
+
+# --- chapter 5 checks -------------------------------------------------------------------------------------------
+
+def _pairing(x0, x1):
+    from scipy.optimize import linear_sum_assignment
+    _, cols = linear_sum_assignment(torch.cdist(x1, x0).pow(2).numpy())
+    return torch.as_tensor(cols)
+
+
+def _crossings(x0, x1):
+    def side(p, q, r):  # sign of the cross product (q - p) x (r - p)
+        return torch.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+    n = len(x0)
+    return sum(int(side(x0[i], x1[i], x0[j]) * side(x0[i], x1[i], x1[j]) < 0
+                   and side(x0[j], x1[j], x0[i]) * side(x0[j], x1[j], x1[i]) < 0)
+               for i in range(n) for j in range(i + 1, n))
+
+
+def _sinkhorn(cost, reg, iters):
+    n, m = cost.shape
+    f, g = torch.zeros(n, dtype=cost.dtype), torch.zeros(m, dtype=cost.dtype)
+    for _ in range(iters):
+        f = -reg * torch.logsumexp((g[None] - cost) / reg, 1) - reg * torch.log(torch.tensor(float(n)))
+        g = -reg * torch.logsumexp((f[:, None] - cost) / reg, 0) - reg * torch.log(torch.tensor(float(m)))
+    return torch.exp((f[:, None] + g[None] - cost) / reg)
+
+
+def test_check_ot_pairing():
+    from fmlearn.exercises import check_ot_pairing
+    assert check_ot_pairing(_pairing)
+    with pytest.raises(ExerciseCheckError, match="nothing was re-paired"):
+        check_ot_pairing(lambda x0, x1: torch.arange(len(x0)))
+    with pytest.raises(ExerciseCheckError, match="not optimal"):  # rows and columns swapped
+        check_ot_pairing(lambda x0, x1: torch.as_tensor(__import__("scipy.optimize", fromlist=["x"])
+                                                        .linear_sum_assignment(torch.cdist(x0, x1).pow(2).numpy())[1]))
+    with pytest.raises(ExerciseCheckError, match="not optimal"):  # sort both by the first coordinate
+        check_ot_pairing(lambda x0, x1: x0[:, 0].argsort()[x1[:, 0].argsort().argsort()])
+    with pytest.raises(ExerciseCheckError, match="permutation"):
+        check_ot_pairing(lambda x0, x1: torch.cdist(x1, x0).argmin(1))  # nearest neighbour: repeats
+
+
+def test_check_count_crossings():
+    from fmlearn.exercises import check_count_crossings
+    assert check_count_crossings(_crossings)
+    with pytest.raises(ExerciseCheckError, match="twice"):
+        check_count_crossings(lambda x0, x1: 2 * _crossings(x0, x1))
+    with pytest.raises(ExerciseCheckError, match="opposite sides"):  # only one of the two side tests
+        check_count_crossings(lambda x0, x1: sum(
+            int((torch.sign(torch.linalg.det(torch.stack([x1[i] - x0[i], x0[j] - x0[i]]))) *
+                 torch.sign(torch.linalg.det(torch.stack([x1[i] - x0[i], x1[j] - x0[i]])))) < 0)
+            for i in range(len(x0)) for j in range(i + 1, len(x0))))
+
+
+def test_check_sinkhorn():
+    from fmlearn.exercises import check_sinkhorn
+    assert check_sinkhorn(_sinkhorn)
+
+    def rows_only(cost, reg, iters):
+        return torch.softmax(-cost / reg, 1) / cost.shape[0]
+    with pytest.raises(ExerciseCheckError, match="differs"):
+        check_sinkhorn(rows_only)
+
+    def scaling(cost, reg, iters):  # correct at moderate reg, underflows at small reg
+        k = torch.exp(-cost / reg)
+        u, v = torch.ones(cost.shape[0], dtype=cost.dtype), torch.ones(cost.shape[1], dtype=cost.dtype)
+        for _ in range(iters):
+            u = (1 / cost.shape[0]) / (k @ v)
+            v = (1 / cost.shape[1]) / (k.T @ u)
+        return u[:, None] * k * v[None]
+    with pytest.raises(ExerciseCheckError, match="log domain"):
+        check_sinkhorn(scaling)

@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercises for chapter 5 — couplings and straight paths
+#
+# Three tasks: an exact minibatch optimal-transport pairing, counting the
+# straight paths that cross (and seeing how OT pairing removes most of
+# them), and Sinkhorn's entropic plan in the log domain.
+#
+# **Prerequisites:** chapter 5. **Run time:** a few seconds.
+
+# %%
+import torch
+from scipy.optimize import linear_sum_assignment
+
+import fmlearn as fm
+from fmlearn.exercises import check_count_crossings, check_ot_pairing, check_sinkhorn
+
+fm.seed_everything(0)
+
+# %% [markdown]
+# ## Task 1 — an exact OT pairing (2 points)
+#
+# Given a batch of noise `x0` and a batch of data `x1`, both `(n, d)`, find
+# the permutation that pairs them with the least total squared distance
+# $\sum_j \|x_1^{(j)} - x_0^{(\pi(j))}\|^2$. Build the `(n, n)` cost matrix
+# with `x1` along the rows and `x0` along the columns, solve the assignment
+# problem with `scipy.optimize.linear_sum_assignment`, and return `perm` as a
+# tensor so that `x0[perm[j]]` goes with `x1[j]`.
+
+# %% nbgrader={"grade": false, "grade_id": "ot_pairing", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ot_pairing(x0, x1):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "ot_pairing_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+check_ot_pairing(ot_pairing)
+
+# %% [markdown]
+# ## Task 2 — crossing paths (3 points)
+#
+# With independent pairs, the straight paths $x_0 \to x_1$ cross each other
+# all over the plane. At a crossing, the two conditional velocities point in
+# different directions from the same place, so the marginal velocity there
+# averages them, and the learned flow's paths bend. Write
+# `count_crossings(x0, x1)`: the number of pairs $i < j$ whose segments
+# $x_0^{(i)} \to x_1^{(i)}$ and $x_0^{(j)} \to x_1^{(j)}$ intersect, in 2-D.
+# (Two segments cross when the ends of each lie on opposite sides of the
+# line through the other: compare signs of 2-D cross products.)
+
+# %% nbgrader={"grade": false, "grade_id": "count_crossings", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def count_crossings(x0, x1):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "count_crossings_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+check_count_crossings(count_crossings)
+
+# %% [markdown]
+# **How much does OT help?** The same 200 noise points and 200 data points
+# (8 Gaussians to moons, as in chapter 5), paired independently and by your
+# OT pairing:
+
+# %%
+x0 = fm.EightGaussians().sample(200)
+x1 = fm.Moons().sample(200)
+independent = count_crossings(x0, x1)
+optimal = count_crossings(x0[ot_pairing(x0, x1)], x1)
+print(f"crossing pairs: independent {independent}, OT {optimal} (of {200 * 199 // 2} pairs)")
+assert optimal < independent / 10
+
+# %% [markdown]
+# OT does not remove every crossing (the squared-distance cost allows two
+# optimal segments to cross, just never at the same time), but it removes
+# nearly all: the marginal velocity has little left to average, and the
+# learned paths stay almost straight.
+#
+# ## Task 3 — Sinkhorn in the log domain (3 points)
+#
+# For larger batches, the entropic plan
+# $P = \operatorname{diag}(e^{f/\varepsilon})\, e^{-C/\varepsilon}\, \operatorname{diag}(e^{g/\varepsilon})$
+# with row sums $1/n$ and column sums $1/m$ is found by alternating
+# $f_i = -\varepsilon \log n - \varepsilon \log\sum_j e^{(g_j - C_{ij})/\varepsilon}$ and
+# $g_j = -\varepsilon \log m - \varepsilon \log\sum_i e^{(f_i - C_{ij})/\varepsilon}$
+# (`torch.logsumexp`), starting from $f = g = 0$. Write
+# `sinkhorn(cost, reg, iters)` returning the plan $P$.
+
+# %% nbgrader={"grade": false, "grade_id": "sinkhorn", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def sinkhorn(cost, reg, iters):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "sinkhorn_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+check_sinkhorn(sinkhorn)

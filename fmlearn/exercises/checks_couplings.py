@@ -1,0 +1,125 @@
+"""Checks for the exercises of chapter 5 (couplings): an exact OT pairing, counting crossing paths, Sinkhorn."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from ._base import _call, _fail, _ok, _tensor
+
+
+def _cost(x0, x1, perm):
+    return float(((x0[perm] - x1) ** 2).sum())
+
+
+def check_ot_pairing(pairing) -> bool:
+    """The learner's ``pairing(x0, x1) -> perm`` (a (n,) index tensor: x0[perm[j]] goes with x1[j]) must be a
+    permutation with the least total squared distance: against all 7! permutations for n = 7, and against
+    scipy's Hungarian solver for n = 64."""
+    from scipy.optimize import linear_sum_assignment
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(7, 2, generator=g, dtype=torch.float64), torch.randn(7, 2, generator=g, dtype=torch.float64) + 2
+    best = min(_cost(x0, x1, list(p)) for p in itertools.permutations(range(7)))
+    for n, want in ((7, best), (64, None)):
+        if n == 64:
+            x0 = torch.randn(64, 2, generator=g, dtype=torch.float64)
+            x1 = torch.randn(64, 2, generator=g, dtype=torch.float64) * 2 + 1
+            rows, cols = linear_sum_assignment(torch.cdist(x1, x0).pow(2).numpy())
+            want = float(torch.cdist(x1, x0).pow(2).numpy()[rows, cols].sum())
+        perm = _tensor(_call(pairing, x0, x1, what="pairing"), (n,), "pairing", "return an index tensor")
+        if perm.dtype not in (torch.int64, torch.int32) or sorted(perm.tolist()) != list(range(n)):
+            _fail("pairing must return a permutation of 0..n-1", f"each index once ({n} indices)",
+                  perm.tolist()[:10], "return the column indices that scipy's linear_sum_assignment gives for a "
+                  "cost matrix with x1 along the rows and x0 along the columns")
+        got = _cost(x0, x1, perm)
+        if got > want * (1 + 1e-9) + 1e-12:
+            ident = _cost(x0, x1, torch.arange(n))
+            hint = ("that is the pairing you were given: nothing was re-paired" if abs(got - ident) < 1e-12 else
+                    "solve the assignment problem on the matrix of squared distances |x1_j - x0_i|^2; check that "
+                    "rows and columns are not swapped (perm[j] is the x0 for x1[j])")
+            _fail(f"the pairing is not optimal for n = {n}", f"total squared distance {want:.4f}", f"{got:.4f}", hint)
+    return _ok("your pairing is a permutation with the least total squared distance (n = 7 by brute force, n = 64)")
+
+
+def _crossings_reference(x0: torch.Tensor, x1: torch.Tensor) -> int:
+    """Pairs i < j whose segments x0_i -> x1_i and x0_j -> x1_j meet: solve x0_i + s d_i = x0_j + r d_j
+    for (s, r) by Cramer's rule and test s, r in [0, 1] (parallel segments never count)."""
+    a, b = x0.double().numpy(), x1.double().numpy()
+    d = b - a
+    count = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            den = d[i, 0] * (-d[j, 1]) - d[i, 1] * (-d[j, 0])
+            if abs(den) < 1e-12:
+                continue
+            rhs = a[j] - a[i]
+            s = (rhs[0] * (-d[j, 1]) - rhs[1] * (-d[j, 0])) / den
+            r = (d[i, 0] * rhs[1] - d[i, 1] * rhs[0]) / den
+            count += bool(0 <= s <= 1 and 0 <= r <= 1)
+    return count
+
+
+def check_count_crossings(count_crossings) -> bool:
+    """The learner's ``count_crossings(x0, x1) -> int``: how many pairs of straight paths x0_i -> x1_i cross in
+    the plane, against a reference that solves for the intersection point pair by pair."""
+    g = torch.Generator().manual_seed(1)
+    square = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    got = int(_call(count_crossings, *square, what="count_crossings"))
+    if got != 1:
+        _fail("two segments forming an X must count as one crossing", 1, got,
+              "you counted each pair twice, (i, j) and (j, i)" if got == 2 else
+              "(0,0)->(1,1) and (1,0)->(0,1) cross at (0.5, 0.5)")
+    for n in (10, 40):
+        x0, x1 = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g) + 1
+        want, got = _crossings_reference(x0, x1), int(count_crossings(x0, x1))
+        if got != want:
+            hint = ("you counted each pair twice (i, j) and (j, i)" if got == 2 * want else
+                    "segments p->q and r->s cross when r and s lie on opposite sides of the line through p, q "
+                    "and p, q on opposite sides of the line through r, s (signs of 2-D cross products)")
+            _fail(f"wrong number of crossings for {n} random paths", want, got, hint)
+    return _ok("your crossing count matches the reference")
+
+
+def _sinkhorn_reference(cost: np.ndarray, reg: float, iters: int) -> np.ndarray:
+    """Scaling-form Sinkhorn in float64 (K = exp(-C / reg), alternate u = a / K v, v = b / K^T u)."""
+    n, m = cost.shape
+    k = np.exp(-(cost - cost.min()) / reg)
+    u, v = np.ones(n), np.ones(m)
+    for _ in range(iters):
+        u = (1 / n) / (k @ v)
+        v = (1 / m) / (k.T @ u)
+    return u[:, None] * k * v[None]
+
+
+def check_sinkhorn(sinkhorn) -> bool:
+    """The learner's ``sinkhorn(cost, reg, iters) -> plan`` (n, m) with uniform marginals 1/n, 1/m, against a
+    scaling-form float64 reference at reg = 0.5, then its marginals and its cost near the exact optimum at small
+    reg (log-domain updates needed: exp(-C / reg) underflows there)."""
+    from scipy.optimize import linear_sum_assignment
+
+    g = torch.Generator().manual_seed(2)
+    x0, x1 = torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, 2, generator=g, dtype=torch.float64)
+    cost = torch.cdist(x0, x1).pow(2)
+    want = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 200))
+    plan = _tensor(_call(sinkhorn, cost, 0.5, 200, what="sinkhorn"), cost.shape, "sinkhorn")
+    if float((plan.double() - want).abs().max()) > 1e-6:
+        rows = plan.sum(1)
+        hint = ("the rows do not sum to 1/n: alternate both normalizations, rows and columns, every iteration"
+                if float((rows - 1 / 12).abs().max()) > 1e-4 else
+                "the Gibbs kernel is exp(-C / reg) (minus sign); update f = reg log(1/n) - reg logsumexp((g - C) / reg)")
+        _fail("the plan differs from Sinkhorn's at reg = 0.5", want[0, :4].tolist(), plan[0, :4].tolist(), hint)
+    cost = torch.cdist(x0, x1 + 4.0).pow(2)  # far apart: every exp(-C / reg) underflows at reg = 0.005
+    small = sinkhorn(cost, 0.005, 2000)
+    if not torch.isfinite(small).all():
+        _fail("at reg = 0.005 the plan has NaN or inf", "a finite plan", "NaN/inf",
+              "work in the log domain (torch.logsumexp): exp(-C / reg) underflows to 0 for small reg")
+    rows, cols = linear_sum_assignment(cost.numpy())
+    exact = float(cost.numpy()[rows, cols].sum()) / 12
+    got = float((small.double() * cost).sum())
+    if abs(got - exact) > 0.02 * exact or float((small.sum(0) - 1 / 12).abs().max()) > 1e-3:
+        _fail("at reg = 0.005 the plan should be nearly the exact OT plan", f"cost {exact:.4f}", f"cost {got:.4f}",
+              "iterate longer, in the log domain")
+    return _ok("your Sinkhorn plan matches, and approaches exact OT as reg shrinks")
