@@ -457,3 +457,38 @@ def test_check_sinkhorn():
         return u[:, None] * k * v[None]
     with pytest.raises(ExerciseCheckError, match="log domain"):
         check_sinkhorn(scaling)
+
+
+# --- chapter 6 checks -------------------------------------------------------------------------------------------
+
+def _drop(y, p, null, generator):
+    return torch.where(torch.rand(y.shape, generator=generator) < p, torch.full_like(y, null), y)
+
+
+def _cfg(model, x, t, y, w):
+    t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim else t
+    out = model(torch.cat([x, x]), t2, torch.cat([y, torch.full_like(y, model.num_classes)]))
+    cond, uncond = out.chunk(2)
+    return (1 + w) * cond - w * uncond
+
+
+def test_check_guidance_pieces():
+    from fmlearn.exercises import check_cfg_forward, check_guided_velocity, check_label_dropout
+    assert check_label_dropout(_drop)
+    with pytest.raises(ExerciseCheckError, match="1 - p"):
+        check_label_dropout(lambda y, p, null, g: _drop(y, 1 - p, null, g))
+    with pytest.raises(ExerciseCheckError, match="not random labels"):
+        check_label_dropout(lambda y, p, null, g: torch.where(torch.rand(y.shape, generator=g) < p,
+                                                              torch.randint(0, null, y.shape, generator=g), y))
+    assert check_guided_velocity(lambda uc, uu, w: (1 + w) * uc - w * uu)
+    with pytest.raises(ExerciseCheckError, match="other convention"):
+        check_guided_velocity(lambda uc, uu, w: uu + w * (uc - uu))
+    assert check_cfg_forward(_cfg)
+    def forgot_null(m, x, t, y, w):  # the label y in both halves
+        t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim else t
+        cond, uncond = m(torch.cat([x, x]), t2, torch.cat([y, y])).chunk(2)
+        return (1 + w) * cond - w * uncond
+    with pytest.raises(ExerciseCheckError, match="null label"):
+        check_cfg_forward(forgot_null)
+    with pytest.raises(ExerciseCheckError, match="one forward pass"):
+        check_cfg_forward(lambda m, x, t, y, w: (1 + w) * m(x, t, y) - w * m(x, t, torch.full_like(y, m.num_classes)))

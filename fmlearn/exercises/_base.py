@@ -39,4 +39,4 @@ def _tensor(out, shape, what: str, hint: str = "return a torch tensor") -> torch
 
 
 def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max())
+    return float((a.detach().double() - b.detach().double()).abs().max())
