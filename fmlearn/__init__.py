@@ -14,6 +14,8 @@ solvers       fixed-step ODE solvers, time grids and sampling
 sde           SDE samplers with the flow's marginals (Euler-Maruyama), Langevin corrector
 adaptive      the adaptive Dormand-Prince 5(4) solver with error control
 couplings     minibatch OT couplings (exact, Sinkhorn), straightness, path energy, reflow pairs
+guidance      classifier-free guidance: the guided velocity, guided sampling, an exact conditional oracle
+digits        scikit-learn's 8x8 digits (split, labelled sampler), a digits classifier, per-class distances
 metrics       energy distance and its floor, mode fractions
 plotting      the course's figures
 """
@@ -21,11 +23,13 @@ plotting      the course's figures
 from .config import budget, describe, get_device, is_quick, seed_everything
 from .couplings import (OTCoupling, SinkhornCoupling, ot_plan_exact, path_energy, reflow_pairs, sinkhorn_plan,
                         squared_distances, straightness)
+from .digits import DigitClassifier, Digits, class_energy_distances, load_digits, train_classifier
 from .distributions import Gaussian, GaussianMixture, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
 from .metrics import (energy_distance, energy_distance_floor, energy_distance_to, fraction_near_modes,
                       mode_fractions, velocity_error, w2_distance, w2_floor, w2_mode_matched)
-from .models import MLP
+from .guidance import ConditionalMixtureOracle, GuidedVelocity, guided_sample, guided_velocity
+from .models import MLP, ConditionalMLP, TinyUNet
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath, PathSample
 from .schedules import VE, VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
