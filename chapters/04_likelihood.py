@@ -29,9 +29,9 @@
 #
 # **Prerequisites:** chapters 1–3.
 #
-# **Run time:** about 4.5 minutes on a 2-core laptop CPU at the default
-# budget (two minutes of training, then the likelihood of 20,000 points),
-# under a minute in quick mode (`FMLEARN_QUICK=1`), about a minute on a GPU.
+# **Run time:** about 1.5 minutes on a 2-core laptop CPU at the default
+# budget (under a minute of training, then the likelihood of 20,000 points),
+# under a minute in quick mode (`FMLEARN_QUICK=1`), about 40 s on a GPU.
 
 # %%
 import math
