@@ -32,6 +32,12 @@ class TimeEmbedding(nn.Module):
         return torch.cat([t[:, None], torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+def _check_flat(x, dim: int):
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != dim:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (batch, {dim}), got {shape}")
+
+
 class MLP(nn.Module):
     """A velocity field u_theta(x, t) for flat data: an MLP on [x, embed(t)].
 
@@ -65,9 +71,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
         if cond:
             raise TypeError(f"MLP is unconditional; got conditioning arguments {sorted(cond)}")
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape (batch, {self.dim}), got {shape}")
+        _check_flat(x, self.dim)
         t = check_time(t, x, check_values=False)
         return self.net(torch.cat([x, self.time_embedding(t)], dim=1))
 
@@ -126,9 +130,7 @@ class ConditionalMLP(MLP):
     def forward(self, x: torch.Tensor, t, y=None, **cond) -> torch.Tensor:
         if cond:
             raise TypeError(f"ConditionalMLP takes only the conditioning argument y; got {sorted(cond)}")
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape (batch, {self.dim}), got {shape}")
+        _check_flat(x, self.dim)
         t = check_time(t, x, check_values=False)
         y = check_labels(y, self.num_classes, x, check_values=not (self.training and x.is_cuda))
         return self.net(torch.cat([x, self.time_embedding(t), self.label_embedding(y).to(x.dtype)], dim=1))

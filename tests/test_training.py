@@ -469,6 +469,18 @@ def test_ema_checkpoint_resume_is_exact(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
 
 
+class _FirstInput(nn.Module):
+    """small_model() that records the first x it is called with in ``seen["x"]``."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.inner, self.seen = small_model(), seen
+
+    def forward(self, x, t):
+        self.seen.setdefault("x", x.detach().clone())
+        return self.inner(x, t)
+
+
 def test_coupling_repairs_each_batch():
     """The coupling sees each batch's (x0, x1) and its returned x0 is what the loss uses: with t = 0 and CondOT,
     x_t = x0, so the model's first input is exactly the coupling's output (here x0 reversed)."""
@@ -478,16 +490,7 @@ def test_coupling_repairs_each_batch():
         calls.append((x0.clone(), x1.clone()))
         return x0.flip(0)
 
-    class Rec(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = small_model()
-
-        def forward(self, x, t):
-            seen.setdefault("x", x.detach().clone())
-            return self.inner(x, t)
-
-    quick_train(Rec(), 3, coupling=reverse, time_sampler=lambda n, g, d: torch.zeros(n, device=d), seed=2)
+    quick_train(_FirstInput(seen), 3, coupling=reverse, time_sampler=lambda n, g, d: torch.zeros(n, device=d), seed=2)
     assert len(calls) == 3
     g = torch.Generator().manual_seed(2)
     x1 = TARGET.sample(64, generator=g)
@@ -505,16 +508,7 @@ def test_paired_data_supplies_both_ends():
     data = PairedData(x0, x1)
     seen = {}
 
-    class Rec(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = small_model()
-
-        def forward(self, x, t):
-            seen.setdefault("x", x.detach().clone())
-            return self.inner(x, t)
-
-    quick_train(Rec(), 1, target=data, time_sampler=lambda n, g, d: torch.ones(n, device=d))
+    quick_train(_FirstInput(seen), 1, target=data, time_sampler=lambda n, g, d: torch.ones(n, device=d))
     xs = seen["x"]  # = x1 of the drawn pairs
     assert all(any(torch.equal(row, r) for r in x1) for row in xs)
     a, b = data.sample_pairs(500, generator=torch.Generator().manual_seed(1))
