@@ -26,8 +26,10 @@ from .couplings import (OTCoupling, SinkhornCoupling, ot_plan_exact, path_energy
 from .digits import DigitClassifier, Digits, class_energy_distances, load_digits, train_classifier
 from .distributions import Gaussian, GaussianMixture, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
-from .metrics import (energy_distance, energy_distance_floor, energy_distance_to, fraction_near_modes,
-                      mode_fractions, velocity_error, w2_distance, w2_floor, w2_mode_matched)
+from .metrics import (energy_distance, energy_distance_floor, energy_distance_mode_matched,
+                      energy_distance_mode_matched_floor, energy_distance_to, fraction_near_modes,
+                      fraction_near_modes_exact, mode_fractions, velocity_error, w2_distance, w2_floor,
+                      w2_mode_matched)
 from .guidance import ConditionalMixtureOracle, GuidedVelocity, guided_sample, guided_velocity
 from .models import MLP, ConditionalMLP, TinyUNet
 from .oracle import MixtureOracle

@@ -77,6 +77,60 @@ def fraction_near_modes(mixture: GaussianMixture, x, n_std: float = 4.0) -> floa
     return float((z.norm(dim=-1).min(dim=1).values <= n_std).double().mean())
 
 
+def fraction_near_modes_exact(mixture: GaussianMixture, n_std: float = 2.5) -> float:
+    """What :func:`fraction_near_modes` gives for true samples of ``mixture``, in the limit of many samples.
+
+    A sample of component k lies within ``n_std`` of mode k with probability
+    P(chi^2_D <= n_std^2) = regularized_gamma(D/2, n_std^2 / 2) (D the dimension). It can also
+    land near another mode, which this ignores, so the value is a lower bound; on the 11-mode
+    target (neighbours 5.6 std apart) at n_std = 2.5 it is 0.956 against 0.957 measured on 400,000
+    true samples. Only isotropic components (one std per component) are supported.
+    """
+    if not (mixture.stds == mixture.stds[:, :1]).all():
+        raise ValueError("fraction_near_modes_exact needs isotropic components (one std per component)")
+    if not n_std > 0:
+        raise ValueError(f"n_std must be > 0, got {n_std!r}")
+    from scipy.special import gammainc
+
+    return float(gammainc(mixture.dim / 2, n_std ** 2 / 2))
+
+
+def _mode_matched_reference(mixture: GaussianMixture, x: torch.Tensor, generator) -> torch.Tensor:
+    """True samples with as many points in each component as x has (x_i assigned to its most probable one)."""
+    counts = torch.bincount(mixture.component_log_probs(x).argmax(1), minlength=mixture.n_components)
+    labels = torch.repeat_interleave(torch.arange(mixture.n_components), counts)
+    return mixture.means[labels] + mixture.stds[labels] * torch.randn(len(labels), mixture.dim, generator=generator)
+
+
+def energy_distance_mode_matched(mixture: GaussianMixture, x, repeats: int = 4,
+                                 generator: torch.Generator | None = None) -> float:
+    """Mean energy distance between samples x (n, d) and ``repeats`` sets of true samples drawn with the
+    same number of points in each component as x (as in :func:`w2_mode_matched`).
+
+    On a mixture of well separated modes most of the plain energy distance's scatter comes from the
+    random split of n points among the modes (a perfect set of 2,000 points lands anywhere between
+    0.5 and 2.8 times the floor); matching the counts removes that part, so what is left measures the
+    *shape* of the modes (a ring, blurred or shifted modes). Judge the split itself with
+    :func:`mode_fractions`. Compare with :func:`energy_distance_mode_matched_floor`.
+    """
+    x = check_points("x", x, mixture.dim).detach().float().cpu()
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    return sum(energy_distance(x, _mode_matched_reference(mixture, x, generator)) for _ in range(repeats)) / repeats
+
+
+def energy_distance_mode_matched_floor(mixture: GaussianMixture, n: int, repeats: int = 4, draws: int = 4,
+                                       generator: torch.Generator | None = None) -> float:
+    """What a perfect model scores in :func:`energy_distance_mode_matched` with n samples: the mean over
+    ``draws`` sets of n true samples (each scored with ``repeats`` references, as the model is)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive int, got {draws!r}")
+    return sum(energy_distance_mode_matched(mixture, mixture.sample(n, generator=generator), repeats, generator)
+               for _ in range(draws)) / draws
+
+
 def velocity_error(model, oracle, t: float, n: int = 4000, generator: torch.Generator | None = None) -> tuple[float, float]:
     """How far a learned velocity is from the exact one at time t, on n samples x ~ p_t.
 
@@ -134,10 +188,7 @@ def w2_mode_matched(mixture: GaussianMixture, x, generator: torch.Generator | No
     modes. Judge the mode weights separately (:func:`mode_fractions`).
     """
     x = check_points("x", x, mixture.dim).detach().float().cpu()
-    counts = torch.bincount(mixture.component_log_probs(x).argmax(1), minlength=mixture.n_components)
-    labels = torch.repeat_interleave(torch.arange(mixture.n_components), counts)
-    ref = mixture.means[labels] + mixture.stds[labels] * torch.randn(len(labels), mixture.dim, generator=generator)
-    return w2_distance(x, ref)
+    return w2_distance(x, _mode_matched_reference(mixture, x, generator))
 
 
 def _flat_pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:

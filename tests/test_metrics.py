@@ -224,3 +224,68 @@ def test_w2_mode_matched_vs_hand_built_reference():
     base = w2_mode_matched(mix, x, torch.Generator().manual_seed(1))
     moved = w2_mode_matched(mix, shifted, torch.Generator().manual_seed(1))
     assert abs((moved ** 2 - base ** 2) - 0.25) < 0.05
+
+
+def test_fraction_near_modes_exact_vs_chi_square_and_samples():
+    """The exact share is the chi-square CDF (scipy, independently) and matches 400,000 true samples
+    to within the mass that lands near a neighbouring mode (a lower bound, as documented)."""
+    from fmlearn import fraction_near_modes_exact
+    mix = GaussianMixture.symmetric_2d()
+    for n_std in (1.0, 2.5, 4.0):
+        assert fraction_near_modes_exact(mix, n_std) == pytest.approx(stats.chi2.cdf(n_std ** 2, df=2), rel=1e-12)
+    x = mix.sample(400_000, generator=torch.Generator().manual_seed(3))
+    measured = fraction_near_modes(mix, x, 2.5)
+    exact = fraction_near_modes_exact(mix, 2.5)
+    assert 0 <= measured - exact < 0.002
+    far = GaussianMixture([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0]], 2.0)  # 3-D, modes far apart: exact
+    y = far.sample(200_000, generator=torch.Generator().manual_seed(4))
+    assert fraction_near_modes(far, y, 1.5) == pytest.approx(fraction_near_modes_exact(far, 1.5), abs=3e-3)
+    with pytest.raises(ValueError, match="isotropic"):
+        fraction_near_modes_exact(GaussianMixture([[0.0, 0.0]], [[1.0, 2.0]]), 2.0)
+
+
+def _ring(n, gen):
+    angle = 2 * math.pi * torch.rand(n, generator=gen)
+    radius = 10 + torch.randn(n, generator=gen)
+    return torch.stack([radius * angle.cos(), radius * angle.sin()], dim=1)
+
+
+def _stranded(mix, n, share, gen):
+    """True samples, except that a share of them sits at midpoints between neighbouring modes."""
+    x = mix.sample(n, generator=gen)
+    k = int(share * n)
+    idx = torch.randint(0, mix.n_components, (k,), generator=gen)
+    mid = (mix.means[idx] + mix.means[(idx + 1) % mix.n_components]) / 2
+    x[:k] = mid + 0.5 * torch.randn(k, 2, generator=gen)
+    return x
+
+
+def test_mode_matched_energy_distance_separates_a_ring_from_true_samples():
+    """Chapter 1's checks, on sets whose answer is known: true samples score near 1x the mode-matched floor
+    (over 10 seeds, never above 1.5x), a mode-less ring scores > 4x; the 2.5-std share flags a set with 5%
+    of its mass stranded between modes, which the 4-std share and the plain energy distance cannot see."""
+    from fmlearn import energy_distance_mode_matched, energy_distance_mode_matched_floor, fraction_near_modes_exact
+    mix, n = GaussianMixture.symmetric_2d(), 2000
+    gen = torch.Generator().manual_seed(0)
+    floor = energy_distance_mode_matched_floor(mix, n, generator=gen)
+    ratios = [energy_distance_mode_matched(mix, mix.sample(n, generator=gen), generator=gen) / floor
+              for _ in range(10)]
+    assert max(ratios) < 1.5 and 0.7 < sum(ratios) / 10 < 1.3
+    assert energy_distance_mode_matched(mix, _ring(n, gen), generator=gen) / floor > 4
+    exact = fraction_near_modes_exact(mix, 2.5)
+    stranded = _stranded(mix, n, 0.05, gen)
+    assert fraction_near_modes(mix, stranded, 4.0) > 0.99               # the old check is blind to it
+    assert exact - fraction_near_modes(mix, stranded, 2.5) > 0.015        # 4.4% -> about 7% outside 2.5 std
+    assert abs(exact - fraction_near_modes(mix, mix.sample(n, generator=gen), 2.5)) < 0.015
+
+
+def test_mode_matched_energy_distance_vs_hand_built_reference():
+    """Same construction as w2_mode_matched: rebuilt by hand with the same generator, the same value."""
+    from fmlearn import energy_distance_mode_matched
+    mix = GaussianMixture([[0.0, 0.0], [20.0, 0.0]], 1.0, [0.3, 0.7])
+    x, labels = mix.sample(200, generator=torch.Generator().manual_seed(0), return_labels=True)
+    counts = torch.bincount(labels, minlength=2)
+    z = torch.randn(200, 2, generator=torch.Generator().manual_seed(5))
+    ref = torch.cat([mix.means[k].expand(int(counts[k]), 2) for k in range(2)]) + z
+    got = energy_distance_mode_matched(mix, x, repeats=1, generator=torch.Generator().manual_seed(5))
+    assert got == pytest.approx(energy_distance(x, ref), rel=1e-9)
