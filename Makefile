@@ -1,5 +1,5 @@
 # The course's two commands:   make lab   (set up, open JupyterLab)   and   make test   (set up, run every test)
-# Both create .venv on first use and reinstall when pyproject.toml changes.
+# Both create .venv on first use and reinstall when pyproject.toml or the Jupyter settings change.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,36 +7,46 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 # Extra pip arguments for torch only, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?=
+# Extra JupyterLab options, e.g. make lab LAB_ARGS="--port 8890 --no-browser"
+LAB_ARGS ?=
+# Extra pytest options, e.g. make test PYTEST_ARGS="-x -k chapter"
+PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fmlearn-installed
+# JupyterLab refuses to start as root unless told; containers and cloud notebooks often run as root.
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+# Busy-waiting OpenMP threads slow torch ~100x when anything else runs on a small machine (README, "Threads").
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup lab test test-fast notebooks clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard .jupyter/*.json)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fmlearn needs Python >= 3.11; run make with PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --quiet -e ".[dev]"
+	mkdir -p $(VENV)/etc/jupyter && cp .jupyter/*.json $(VENV)/etc/jupyter/
 	touch $@
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=. chapters/01_gaussian_mixture_cfm.ipynb
+	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(LAB_ARGS) chapters/01_gaussian_mixture_cfm.ipynb
 
 # Every test: unit tests, then every notebook executed under nbval, in quick mode.
 test: setup
-	FMLEARN_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -v --durations=15
+	FMLEARN_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -v --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no notebooks), for a fast edit loop.
 test-fast: setup
-	FMLEARN_QUICK=1 $(BIN)/python -m pytest tests -q
+	FMLEARN_QUICK=1 $(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
 
-# Rewrite every .ipynb from its reviewed .py source (outputs never stored).
+# Rewrite every .ipynb from its reviewed .py source (outputs never stored; cell ids kept).
 notebooks: setup
-	$(BIN)/jupytext --to ipynb chapters/*.py
+	for py in chapters/*.py solutions/*.py; do $(BIN)/jupytext --quiet --update --to ipynb "$$py"; done
+	$(BIN)/python -m fmlearn.exercises build
 
 clean:
 	rm -rf $(VENV)

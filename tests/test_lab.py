@@ -1,0 +1,110 @@
+"""The README's first command, tried as a learner would: `make lab` starts JupyterLab (as root too), a chapter
+opened, run and saved there keeps its .py byte for byte, and the test command's notebook rules still pass.
+
+Runs on a copy of the working tree (tracked and new files) committed to a scratch git repository, with the
+course's own virtual environment; nothing in the repository is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.prefix)
+CHAPTER = "chapters/01_gaussian_mixture_cfm"
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None
+                                or not (VENV / "bin" / "jupyter").exists(),
+                                reason="needs make, git and the course's virtual environment")
+
+
+def _copy_tree(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run(git + cmd, cwd=dest, check=True, capture_output=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(port: int, token: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/{path}", method="PUT" if body else "GET",
+                                 data=json.dumps(body).encode() if body else None,
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """`make lab` in a copy of the course; yields (folder, port, token)."""
+    _copy_tree(tmp_path)
+    port, token = _free_port(), "fmlearn-test"
+    # -o setup: use the existing environment as it is (never reinstall it from the copy).
+    cmd = ["make", "-o", "setup", "lab", f"VENV={VENV}",
+           f"LAB_ARGS=--no-browser --port {port} --IdentityProvider.token={token}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FMLEARN_")}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                _api(port, token, "status")
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode() if proc.poll() is not None else "(still running)"
+                    pytest.fail(f"make lab did not answer on port {port}:\n{out[-3000:]}")
+                time.sleep(0.5)
+        yield tmp_path, port, token
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_make_lab_answers_and_a_saved_chapter_passes_the_notebook_tests(lab):
+    folder, port, token = lab
+    listing = sorted(item["name"] for item in _api(port, token, "contents/chapters")["content"])
+    assert "01_gaussian_mixture_cfm.ipynb" in listing
+    assert not [name for name in listing if name.endswith(".py")], f"the paired .py files show too: {listing}"
+
+    py_before = (folder / f"{CHAPTER}.py").read_bytes()
+    model = _api(port, token, f"contents/{CHAPTER}.ipynb")
+    nb = model["content"]
+    for cell in nb["cells"]:  # what running every cell and saving leaves behind
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "a learner's output\n"}]
+            cell["execution_count"] = 1
+    nb["metadata"]["language_info"] = {"name": "python", "version": "3.11"}
+    _api(port, token, f"contents/{CHAPTER}.ipynb", {"type": "notebook", "format": "json", "content": nb})
+
+    saved = json.loads((folder / f"{CHAPTER}.ipynb").read_text())
+    assert any(c.get("outputs") for c in saved["cells"]), "the save did not reach the file"
+    assert (folder / f"{CHAPTER}.py").read_bytes() == py_before, "saving in JupyterLab rewrote the .py"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py"],
+                         cwd=folder, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]
