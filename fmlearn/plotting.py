@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import torch
 
 Extent = tuple[float, float, float, float]
 DEFAULT_EXTENT: Extent = (-15.0, 15.0, -15.0, 15.0)
+# Axis labels of 2-D point plots: words, because x_0 and x_1 already name the noise and the data point.
+COORDINATE_LABELS = ("coordinate 1", "coordinate 2")
 
 
 def _ax(ax):
@@ -25,8 +28,8 @@ def _np(x) -> np.ndarray:
 
 def _finish(ax, title: str, extent: Extent | None = None):
     ax.set_title(title)
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    ax.set_xlabel(COORDINATE_LABELS[0])
+    ax.set_ylabel(COORDINATE_LABELS[1])
     if extent is not None:
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])
@@ -43,14 +46,14 @@ def grid_points(extent: Extent = DEFAULT_EXTENT, n: int = 200) -> tuple[np.ndarr
 
 def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], ax=None, extent: Extent = DEFAULT_EXTENT,
                  n: int = 200, title: str = "density", cmap: str = "viridis", contour: bool = False):
-    """exp(log_prob) on a grid, as a heat map or (``contour=True``) as black contour
-    lines that leave what is drawn underneath visible; ``log_prob`` maps (m, 2) points to (m,)."""
+    """exp(log_prob) on a grid, as a heat map or (``contour=True``) as thin grey contour
+    lines drawn beneath whatever is plotted on the axes; ``log_prob`` maps (m, 2) points to (m,)."""
     ax = _ax(ax)
     X, Y, pts = grid_points(extent, n)
     with torch.no_grad():
         Z = _np(torch.exp(log_prob(pts))).reshape(X.shape)
     if contour:
-        ax.contour(X, Y, Z, levels=np.linspace(0, Z.max(), 6)[1:], colors="black", linewidths=0.6)
+        ax.contour(X, Y, Z, levels=np.linspace(0, Z.max(), 6)[1:], colors="0.35", linewidths=0.5, zorder=1)
     else:
         ax.pcolormesh(X, Y, Z, cmap=cmap, shading="auto")
     return _finish(ax, title, extent)
@@ -61,23 +64,29 @@ def plot_samples(x, ax=None, extent: Extent | None = DEFAULT_EXTENT, title: str 
     """Scatter plot of 2-D samples of shape (n, 2)."""
     ax = _ax(ax)
     x = _np(x)
-    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, label=label, rasterized=True)
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, label=label, rasterized=True, zorder=2)
     return _finish(ax, title, extent)
 
 
 def plot_marginals(trajectory, times: Sequence[float], show_at: Sequence[float] = (0, 0.25, 0.5, 0.75, 1.0),
                    densities: Callable[[float], Callable] | None = None, extent: Extent = DEFAULT_EXTENT,
                    suptitle: str = "marginals p_t"):
-    """One panel per t in ``show_at``: samples of the trajectory (T, n, 2) at the
-    nearest grid time, under contour lines of the exact density ``densities(t)`` (a log_prob) if given."""
+    """One panel per t in ``show_at``: samples of the trajectory (T, n, 2) at that time, over thin contour
+    lines of the exact density ``densities(t)`` (a log_prob) if given.
+
+    Every t must be one of the solver's grid ``times`` (within 1e-6): a panel never shows a nearby time
+    under the label of the one asked for.
+    """
     times = _np(times)
     fig, axes = plt.subplots(1, len(show_at), figsize=(3.0 * len(show_at), 3.2), squeeze=False)
     for ax, t in zip(axes[0], show_at):
         i = int(np.argmin(np.abs(times - t)))
-        plot_samples(trajectory[i], ax=ax, extent=extent, title=f"t = {times[i]:.2f}", s=0.5, alpha=0.3)
+        if abs(times[i] - t) > 1e-6:
+            raise ValueError(f"show_at holds t = {t}, which is not a time of the grid (nearest: {times[i]:.6g}); "
+                             "pick times on the solver's grid")
         if densities is not None:
-            plot_density(densities(float(times[i])), ax=ax, extent=extent, n=120, contour=True,
-                         title=f"t = {times[i]:.2f}")
+            plot_density(densities(float(times[i])), ax=ax, extent=extent, n=120, contour=True)
+        plot_samples(trajectory[i], ax=ax, extent=extent, title=f"t = {t:g}", s=1.0, alpha=0.5)
     fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
@@ -138,6 +147,10 @@ def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", 
         ax.plot(np.arange(window - 1, len(losses)), medians, color=color,
                 label=f"{label + ': ' if label else ''}median of {window} steps")
     ax.set(title=title, xlabel="step", ylabel="CFM loss", yscale="log")
+    # label the 2x, 3x and 5x ticks too: a loss between 100 and 1000 would otherwise show two labels
+    ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_formatter(mticker.LogFormatterSciNotation(base=10, labelOnlyBase=False))
+    ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     return ax
@@ -148,9 +161,10 @@ def plot_mode_fractions(fractions, ax=None, tolerance: float = 0.03, title: str 
     ax = _ax(ax)
     f = _np(fractions)
     k = len(f)
-    ax.bar(np.arange(k), f, color="C0")
-    ax.axhline(1 / k, color="black", lw=1, label=f"1/{k}")
-    ax.axhspan(1 / k - tolerance, 1 / k + tolerance, color="C2", alpha=0.2, label=f"±{tolerance:.0%}")
+    ax.axhspan(1 / k - tolerance, 1 / k + tolerance, color="C2", alpha=0.25, label=f"1/{k} ± {tolerance:.0%}",
+               zorder=0)
+    ax.bar(np.arange(k), f, color="C0", zorder=2)
+    ax.axhline(1 / k, color="black", lw=1, label=f"1/{k}", zorder=3)
     ax.set(title=title, xlabel="mode", ylabel="fraction", xticks=np.arange(k))
     ax.legend(fontsize=8)
     return ax

@@ -127,18 +127,35 @@ def test_plot_mode_fractions():
 
 
 def test_plot_marginals():
-    """plot_marginals: one panel per requested time, each titled with the nearest grid time, with the densities."""
+    """plot_marginals: one panel per requested grid time, titled with it, samples drawn above the density's contours;
+    a time that is not on the grid is refused rather than shown under the wrong label (0.33 on a 0.1 grid)."""
     times = torch.linspace(0, 1, 11)
     traj = torch.randn(11, 30, 2, generator=torch.Generator().manual_seed(3))
     oracle = MixtureOracle(GaussianMixture.symmetric_2d(n_modes=3, radius=2.0), AffineGaussianPath())
-    fig = P.plot_marginals(traj, times, show_at=(0.0, 0.33, 1.0),
+    fig = P.plot_marginals(traj, times, show_at=(0.0, 0.3, 1.0),
                            densities=lambda t: (lambda x: oracle.log_prob(x, t)), suptitle="flow")
     axes = fig.axes
     assert len(axes) == 3
-    assert [a.get_title() for a in axes] == ["t = 0.00", "t = 0.30", "t = 1.00"]
+    assert [a.get_title() for a in axes] == ["t = 0", "t = 0.3", "t = 1"]
     assert fig._suptitle.get_text() == "flow"
     for a, i in zip(axes, (0, 3, 10)):
-        pts = [c for c in a.collections if isinstance(c, PathCollection)][0].get_offsets()
-        np.testing.assert_allclose(pts, traj[i].numpy(), rtol=1e-6)
-        assert a.get_xlabel() and a.get_ylabel()
-        assert len(a.collections) > 1  # the density's contour lines over the samples
+        dots = [c for c in a.collections if isinstance(c, PathCollection)][0]
+        np.testing.assert_allclose(dots.get_offsets(), traj[i].numpy(), rtol=1e-6)
+        assert a.get_xlabel() == "coordinate 1" and a.get_ylabel() == "coordinate 2"
+        contours = [c for c in a.collections if c is not dots]
+        assert contours and all(c.get_zorder() < dots.get_zorder() for c in contours)  # dots on top
+    with pytest.raises(ValueError, match="not a time of the grid"):
+        P.plot_marginals(traj, times, show_at=(0.33,))
+
+
+def test_mode_fraction_band_is_behind_the_bars_and_loss_axis_has_intermediate_labels():
+    """The +-tolerance band is drawn under the bars (it hid them before); a loss between 150 and 900 gets
+    more than the two labels 10^2 and 10^3 on its log axis."""
+    ax = P.plot_mode_fractions(torch.full((11,), 1 / 11))
+    band = [p for p in ax.patches if p not in ax.containers[0].patches]
+    assert band and all(b.get_zorder() < bar.get_zorder() for b in band for bar in ax.containers[0].patches)
+    ax = P.plot_loss(np.linspace(900, 150, 500))
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if lo <= t <= hi]
+    assert len(shown) >= 3, shown
