@@ -42,3 +42,27 @@ from .training import (NonFiniteLossError, PairedData, TrainResult, cfm_loss, lo
                        save_checkpoint, train)
 
 __version__ = "0.1.0"
+
+# What ``from fmlearn import *`` gives: the objects above, not the submodules (whose names, such as paths,
+# models or training, a notebook often uses for its own variables). Grouped as imported.
+__all__ = [
+    "budget", "describe", "get_device", "is_quick", "seed_everything",
+    "OTCoupling", "SinkhornCoupling", "ot_plan_exact", "path_energy", "reflow_pairs", "sinkhorn_plan",
+    "squared_distances", "straightness",
+    "DigitClassifier", "Digits", "class_energy_distances", "load_digits", "train_classifier",
+    "Gaussian", "GaussianMixture", "Sampleable",
+    "bits_per_dim", "divergence_exact", "divergence_hutchinson", "log_likelihood",
+    "energy_distance", "energy_distance_floor", "energy_distance_mode_matched", "energy_distance_mode_matched_floor",
+    "energy_distance_to", "fraction_near_modes", "fraction_near_modes_exact", "mode_fractions", "velocity_error",
+    "w2_distance", "w2_floor", "w2_mode_matched",
+    "ConditionalMixtureOracle", "GuidedVelocity", "guided_sample", "guided_velocity",
+    "MLP", "ConditionalMLP", "TinyUNet",
+    "MixtureOracle",
+    "AffineGaussianPath", "PathSample",
+    "VE", "VP", "CondOT", "Cosine", "Polynomial", "Schedule", "Sqrt", "get_schedule",
+    "ODESolution", "odeint", "odeint_adaptive", "sample", "time_grid",
+    "SDESolution", "diffusion_noise", "langevin_step", "sde_sample",
+    "Checkerboard", "EightGaussians", "Moons", "TwoSpirals",
+    "NonFiniteLossError", "PairedData", "TrainResult", "cfm_loss", "load_checkpoint", "logit_normal_time",
+    "save_checkpoint", "train",
+]
