@@ -34,11 +34,14 @@ def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def check_points(name: str, x, dim: int | None = None) -> torch.Tensor:
-    """A batch of points: shape (batch, dim), finite."""
+    """A batch of points: shape (batch, dim) with batch >= 1, finite (an empty batch has no mean: refused)."""
     x = as_tensor(name, x)
+    want = f"(batch, {dim})" if dim is not None else "(batch, dim)"
     if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
-        want = f"(batch, {dim})" if dim is not None else "(batch, dim)"
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it must hold at least one point, shape {want} with batch >= 1, "
+                         f"got {tuple(x.shape)}")
     return check_finite(name, x)
 
 
@@ -90,3 +93,38 @@ def check_real(name: str, value, *, positive: bool = False) -> float:
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, got {value}")
     return value
+
+
+def model_dtype_device(model) -> tuple[torch.dtype | None, torch.device | None]:
+    """The dtype and device of a module's first floating parameter (else buffer); (None, None) for a plain
+    function or a module without floating tensors."""
+    if isinstance(model, torch.nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype, tensor.device
+    return None, None
+
+
+def at_dtype(fn, dtype: torch.dtype | None):
+    """``fn(x, t, **kw)`` called with x cast to ``dtype`` and its output cast back to x's dtype, so a float32
+    network can drive a float64 state and the reverse (the casts are differentiable). ``fn`` itself if
+    dtype is None."""
+    if dtype is None:
+        return fn
+
+    def call(x, t, **kw):
+        out = fn(x.to(dtype), t, **kw)
+        return out.to(x.dtype) if isinstance(out, torch.Tensor) else out
+
+    return call
+
+
+def check_velocity_output(v, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
+    """Refuse a velocity whose value is not a tensor of x's shape (it would broadcast silently in x + h v).
+    Reads shapes only: no host sync."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name}(x, t) must return a tensor of x's shape {tuple(x.shape)}, got {type(v).__name__}")
+    if v.shape != x.shape:
+        raise ValueError(f"{name}(x, t) returned shape {tuple(v.shape)}, but it must return x's shape "
+                         f"{tuple(x.shape)}: dx/dt has one entry per entry of x")
+    return v

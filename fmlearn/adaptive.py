@@ -27,8 +27,7 @@ from fractions import Fraction as F
 
 import torch
 
-from ._checks import check_positive_int
-from ._checks import check_real
+from ._checks import check_positive_int, check_real, check_velocity_output
 from .solvers import ODESolution, VelocityFn
 
 # The Butcher tableau, as exact fractions (the tests check the order conditions on them).
@@ -93,7 +92,7 @@ def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1:
     """Integrate dx/dt = velocity(x, t) from t0 to t1 with Dormand-Prince 5(4), choosing the steps.
 
     Args:
-        velocity: ``velocity(x, t) -> dx/dt`` of x's shape; t is a Python float.
+        velocity: ``velocity(x, t) -> dx/dt`` of x's shape (the first value is checked); t is a Python float.
         x0: the initial state, a floating tensor of any shape, e.g. (batch, dim) or (batch, 1, 8, 8).
         t0, t1: start and end time; t1 < t0 integrates backwards.
         rtol, atol: relative and absolute tolerance (> 0) of the error norm in the module docstring.
@@ -130,7 +129,7 @@ def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1:
 
     direction, span = math.copysign(1.0, t1 - t0), abs(t1 - t0)
     min_step = 8 * math.ulp(max(abs(t0), abs(t1)))
-    k1 = velocity(x0, t0)
+    k1 = check_velocity_output(velocity(x0, t0), x0)
     nfe = 1
     if first_step is None:
         h_abs = _initial_step(velocity, x0, t0, k1, direction, span, rtol, atol)

@@ -10,6 +10,8 @@ E[eps^T (du/dx) eps] with E[eps eps^T] = I (``divergence_hutchinson``, one per p
 Shapes: x is (batch, *data), D = prod(data) (vectors or images); velocities have
 x's shape; divergences and log-likelihoods are (batch,). Both take derivatives of
 sum_b v[b] through the batch, so samples must not interact (true in eval mode).
+Dtypes: results have x's dtype; a module with floating parameters gets x cast to
+their dtype and its velocity cast back (a float32 network, float64 divergences).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import torch
 from torch.func import vjp, vmap
 
-from ._checks import as_tensor, check_finite, check_positive_int
+from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_dtype_device
 from .solvers import odeint, time_grid
 
 IMPLS = ("auto", "func", "loop")
@@ -115,13 +117,14 @@ def divergence_exact(velocity, x, t, *, create_graph: bool = False, impl: str = 
             velocities torch.func cannot transform (e.g. a torch.autograd.Function without
             setup_context). ``"auto"`` (default): "func", and "loop" if that raises.
 
-    Returns (v, div), shapes (batch, *data) and (batch,). Cost: one forward pass and
+    Returns (v, div), shapes (batch, *data) and (batch,), in x's dtype (a module with floating
+    parameters is called on x cast to their dtype). Cost: one forward pass and
     D vector-Jacobian products. Works under torch.no_grad().
     """
     _check_velocity(velocity)
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
-    return _exact(velocity, _check_x(x), t, create_graph, impl)[:2]
+    return _exact(at_dtype(velocity, model_dtype_device(velocity)[0]), _check_x(x), t, create_graph, impl)[:2]
 
 
 def _draw_probes(x, probes, kind, generator):
@@ -151,7 +154,7 @@ def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Gene
         noise: the probes themselves, shape (probes, *x.shape), e.g. the same ones at
         every step of an ODE solve (then generator and kind are unused);
         create_graph: keep the autograd graph (default: detached values).
-    Returns (v, div_estimate), shapes (batch, *data) and (batch,).
+    Returns (v, div_estimate), shapes (batch, *data) and (batch,), in x's dtype (as :func:`divergence_exact`).
     """
     _check_velocity(velocity)
     x = _check_x(x)
@@ -164,7 +167,7 @@ def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Gene
         got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
         raise ValueError(f"noise must be a tensor of shape (probes, *x.shape) = {(probes, *x.shape)}, got {got}")
     noise = noise.to(dtype=x.dtype, device=x.device)
-    v, total = _vjp_forms(velocity, x, t, noise, probes, create_graph)
+    v, total = _vjp_forms(at_dtype(velocity, model_dtype_device(velocity)[0]), x, t, noise, probes, create_graph)
     return v, total / probes
 
 
@@ -182,7 +185,8 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
     log p_1(x) = log p_0(x_0) + a(0).
 
     Args:
-        model: ``model(x, t)``; a Module runs on its device (x is moved there), in eval
+        model: ``model(x, t)``; a Module runs on its device (x is moved there) and in the
+            dtype of its parameters (x is cast for each call, the velocity cast back), in eval
             mode (restored after). Values only: no graph is kept across steps.
         x: (batch, *data), any data shape.
         divergence: ``"exact"`` (divergence_exact, impl "auto" decided at the first
@@ -191,7 +195,8 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
         source: log p_0. Default N(0, I): -|x_0|^2 / 2 - D/2 log(2 pi). Otherwise has
             ``log_prob`` (or is callable), giving (batch,); one with ``dim`` = D (an
             fmlearn distribution) gets x_0.flatten(1).
-    Returns log p_1(x), shape (batch,); with ``return_x0``, (log p_1(x), x_0).
+    Returns log p_1(x), shape (batch,), in x's dtype (float64 x and a float32 model: the ODE is
+    integrated in float64); with ``return_x0``, (log p_1(x), x_0).
     """
     _check_velocity(model, "model")
     check_positive_int("steps", steps)
@@ -204,8 +209,9 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
         raise TypeError(f"source must have a log_prob method or be callable, got {type(source).__name__}")
     x = check_finite("x", _check_x(x))
     module = model if isinstance(model, torch.nn.Module) else torch.nn.Module()  # a dummy for functions
-    tensor = next(iter(module.parameters()), next(iter(module.buffers()), None))
-    x = x.to(tensor.device) if tensor is not None else x
+    dtype, device = model_dtype_device(model)
+    x = x.to(device) if device is not None else x
+    net = at_dtype(model, dtype)
     batch, data, d = x.shape[0], x.shape[1:], x[0].numel()
     noise = _draw_probes(x, probes, "rademacher", generator) if divergence == "hutchinson" else None
     impl = ["auto"]
@@ -213,9 +219,9 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
     def augmented(z, t):
         xs = z[:, :d].reshape(batch, *data)
         if noise is None:
-            v, div, impl[0] = _exact(model, xs, t, False, impl[0])
+            v, div, impl[0] = _exact(net, xs, t, False, impl[0])
         else:
-            v, div = divergence_hutchinson(model, xs, t, probes, noise=noise)
+            v, div = divergence_hutchinson(net, xs, t, probes, noise=noise)
         return torch.cat([v.reshape(batch, d), div[:, None].to(z.dtype)], dim=1)
 
     was_training = module.training

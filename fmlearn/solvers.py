@@ -17,7 +17,8 @@ from typing import Callable
 
 import torch
 
-from ._checks import as_tensor, check_finite, check_positive_int, check_real
+from ._checks import (as_tensor, at_dtype, check_finite, check_positive_int, check_real, check_velocity_output,
+                      model_dtype_device)
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -115,6 +116,8 @@ def odeint(velocity: VelocityFn, x0: torch.Tensor, *, steps: int | None = None, 
     Give either ``steps`` (equal steps on [0, 1]) or ``times`` (any monotone grid,
     e.g. decreasing from 1 to 0 to run backwards). ``velocity(x, t)`` gets t as a
     Python float, so no host sync happens between steps. Gradients flow if enabled.
+    It must return a tensor of x's shape: the first evaluation is checked (a ValueError
+    naming both shapes), so a wrong shape cannot broadcast silently.
     """
     if method not in STEPPERS:
         hint = " (the adaptive dopri5 is odeint_adaptive)" if method == "dopri5" else ""
@@ -126,10 +129,20 @@ def odeint(velocity: VelocityFn, x0: torch.Tensor, *, steps: int | None = None, 
         raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
     stepper, evals = STEPPERS[method]
     grid = times.tolist()
+    checked = False
+
+    def u(x, t):  # the first value's shape is checked (shapes only: no host sync)
+        nonlocal checked
+        v = velocity(x, t)
+        if not checked:
+            check_velocity_output(v, x)
+            checked = True
+        return v
+
     x = x0
     traj = [x0] if return_trajectory else None
     for t, t_next in zip(grid[:-1], grid[1:]):
-        x = stepper(velocity, x, t, t_next - t)
+        x = stepper(u, x, t, t_next - t)
         if traj is not None:
             traj.append(x)
     return ODESolution(x=x, times=times, nfe=evals * (len(grid) - 1),
@@ -147,6 +160,8 @@ def sample(model, x0: torch.Tensor, *, steps: int | None = None, method: str = "
     default 100, or a grid ``times``) or "dopri5", the adaptive :func:`odeint_adaptive` on [0, 1]
     (give ``rtol`` and ``atol``, default 1e-5 each; it chooses its own steps).
     Runs on the model's device (x0 is moved there), in eval mode, without gradients.
+    The state, and so the solution, keeps x0's dtype: the model gets x cast to the dtype of its parameters
+    and its velocity is cast back (float64 x0 and a float32 model: a float64 solution of float32 velocities).
     ``cond`` is passed on: ``model(x, t, **cond)``.
     """
     if method == "dopri5":
@@ -163,17 +178,16 @@ def sample(model, x0: torch.Tensor, *, steps: int | None = None, method: str = "
         raise ValueError(f"method must be one of {sorted(STEPPERS) + ['dopri5']}, got {method!r}")
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+    dtype, device = model_dtype_device(model)
+    x0 = x0.to(device) if device is not None else x0
+    net = at_dtype(model, dtype)
     is_module = isinstance(model, torch.nn.Module)
     if is_module:
-        tensor = next(iter(model.parameters()), None)
-        tensor = tensor if tensor is not None else next(iter(model.buffers()), None)
-        if tensor is not None:
-            x0 = x0.to(tensor.device)
         was_training = model.training
         model.eval()
     try:
         def velocity(x, t):
-            return model(x, t, **cond)
+            return net(x, t, **cond)
 
         if method == "dopri5":
             tol = {k: v for k, v in (("rtol", rtol), ("atol", atol)) if v is not None}
