@@ -113,8 +113,9 @@ class AffineGaussianPath:
         """The marginal score from the marginal velocity: s = -x0_hat / beta = (alpha u - d_alpha x) / (beta D_t).
 
         x, u: (batch, *data); t: a float or (batch,) tensor. Needs beta_t D_t > LEVEL_MIN: t < 1 for CondOT,
-        cosine and Polynomial (beta D = 1 - t for CondOT); all of [0, 1] for sqrt, VP and VE, whose beta^2 has a
-        nonzero slope at t = 1. Near t = 1 an error in u is amplified by alpha / (beta D), 1 / (1 - t) for CondOT.
+        cosine and Polynomial (beta D = 1 - t for CondOT), and t > 0 for Polynomial with n > 1, which stands
+        still at t = 0; all of [0, 1] for sqrt, VP and VE, whose beta^2 has a nonzero slope at t = 1.
+        Near t = 1 an error in u is amplified by alpha / (beta D), 1 / (1 - t) for CondOT.
         """
         u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("beta_t D_t",), "score_from_velocity")
         return (a * u - da * x) / (b**2 * da - a * bdb)
@@ -143,8 +144,10 @@ class AffineGaussianPath:
             bad = ~(level[key] > LEVEL_MIN)
             if bool(bad.any()):
                 i = int(bad.nonzero()[0])
+                ti = float(t64[i])
+                hint = (_RANGE_NEAR_0 if ti < 0.5 else {}).get(key, _RANGE[key])
                 raise ValueError(f"t: {what} divides by {key}, which is {float(level[key][i]):.3g} at t = "
-                                 f"{float(t64[i])!r} for {s!r}; it needs {key} > {LEVEL_MIN:g} ({_RANGE[key]})")
+                                 f"{ti!r} for {s!r}; it needs {key} > {LEVEL_MIN:g} ({hint})")
         te = expand_time(t, x)
         return value, x, (s.alpha(te), s.beta(te), s.d_alpha(te), s.d_beta(te), s.beta_d_beta(te))
 
@@ -158,6 +161,8 @@ _RANGE = {"alpha_t": "alpha_0 = 0 for paths that start at pure noise: use t > 0"
           "beta_t": "beta_1 = 0 for paths that end at the data: use t < 1",
           "beta_t D_t": "it vanishes at t = 1 where beta^2 has zero slope (CondOT, cosine, Polynomial): use t < 1",
           "D_t": "D_t = d_alpha beta - alpha d_beta vanishes where the path stands still, e.g. Polynomial at t = 0"}
+#: beta_t D_t vanishes at both ends for Polynomial (n > 1): the hint for the t = 0 end.
+_RANGE_NEAR_0 = {"beta_t D_t": "it vanishes at t = 0 where the path stands still (Polynomial with n > 1): use t > 0"}
 
 
 def conversion_levels(schedule: Schedule, t: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -19,8 +19,11 @@ Diffusion models are one member: g_t^2 = 2 beta_t D_t / alpha_t with
 D_t = d_alpha beta - alpha d_beta (:func:`diffusion_noise`) is the reverse-time SDE of
 the forward noising process; its drift simplifies to 2 u - (d_alpha / alpha) x.
 
-The singular end. s_t = -x0_hat / beta_t needs beta_t > 0: t < 1 for CondOT, cosine and
-Polynomial (sqrt, VP and VE have a finite limit at t = 1). Euler-Maruyama evaluates the
+The singular ends. s_t = -x0_hat / beta_t needs beta_t > 0: t < 1 for CondOT, cosine and
+Polynomial (sqrt, VP and VE have a finite limit at t = 1). Polynomial with n > 1 is also
+singular at t = 0, where the path stands still (d_alpha_0 = d_beta_0 = 0): its velocity there
+is 0 whatever x is, so it holds no score; start such a sampler at t0 > 0, or give a g_t
+that is 0 at t = 0 (a callable). Euler-Maruyama evaluates the
 drift at the left end of each step, so t = 1 itself is never used, but the last steps are
 stiff: for data of std sigma the score's slope near t = 1 is about -1 / (sigma^2 + beta_t^2),
 so a step multiplies the distance to the mode by about 1 - h g_t^2 / (2 (sigma^2 + beta_t^2)),
@@ -41,7 +44,7 @@ from typing import Callable, Union
 
 import torch
 
-from ._checks import as_tensor, check_finite, check_positive_int, check_real
+from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, check_real, model_dtype_device
 from .paths import LEVEL_MIN, AffineGaussianPath, conversion_levels
 from .solvers import _check_grid, time_grid
 
@@ -136,6 +139,20 @@ def _times(steps, times) -> torch.Tensor:
     return times
 
 
+def _no_score_message(path: AffineGaussianPath, t: float, gt: float, level: float) -> str:
+    """Why the drift cannot be had at t, naming the end of the path that causes it and the ways out."""
+    if t < 0.5:
+        why = ("the path stands still at t = 0 (d_alpha_0 = d_beta_0 = 0), so the true velocity there is 0 for "
+               "every x and tells nothing of the score. Start at a later time (times=... beginning at t0 > 0, from "
+               "samples of p_t0), or give a noise scale that is 0 at t = 0, e.g. g=lambda t: c * t")
+    else:
+        why = ("beta_t^2 has zero slope at t = 1, where the path reaches the data. Euler-Maruyama only evaluates "
+               "the drift at the left end of each step: let the last step start earlier, or give a noise scale "
+               "that vanishes at t = 1, e.g. g=lambda t: c * (1 - t) ** 0.5")
+    return (f"g: with g_t = {gt:g} > 0 at t = {t!r} the drift needs the score, which {path.schedule!r} cannot "
+            f"give from the velocity there (beta_t D_t = {level:.3g} <= {LEVEL_MIN:g}): {why}")
+
+
 @torch.no_grad()
 def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: int | None = None, times=None,
                g: Scale = 1.0, generator: torch.Generator | None = None, corrector_steps: int = 0,
@@ -143,7 +160,8 @@ def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: i
     """Euler-Maruyama for dX = [u + (g_t^2 / 2) s] dt + g_t dW from times[0] to times[-1].
 
     velocity: a model or function called as velocity(x, t, **cond) with t a Python float; a model runs in
-        eval mode on its own device (x0 is moved there). path: the path it was trained on, whose
+        eval mode on its own device (x0 is moved there) and in its parameters' dtype (x is cast for each
+        call, the velocity cast back: the state keeps x0's dtype). path: the path it was trained on, whose
         :meth:`~fmlearn.paths.AffineGaussianPath.score_from_velocity` turns u into s.
     x0: (batch, *data), samples of p at times[0] (N(0, I) for t = 0, sigma_max N(0, I) for VE).
     steps: equal steps on [0, 1]; or times: an increasing grid in [0, 1] (e.g. starting at t0 > 0).
@@ -152,7 +170,10 @@ def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: i
         p_t after each predictor step, size corrector_eps (a number or function of t, > 0); none after a
         step that ends where the score cannot be had from the velocity (beta_t D_t <= LEVEL_MIN: t = 1 for
         CondOT, cosine, Polynomial).
-    Returns an :class:`SDESolution` (x of shape x0, trajectory (len(times), *x0.shape) if asked for).
+    Returns an :class:`SDESolution` (x of shape and dtype of x0, trajectory (len(times), *x0.shape) if asked for).
+
+    Raises ValueError (naming g and t) when g_t > 0 at a step that starts where the score cannot be had from
+    the velocity: t = 0 for Polynomial with n > 1 (start later, or let g vanish there).
     """
     if not callable(velocity):
         raise TypeError(f"velocity must be a model or a function velocity(x, t), got {type(velocity).__name__}")
@@ -170,29 +191,32 @@ def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: i
         if not callable(value):
             _scale_at(name, value, 0.0, positive=name == "corrector_eps")
     grid = _times(steps, times).tolist()
+    levels = conversion_levels(path.schedule, torch.tensor(grid, dtype=torch.float64))["beta_t D_t"].tolist()
     x = check_finite("x0", as_tensor("x0", x0))
+    dtype, device = model_dtype_device(velocity)
+    x = x.to(device) if device is not None else x
+    net = at_dtype(velocity, dtype)
     is_module = isinstance(velocity, torch.nn.Module)
     if is_module:
-        param = next(iter(velocity.parameters()), None)
-        x = x.to(param.device) if param is not None else x
         was_training = velocity.training
         velocity.eval()
     try:
         traj, nfe = [x] if return_trajectory else None, 0
-        for t, t_next in zip(grid[:-1], grid[1:]):
+        for i, (t, t_next) in enumerate(zip(grid[:-1], grid[1:])):
             h, gt = t_next - t, _scale_at("g", g, t)
-            u = velocity(x, t, **cond)
+            if gt > 0 and not levels[i] > LEVEL_MIN:
+                raise ValueError(_no_score_message(path, t, gt, levels[i]))
+            u = net(x, t, **cond)
             drift = u if gt == 0 else u + (0.5 * gt**2) * path.score_from_velocity(u, x, t)
             x = x + h * drift
             if gt > 0:
                 x = x + (gt * math.sqrt(h)) * _randn(x, generator)
             nfe += 1
-            tn = torch.tensor(t_next, dtype=torch.float64)
-            if corrector_steps and float(conversion_levels(path.schedule, tn)["beta_t D_t"]) > LEVEL_MIN:
+            if corrector_steps and levels[i + 1] > LEVEL_MIN:
                 eps = _scale_at("corrector_eps", corrector_eps, t_next, positive=True)
 
                 def score(y, t_next=t_next):
-                    return path.score_from_velocity(velocity(y, t_next, **cond), y, t_next)
+                    return path.score_from_velocity(net(y, t_next, **cond), y, t_next)
 
                 for _ in range(corrector_steps):
                     x = langevin_step(score, x, eps, generator)
