@@ -184,17 +184,17 @@ class FailAfter(torch.nn.Module):
 
 
 def test_interrupted_run_resumes_exactly_with_default_cosine_decay(tmp_path):
-    """Default settings (cosine decay), saves every 100 steps, interrupted at call 250: resuming to 400 gives
-    the uninterrupted 400-step run, loss for loss and weight for weight."""
+    """Default settings (cosine decay), saves every 100 steps, interrupted at call 250: the interrupt saves the
+    249 steps done, and resuming to 400 gives the uninterrupted 400-step run, loss for loss and weight for weight."""
     ck = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
         quick_train(FailAfter(small_model(), 250), 400, checkpoint=ck, checkpoint_every=100, log_every=50)
     never = 10**9  # same wrapper (same state_dict keys), never interrupting
-    assert load_checkpoint(ck, FailAfter(small_model(), never))["step"] == 200
+    assert load_checkpoint(ck, FailAfter(small_model(), never))["step"] == 249
     m_resumed, m_full = FailAfter(small_model(), never), FailAfter(small_model(), never)
     resumed = quick_train(m_resumed, 400, checkpoint=ck, log_every=50)
     full = quick_train(m_full, 400, log_every=50)
-    assert resumed.steps_run == 200
+    assert resumed.steps_run == 151
     np.testing.assert_array_equal(resumed.losses, full.losses)
     for (k, a), b in zip(m_resumed.state_dict().items(), m_full.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
