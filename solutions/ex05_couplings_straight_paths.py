@@ -21,6 +21,8 @@
 # **Prerequisites:** chapter 5. **Run time:** a few seconds.
 
 # %%
+import math
+
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -108,11 +110,21 @@ assert optimal < independent / 10
 #
 # For larger batches, the entropic plan
 # $P = \operatorname{diag}(e^{f/\varepsilon})\, e^{-C/\varepsilon}\, \operatorname{diag}(e^{g/\varepsilon})$
-# with row sums $1/n$ and column sums $1/m$ is found by alternating
-# $f_i = -\varepsilon \log n - \varepsilon \log\sum_j e^{(g_j - C_{ij})/\varepsilon}$ and
-# $g_j = -\varepsilon \log m - \varepsilon \log\sum_i e^{(f_i - C_{ij})/\varepsilon}$
-# (`torch.logsumexp`), starting from $f = g = 0$. Write
-# `sinkhorn(cost, reg, iters)` returning the plan $P$.
+# with row sums $1/n$ and column sums $1/m$ is found by alternating two
+# updates, starting from $f = g = 0$. Each of the `iters` iterations updates
+# **$f$ first**, from the current $g$ (this makes the row sums exactly $1/n$),
+#
+# $$f_i = -\varepsilon \log n - \varepsilon \log\sum_j e^{(g_j - C_{ij})/\varepsilon},$$
+#
+# **then $g$**, from the $f$ just computed (this makes the column sums exactly $1/m$),
+#
+# $$g_j = -\varepsilon \log m - \varepsilon \log\sum_i e^{(f_i - C_{ij})/\varepsilon}$$
+#
+# (`torch.logsumexp`). The order matters before convergence: after a finite
+# number of iterations only the marginals fixed last are exact, so with this
+# order the returned plan's column sums are $1/m$ to rounding, and its row sums
+# only approach $1/n$. Write `sinkhorn(cost, reg, iters)` returning the plan
+# $P = \exp((f_i + g_j - C_{ij})/\varepsilon)$ after the last $g$ update.
 
 # %% nbgrader={"grade": false, "grade_id": "sinkhorn", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def sinkhorn(cost, reg, iters):
@@ -120,10 +132,9 @@ def sinkhorn(cost, reg, iters):
     n, m = cost.shape
     f = torch.zeros(n, dtype=cost.dtype)
     g = torch.zeros(m, dtype=cost.dtype)
-    log_n, log_m = torch.log(torch.tensor(float(n))), torch.log(torch.tensor(float(m)))
     for _ in range(iters):
-        f = -reg * log_n - reg * torch.logsumexp((g[None, :] - cost) / reg, dim=1)
-        g = -reg * log_m - reg * torch.logsumexp((f[:, None] - cost) / reg, dim=0)
+        f = -reg * math.log(n) - reg * torch.logsumexp((g[None, :] - cost) / reg, dim=1)  # rows first
+        g = -reg * math.log(m) - reg * torch.logsumexp((f[:, None] - cost) / reg, dim=0)  # then columns
     return torch.exp((f[:, None] + g[None, :] - cost) / reg)
     ### END SOLUTION
 
