@@ -5,16 +5,19 @@ with a message that says what was expected.
 """
 
 import json
+import math
 import re
+import textwrap
 from pathlib import Path
 
 import jupytext
 import pytest
 import torch
 
+import fmlearn as fm
 from fmlearn.exercises import (ExerciseCheckError, ExerciseSourceError, build, check_cfm_loss, check_conditional_path,
-                               check_euler_sampler, check_gaussian_marginal, check_schedule, grade, student_source,
-                               write_report)
+                               check_euler_sampler, check_flow_samples, check_gaussian_marginal, check_schedule,
+                               expect_close, grade, student_source, write_report)
 from fmlearn.exercises.__main__ import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +131,17 @@ def test_check_conditional_path():
         check_conditional_path(lambda x0, x1, t: (t * x1.T + (1 - t) * x0.T).mean(0), lambda x0, x1, t: x1 - x0)
 
 
+def test_check_conditional_path_turns_a_missing_t_axis_into_a_hint():
+    """t * x1 with t of shape (n,) and x1 of shape (n, d) raises torch's broadcasting error; the check catches it."""
+    with pytest.raises(ExerciseCheckError, match=r"(?s)shape error.*\(64, 2\), \(64, 2\), \(64,\).*"
+                       r"hint: t has shape \(n,\) and x0, x1 have shape \(n, d\).*t\[:, None\]") as err:
+        check_conditional_path(lambda x0, x1, t: t * x1 + (1 - t) * x0, lambda x0, x1, t: x1 - x0)
+    assert isinstance(err.value.__cause__, RuntimeError)  # the learner's own traceback stays visible
+    with pytest.raises(ExerciseCheckError, match=r"shapes \(64, 3\)"):  # works in 2-D only: caught in 3-D
+        check_conditional_path(lambda x0, x1, t: t[:, None].expand(-1, 2) * x1 + (1 - t[:, None]) * x0,
+                               lambda x0, x1, t: x1 - x0)
+
+
 def test_check_gaussian_marginal():
     assert check_gaussian_marginal(lambda t, m0, s0, m1, s1: ((1 - t) * m0 + t * m1, (1 - t) ** 2 * s0 + t ** 2 * s1))
     with pytest.raises(ExerciseCheckError, match="(?s)covariance.*squared"):
@@ -153,6 +167,16 @@ def test_check_cfm_loss():
         check_cfm_loss(lambda m, x0, x1, t: _cfm(m, x0, x1, t).detach())
 
 
+@pytest.mark.parametrize("reduce, hint", [
+    (lambda e: e.norm(dim=1).mean(), "averaged the norm .*, not its square"),
+    (lambda e: e.norm(), "norm of the whole batch's error, unsquared"),
+    (lambda e: e.pow(2).sum(), "summed over the batch"),
+], ids=["unsquared norm per sample", "unsquared norm of the batch", "sum over the batch"])
+def test_check_cfm_loss_names_the_reduction_slip(reduce, hint):
+    with pytest.raises(ExerciseCheckError, match=f"(?s)expected.*got.*hint: .*{hint}"):
+        check_cfm_loss(lambda m, x0, x1, t: reduce(m(_interp(x0, x1, t), t) - (x1 - x0)))
+
+
 def _euler(u, x0, steps):
     x, h = x0, 1.0 / steps
     for i in range(steps):
@@ -166,6 +190,83 @@ def test_check_euler_sampler():
         check_euler_sampler(lambda u, x0, steps: _euler(u, x0, steps - 1))
     with pytest.raises(ExerciseCheckError, match="time at the \\*start\\*"):  # t at the end of each step
         check_euler_sampler(lambda u, x0, n: _euler(lambda x, t: u(x, t + 1.0 / n), x0, n))
+
+
+def _euler_loop(u, x0, h, times):
+    x = x0
+    for t in times:
+        x = x + h * u(x, t)
+    return x
+
+
+@pytest.mark.parametrize("sampler, hint", [
+    (lambda u, x0, n: _euler_loop(u, x0, 1 / n, [i / n for i in range(n - 1)]), "stopped at t = 1 - h"),
+    (lambda u, x0, n: _euler_loop(u, x0, 1 / n, [i / n for i in range(1, n)]), "first step starts at t = 0"),
+    (lambda u, x0, n: _euler_loop(u, x0, 1 / (n - 1), torch.linspace(0, 1, n)[:-1].tolist()), "n \\+ 1 grid points"),
+    (lambda u, x0, n: _euler_loop(u, x0, 1 / n, [i / n for i in range(n + 1)]), "one step too many"),
+    (lambda u, x0, n: _euler_loop(u, x0, 1 / n, [i / n for i in range(1, n + 1)]), "end of each step"),
+], ids=["range(steps - 1)", "range(1, steps)", "linspace(0, 1, steps)", "range(steps + 1)", "u at the step's end"])
+def test_check_euler_sampler_names_the_off_by_one(sampler, hint):
+    with pytest.raises(ExerciseCheckError, match=f"(?s)expected.*got.*hint: .*{hint}"):
+        check_euler_sampler(sampler)
+
+
+_EULER_IN_PLACE = "x, h = x0, 1.0 / steps\nfor i in range(steps):\n    x += h * u(x, i * h)\nreturn x"
+
+
+def _define(signature: str, body: str):
+    """The function ``def signature: body`` (a learner's answer), defined here as the notebook defines it."""
+    namespace = {"torch": torch}
+    exec(f"def {signature}:\n{textwrap.indent(body, '    ')}\n", namespace)
+    return namespace[signature.split("(")[0]]
+
+
+def test_check_euler_sampler_rejects_an_in_place_update():
+    """`x = x0; x += ...` overwrites the caller's x0: rejected, with a hint that says so."""
+    x0 = torch.zeros(3, 2)
+    _define("euler(u, x0, steps)", _EULER_IN_PLACE)(lambda x, t: torch.ones_like(x), x0, 1)
+    assert torch.equal(x0, torch.ones(3, 2))  # the pitfall itself: the caller's x0 was overwritten
+    with pytest.raises(ExerciseCheckError, match="(?s)changed its input in place.*argument 2.*hint: .*x = x0.*no copy"):
+        check_euler_sampler(_define("euler(u, x0, steps)", _EULER_IN_PLACE))
+
+
+def _ring(n, generator):
+    """Angle uniform, radius 10 + N(0, 1): a ring through the 11 modes, with no modes at all."""
+    angle = 2 * math.pi * torch.rand(n, generator=generator)
+    radius = 10 + torch.randn(n, generator=generator)
+    return torch.stack([radius * angle.cos(), radius * angle.sin()], 1)
+
+
+def test_check_flow_samples_rejects_a_ring_and_accepts_true_samples(capsys):
+    """A ring has 99.9% of its points within 4 std of a mode (the old test passed it); true samples pass."""
+    target = fm.GaussianMixture.symmetric_2d()
+    g = torch.Generator().manual_seed(0)
+    ring = _ring(2000, g)
+    assert fm.fraction_near_modes(target, ring) > 0.99  # what the old check (near > 0.5 within 4 std) saw
+    with pytest.raises(ExerciseCheckError, match="(?s)within 2.5 standard deviations.*expected: at least 84%.*hint"):
+        check_flow_samples(target, ring)
+    with pytest.raises(ExerciseCheckError, match="(?s)wrong shape.*x the floor"):  # the second line of defence
+        check_flow_samples(target, ring, near_min=0.0)
+    for seed in range(3):
+        assert check_flow_samples(target, target.sample(2000, generator=torch.Generator().manual_seed(seed)))
+    assert capsys.readouterr().out.startswith("OK")
+
+
+def test_check_flow_samples_rejects_a_missing_mode_and_mass_between_modes():
+    """A dropped mode fails; so does a quarter of the mass stranded at the midpoints between neighbouring modes
+    (the limits are loose enough for a short training run, whose blur leaves 11-13% beyond 2.5 std, so a tenth
+    of the mass between modes still passes)."""
+    target = fm.GaussianMixture.symmetric_2d()
+    g = torch.Generator().manual_seed(1)
+    x = target.sample(2000, generator=g)
+    dropped = x[target.component_log_probs(x).argmax(1) != 0]
+    with pytest.raises(ExerciseCheckError, match="mode 0 holds too few samples"):
+        check_flow_samples(target, dropped)
+    means = target.means
+    midpoints = (means + means.roll(1, 0)) / 2
+    between = midpoints[torch.randint(0, 11, (500,), generator=g)] + 0.3 * torch.randn(500, 2, generator=g)
+    with pytest.raises(ExerciseCheckError, match="within 2.5 standard deviations"):
+        check_flow_samples(target, torch.cat([x[:1500], between]))
 
 
 def test_unwritten_task_raises_not_implemented():
@@ -226,16 +327,77 @@ def test_grading_a_submission_with_one_right_and_one_wrong_task(tmp_path):
                                                         "gaussian_marginal_check": 0, "cfm_loss_check": 0,
                                                         "euler_sampler_check": 0}
     assert "NotImplementedError" in scores["schedule_check"].error
-    assert "ExerciseCheckError" in scores["cfm_loss_check"].error
+    assert re.search("(?s)ExerciseCheckError: .*expected.*got.*hint: you averaged over the data dimensions",
+                     scores["cfm_loss_check"].error)
     out = tmp_path / "points.json"
     report = write_report(list(scores.values()), out)
     assert "total" in report and json.loads(out.read_text())["total"] == 2
+
+
+def test_check_and_grader_agree_on_the_same_wrong_answers(tmp_path):
+    """An in-place Euler update, a missing t[:, None] and an unsquared norm: the grader scores each task 0 and its
+    note is exactly the message (with the hint) that the check gives the learner in the notebook."""
+    answers = {  # grade_id: (function signature, learner's body)
+        "conditional_path": [("interpolate(x0, x1, t)", "return t * x1 + (1 - t) * x0"),
+                             ("velocity(x0, x1, t)", "return x1 - x0")],
+        "cfm_loss": [("cfm_loss(model, x0, x1, t)", "s = t[:, None]\nxt = s * x1 + (1 - s) * x0\n"
+                      "return (model(xt, t) - (x1 - x0)).norm(dim=1).mean()")],
+        "euler_sampler": [("euler(u, x0, steps)", _EULER_IN_PLACE)],
+    }
+    solution = ROOT / "solutions" / "ex01_gaussian_mixture_cfm.py"
+    text = (ROOT / "exercises" / solution.name).read_text()
+    for grade_id, functions in answers.items():
+        text = _fill(text, grade_id, [body for _, body in functions])
+    sub = tmp_path / "ex01_gaussian_mixture_cfm_bob.py"
+    sub.write_text(text)
+    scores = {s.grade_id: s for s in grade(sub, solution)}
+    learner = {sig.split("(")[0]: _define(sig, body) for functions in answers.values() for sig, body in functions}
+    seen = {}
+    for grade_id, run_check in (
+            ("conditional_path", lambda: check_conditional_path(learner["interpolate"], learner["velocity"])),
+            ("cfm_loss", lambda: check_cfm_loss(learner["cfm_loss"])),
+            ("euler_sampler", lambda: check_euler_sampler(learner["euler"]))):
+        with pytest.raises(ExerciseCheckError) as err:
+            run_check()
+        seen[grade_id] = str(err.value)
+    assert "t[:, None]" in seen["conditional_path"] and "not its square" in seen["cfm_loss"]
+    assert "in place" in seen["euler_sampler"]
+    for grade_id, message in seen.items():
+        score = scores[f"{grade_id}_check"]
+        assert score.points == 0 and score.error == f"ExerciseCheckError: {message}", (grade_id, score.error)
 
 
 def test_grading_the_solution_gives_full_points(tmp_path):
     solution = ROOT / "solutions" / "ex01_gaussian_mixture_cfm.py"
     scores = grade(solution.with_suffix(".ipynb"), solution)
     assert all(s.points == s.max_points > 0 for s in scores), [(s.grade_id, s.error) for s in scores]
+
+
+def test_grading_notes_keep_the_hint_and_name_a_bare_assert():
+    """A long check message keeps its hint line (each line is cut, not the message); a bare ``assert`` in a hidden
+    test is named by its line from the traceback."""
+    from fmlearn.exercises.grade import _error_of
+    long = {"output_type": "error", "ename": "ExerciseCheckError",
+            "evalue": "values differ\n  expected: 1\n  got:      " + "9" * 2000 + "\n  hint: the hint", "traceback": []}
+    note = _error_of({"outputs": [long]})
+    assert note.endswith("\n  hint: the hint") and max(map(len, note.splitlines())) <= 300
+    bare = {"output_type": "error", "ename": "AssertionError", "evalue": "", "traceback": [
+        "\x1b[31mAssertionError\x1b[39m                            Traceback (most recent call last)",
+        "\x1b[36mCell\x1b[39m \x1b[32mIn[1]\x1b[39m, line 3\n\x1b[32m      1\x1b[39m x = \x1b[32m1\x1b[39m\n"
+        "\x1b[32m----> \x1b[39m\x1b[32m3\x1b[39m \x1b[38;5;28;01massert\x1b[39;00m x + \x1b[32m1\x1b[39m == 3\n",
+        "\x1b[31mAssertionError\x1b[39m: "]}
+    assert _error_of({"outputs": [bare]}) == "AssertionError: (no message) at `assert x + 1 == 3`"
+
+
+def test_expect_close_fails_like_a_check():
+    expect_close("a value", torch.tensor([1.0, 2.0]), [1.0, 2.0], "never shown")
+    with pytest.raises(ExerciseCheckError, match=r"(?s)one step of u = 1\n  expected: \[2.0\]\n  got:      \[1.0\]\n"
+                       r"  hint: take the step"):
+        expect_close("one step of u = 1", torch.tensor([1.0]), torch.tensor([2.0]), "take the step")
+    with pytest.raises(ExerciseCheckError, match=r"expected: shape \(3, 2\)"):  # no silent broadcasting
+        expect_close("x", torch.zeros(3, 1), torch.zeros(3, 2), "keep the shape")
+    with pytest.raises(ExerciseCheckError, match="got:      str"):
+        expect_close("x", "1.0", 1.0, "return a number")
 
 
 # --- checks of chapters 2-4 -------------------------------------------------------------------------------------
@@ -251,6 +413,66 @@ def _mix_u(x, t, means, s, weights, posterior=True):
     r = torch.softmax(logw, 1) if posterior else weights[None].expand(x.shape[0], -1)
     comp = means[None] + (t * s ** 2 - (1 - t)) / var * (x[:, None] - t * means[None])
     return (r[..., None] * comp).sum(1)
+
+
+def _residual(p, u, x, t, h):
+    out = (p(x, t + h) - p(x, t - h)) / (2 * h)
+    for i in range(x.shape[1]):
+        e = torch.zeros_like(x)
+        e[:, i] = h
+        out = out + (p(x + e, t) * u(x + e, t)[:, i] - p(x - e, t) * u(x - e, t)[:, i]) / (2 * h)
+    return out
+
+
+def _unit(x, i, h):
+    e = torch.zeros_like(x)
+    e[:, i] = h
+    return e
+
+
+def _fd_div(f, x, h, one_sided=False):
+    """Central (or forward) differences of sum_i d f_i / d x_i for a field f(x) -> (n, d) (here: u or p u)."""
+    if one_sided:
+        return sum((f(x + _unit(x, i, h))[:, i] - f(x)[:, i]) / h for i in range(x.shape[1]))
+    return sum((f(x + _unit(x, i, h))[:, i] - f(x - _unit(x, i, h))[:, i]) / (2 * h) for i in range(x.shape[1]))
+
+
+def _fd_dt(p, x, t, h):
+    return (p(x, t + h) - p(x, t - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("residual, hint", [
+    (lambda p, u, x, t, h: _fd_dt(p, x, t, h) - _fd_div(lambda y: p(y, t)[:, None] * u(y, t), x, h), "plus sign"),
+    (lambda p, u, x, t, h: _fd_dt(p, x, t, h) + p(x, t) * _fd_div(lambda y: u(y, t), x, h), r"p div\(u\) \+ u \. grad"),
+    (lambda p, u, x, t, h: _fd_dt(p, x, t, h) + _fd_div(lambda y: u(y, t), x, h), "the flux is p u, not u"),
+    (lambda p, u, x, t, h: _fd_dt(p, x, t, h) + sum(
+        ((p(x + _unit(x, i, h), t)[:, None] * u(x + _unit(x, i, h), t)
+          - p(x - _unit(x, i, h), t)[:, None] * u(x - _unit(x, i, h), t)) / (2 * h)).sum(1)
+        for i in range(x.shape[1])), "every component along every axis"),
+    (lambda p, u, x, t, h: 2 * _residual(p, u, x, t, h), "divides by 2h, the distance"),
+    (lambda p, u, x, t, h: _residual(p, u, x, t, h) + _fd_dt(p, x, t, h), "time derivative divides by 2h"),
+    (lambda p, u, x, t, h: (p(x, t + h) - p(x, t)) / h + _fd_div(lambda y: p(y, t)[:, None] * u(y, t), x, h, True),
+     "one-sided ones"),
+    (lambda p, u, x, t, h: _fd_dt(p, x, t, h), "residual = "),  # the flux term left out: the formula as the hint
+], ids=["sign", "p div u", "div u", "whole Jacobian", "h for 2h", "h for 2h in time", "forward differences",
+        "no flux"])
+def test_check_continuity_residual(residual, hint):
+    from fmlearn.exercises import check_continuity_residual
+    with pytest.raises(ExerciseCheckError, match=f"(?s)expected.*got.*hint: .*{hint}"):
+        check_continuity_residual(residual)
+
+
+def test_check_continuity_residual_accepts_central_differences_and_autograd():
+    from fmlearn.exercises import check_continuity_residual
+    assert check_continuity_residual(_residual)
+
+    def by_autograd(p, u, x, t, h):  # exact derivatives instead of differences: also right
+        dp_dt = torch.autograd.functional.jacobian(lambda s: p(x, s), torch.tensor(t, dtype=x.dtype))
+        y = x.detach().clone().requires_grad_(True)
+        flux = p(y, t)[:, None] * u(y, t)
+        return dp_dt + sum(torch.autograd.grad(flux[:, i].sum(), y, retain_graph=True)[0][:, i]
+                           for i in range(x.shape[1]))
+    assert check_continuity_residual(by_autograd)
 
 
 def test_check_gaussian_and_mixture_velocity():
@@ -425,6 +647,9 @@ def test_check_ot_pairing():
         check_ot_pairing(lambda x0, x1: x0[:, 0].argsort()[x1[:, 0].argsort().argsort()])
     with pytest.raises(ExerciseCheckError, match="permutation"):
         check_ot_pairing(lambda x0, x1: torch.cdist(x1, x0).argmin(1))  # nearest neighbour: repeats
+    with pytest.raises(ExerciseCheckError, match=r"(?s)expected.*got.*hint: .*not the squared distance.*pow\(2\)"):
+        check_ot_pairing(lambda x0, x1: torch.as_tensor(__import__("scipy.optimize", fromlist=["x"])
+                                                        .linear_sum_assignment(torch.cdist(x1, x0).numpy())[1]))
 
 
 def test_check_count_crossings():

@@ -2,17 +2,20 @@
 
 build   solutions/exNN_topic -> exercises/exNN_topic (solution regions blanked, hidden tests removed)
 checks  one check_* call after each task: a verdict, and a hint when the answer is wrong
+        (expect_close: the same kind of failure for the hidden tests)
 grade   run a submission with the hidden tests restored; points per task
 
 Command line: ``python -m fmlearn.exercises {build,check,grade}``.
 """
 
 from .build import ExerciseSourceError, build, student_source
+from ._base import expect_close
 from .checks import (ExerciseCheckError, check_cfm_loss, check_conditional_path, check_euler_sampler,
-                     check_gaussian_marginal, check_schedule)
+                     check_flow_samples, check_gaussian_marginal, check_schedule)
 from .checks_couplings import check_count_crossings, check_ot_pairing, check_sinkhorn
 from .checks_guidance import check_cfg_forward, check_guided_velocity, check_label_dropout
 from .checks_diffusion import check_em_step, check_langevin_step, check_score_from_velocity
 from .checks_likelihood import check_divergence, check_hutchinson, check_paired_kl
-from .checks_paths_solvers import check_gaussian_velocity, check_mixture_velocity, check_observed_order, check_step
+from .checks_paths_solvers import (check_continuity_residual, check_gaussian_velocity, check_mixture_velocity,
+                                   check_observed_order, check_step)
 from .grade import TaskScore, grade, write_report

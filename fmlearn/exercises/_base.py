@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import torch
 
 
@@ -9,8 +12,21 @@ class ExerciseCheckError(AssertionError):
     """A learner's answer failed a check; the message says what was expected and gives a hint."""
 
 
+SHAPE_HINT = ("print the shapes of your intermediate tensors: a per-sample tensor of shape (n,) meets one of shape "
+              "(n, d) only as t[:, None] (shape (n, 1), which broadcasts over the d columns); plain t * x lines t "
+              "up with the last axis (d), not with the batch")
+INPLACE_HINT = ("`x += ...`, `x[...] = ...` or `x.add_(...)` write into the tensor the caller passed in (and "
+                "`x = x0` makes no copy, so the caller's x0 changes too); write `x = x + ...`, which makes a new "
+                "tensor, or start from `x0.clone()`")
+_SHAPE_ERROR = re.compile(r"size|shape|dimension|broadcast", re.IGNORECASE)
+
+
+def _message(what: str, expected, got, hint: str) -> str:
+    return f"{what}\n  expected: {expected}\n  got:      {got}\n  hint: {hint}"
+
+
 def _fail(what: str, expected, got, hint: str):
-    raise ExerciseCheckError(f"{what}\n  expected: {expected}\n  got:      {got}\n  hint: {hint}")
+    raise ExerciseCheckError(_message(what, expected, got, hint))
 
 
 def _ok(message: str) -> bool:
@@ -18,12 +34,40 @@ def _ok(message: str) -> bool:
     return True
 
 
-def _call(fn, *args, what: str):
+def _float64(a) -> torch.Tensor:
+    """A float64 copy of a tensor or an array (to compare an argument before and after a call)."""
+    return a.detach().to("cpu", torch.float64, copy=True) if isinstance(a, torch.Tensor) else \
+        torch.tensor(a, dtype=torch.float64)
+
+
+def _snapshot(args) -> list:
+    return [(i, _float64(a)) for i, a in enumerate(args) if isinstance(a, (torch.Tensor, np.ndarray))]
+
+
+def _call(fn, *args, what: str, shape_hint: str = SHAPE_HINT):
+    """``fn(*args)`` with the learner's usual slips turned into check failures with a hint: an unwritten task,
+    a shape error from broadcasting (a RuntimeError about sizes), and an argument changed in place."""
+    before = _snapshot(args)
     try:
         out = fn(*args)
     except NotImplementedError:
         raise NotImplementedError(f"{what} is not written yet: replace `raise NotImplementedError()` "
                                   "with your code, then run this check again") from None
+    except RuntimeError as err:
+        if not _SHAPE_ERROR.search(str(err)):
+            raise
+        shapes = ", ".join(str(tuple(a.shape)) for a in args if isinstance(a, (torch.Tensor, np.ndarray)))
+        raise ExerciseCheckError(_message(f"{what} failed with a shape error", f"tensors whose shapes fit together "
+                                          f"(the inputs have shapes {shapes})", f"RuntimeError: {err}",
+                                          shape_hint)) from err
+    for i, old in before:
+        new = _float64(args[i])
+        if new.shape != old.shape or not torch.equal(new, old):
+            change = (f"changed by up to {float((new - old).abs().max()):.3g}" if new.shape == old.shape
+                      else f"reshaped to {tuple(new.shape)}")
+            _fail(f"{what} changed its input in place (argument {i + 1}, shape {tuple(old.shape)})",
+                  "the arguments left as they were passed in", f"argument {i + 1} {change} after the call",
+                  INPLACE_HINT)
     return out
 
 
@@ -34,9 +78,33 @@ def _tensor(out, shape, what: str, hint: str = "return a torch tensor") -> torch
         _fail(f"{what} returned the wrong shape", tuple(shape), tuple(out.shape),
               "keep the batch dimension first; operate elementwise, do not reduce over the batch")
     if not torch.isfinite(out).all():
-        _fail(f"{what} returned NaN or inf", "finite values", out, "look for a division by zero at t = 0 or t = 1")
+        _fail(f"{what} returned NaN or inf", "finite values", _brief(out),
+              "look for a division by zero at t = 0 or t = 1")
     return out
 
 
 def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().double() - b.detach().double()).abs().max())
+
+
+def _brief(x) -> str:
+    """A short printable form of a tensor: all of it when small, else its first row and its shape."""
+    if x.numel() <= 6:
+        return str([round(v, 6) for v in x.flatten().tolist()]) if x.ndim else f"{float(x):.6g}"
+    first = x.reshape(x.shape[0], -1)[0][:4]
+    return f"{[round(v, 6) for v in first.tolist()]}... (first row of a {tuple(x.shape)} tensor)"
+
+
+def expect_close(what: str, got, want, hint: str, atol: float = 1e-6, rtol: float = 1e-5) -> None:
+    """An assertion for hidden tests that fails like a check: ExerciseCheckError with expected / got / hint.
+
+    ``got`` and ``want`` are tensors, arrays or numbers of the same shape (no broadcasting)."""
+    try:
+        got_t = torch.as_tensor(got.detach() if isinstance(got, torch.Tensor) else got, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        _fail(what, "a tensor or a number", type(got).__name__, hint)
+    want_t = torch.as_tensor(want.detach() if isinstance(want, torch.Tensor) else want, dtype=torch.float64)
+    if got_t.shape != want_t.shape:
+        _fail(what, f"shape {tuple(want_t.shape)}", f"shape {tuple(got_t.shape)}", hint)
+    if not torch.allclose(got_t, want_t, atol=atol, rtol=rtol):
+        _fail(what, _brief(want_t), _brief(got_t), hint)

@@ -37,9 +37,15 @@ def check_ot_pairing(pairing) -> bool:
         got = _cost(x0, x1, perm)
         if got > want * (1 + 1e-9) + 1e-12:
             ident = _cost(x0, x1, torch.arange(n))
-            hint = ("that is the pairing you were given: nothing was re-paired" if abs(got - ident) < 1e-12 else
-                    "solve the assignment problem on the matrix of squared distances |x1_j - x0_i|^2; check that "
-                    "rows and columns are not swapped (perm[j] is the x0 for x1[j])")
+            unsquared = _cost(x0, x1, linear_sum_assignment(torch.cdist(x1, x0).numpy())[1])
+            if abs(got - ident) < 1e-12:
+                hint = "that is the pairing you were given: nothing was re-paired"
+            elif abs(got - unsquared) < 1e-12:
+                hint = ("your pairing minimizes the total distance sum_j |x1_j - x0_perm(j)|, not the squared "
+                        "distance: square the cost matrix (torch.cdist(x1, x0).pow(2)) before solving")
+            else:
+                hint = ("solve the assignment problem on the matrix of squared distances |x1_j - x0_i|^2; check that "
+                        "rows and columns are not swapped (perm[j] is the x0 for x1[j])")
             _fail(f"the pairing is not optimal for n = {n}", f"total squared distance {want:.4f}", f"{got:.4f}", hint)
     return _ok("your pairing is a permutation with the least total squared distance (n = 7 by brute force, n = 64)")
 

@@ -6,6 +6,7 @@ x_t = t x1 + (1 - t) x0 is N(t m, sd_t^2 I) with sd_t^2 = t^2 s^2 + (1 - t)^2, a
     u_t(x) = m + (d sd_t / dt) / sd_t (x - t m),   (d sd_t / dt) sd_t = t s^2 - (1 - t).
 
 For a mixture the marginal velocity is the posterior-weighted sum of the components' velocities.
+The density and the velocity of a path satisfy the continuity equation d p_t / dt + div(p_t u_t) = 0.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..distributions import GaussianMixture
 from ..oracle import MixtureOracle
 from ..paths import AffineGaussianPath
 from ..solvers import odeint
-from ._base import _call, _fail, _max_err, _ok, _tensor
+from ._base import _brief, _call, _fail, _max_err, _ok, _tensor
 
 
 def _mixture():
@@ -58,6 +59,89 @@ def check_mixture_velocity(velocity, tol: float = 1e-6) -> bool:
                   "weight component k's velocity by its posterior p(k | x_t = x), proportional to "
                   "w_k N(x; t m_k, sd_t^2 I), normalized over k at each x (not by w_k alone, not equally)")
     return _ok("the mixture's marginal velocity matches the oracle")
+
+
+def _gaussian_path(m: torch.Tensor, s: float):
+    """Density and velocity of the CondOT path from N(0, I) to N(m, s^2 I): p_t = N(t m, sd_t^2 I).
+    t may be a float or a 0-d tensor (so that autograd can differentiate in t)."""
+
+    def density(x, t):
+        var = t ** 2 * s ** 2 + (1 - t) ** 2
+        return torch.exp(-((x - t * m) ** 2).sum(1) / (2 * var)) / (2 * math.pi * var) ** (x.shape[1] / 2)
+
+    def velocity(x, t):
+        return m + (t * s ** 2 - (1 - t)) / (t ** 2 * s ** 2 + (1 - t) ** 2) * (x - t * m)
+
+    return density, velocity
+
+
+def _continuity_terms(p, u, x, t):
+    """By autograd at points x (n, d): dp/dt, div(p u), p div(u), div(u), and the sum of every entry of the
+    Jacobian of p u (the right term and the usual wrong ones)."""
+    dp_dt = torch.autograd.functional.jacobian(lambda tt: p(x, tt), torch.tensor(t, dtype=x.dtype))
+    xx = x.detach().clone().requires_grad_(True)
+    pu = p(xx, t)[:, None] * u(xx, t)
+    uu = u(xx, t)
+
+    def diag_div(field):
+        return sum(torch.autograd.grad(field[:, i].sum(), xx, retain_graph=True)[0][:, i] for i in range(x.shape[1]))
+
+    div_pu, div_u = diag_div(pu), diag_div(uu)
+    jac_sum = torch.autograd.grad(pu.sum(), xx)[0].sum(1)
+    return dp_dt.detach(), div_pu.detach(), (p(x, t) * div_u).detach(), div_u.detach(), jac_sum.detach()
+
+
+def _one_sided(p, u, x, t, h):
+    """The forward-difference residual (first order), to recognize it."""
+    out = (p(x, t + h) - p(x, t)) / h
+    for i in range(x.shape[1]):
+        e = torch.zeros_like(x)
+        e[:, i] = h
+        out = out + (p(x + e, t) * u(x + e, t)[:, i] - p(x, t) * u(x, t)[:, i]) / h
+    return out
+
+
+def check_continuity_residual(residual, tol: float = 1e-6) -> bool:
+    """The learner's ``residual(p, u, x, t, h)`` -> (n,): d p_t / dt + div(p_t u_t) at points x (n, d) by central
+    differences of step h, for a density ``p(x, t)`` -> (n,) and a velocity ``u(x, t)`` -> (n, d). Checked against
+    autograd on a Gaussian path in 2-D and 3-D: the exact value for a wrong velocity, zero (to the differences'
+    accuracy) for the path's own; a wrong result is compared with the usual slips to name the one made."""
+    g = torch.Generator().manual_seed(4)
+    h = 1e-4  # central differences err by ~1e-7 of the terms here, one-sided ones by ~1e-4
+    for d in (2, 3):
+        m = torch.linspace(1.0, -1.0, d, dtype=torch.float64) * 2
+        p, u_path = _gaussian_path(m, 0.6)
+        # the wrong velocity first: there every slip below gives a different value (for the path's own velocity,
+        # where the right residual is 0, some coincide)
+        for t, label in ((0.7, "a velocity that is not the path's"), (0.3, "the path's own velocity")):
+            u = u_path if t == 0.3 else (lambda x, tt: u_path(x, tt) + 0.5 * torch.tanh(x))
+            sd = (t ** 2 * 0.36 + (1 - t) ** 2) ** 0.5
+            x = t * m + sd * torch.randn(40, d, generator=g, dtype=torch.float64)
+            dp_dt, div_pu, p_div_u, div_u, jac_sum = _continuity_terms(p, u, x, t)
+            want = dp_dt + div_pu
+            got = _tensor(_call(residual, p, u, x, t, h, what="continuity_residual"), (40,), "continuity_residual")
+            scale = float(dp_dt.abs().max() + div_pu.abs().max())
+            if _max_err(got, want) <= tol * scale:
+                continue
+            slips = (
+                (dp_dt - div_pu, "the flux term enters with a plus sign: d p / dt + div(p u) = 0"),
+                (dp_dt + p_div_u, "div(p u) = p div(u) + u . grad(p): difference the product p u_i, both factors "
+                 "evaluated at x + h e_i and x - h e_i, not u_i alone"),
+                (dp_dt + div_u, "the flux is p u, not u: difference p(x +- h e_i) u_i(x +- h e_i)"),
+                (dp_dt + jac_sum, "the divergence differentiates component i of p u along x_i only; you summed the "
+                 "derivatives of every component along every axis"),
+                (2 * dp_dt + 2 * div_pu, "a central difference divides by 2h, the distance between x + h and x - h"),
+                (2 * dp_dt + div_pu, "the time derivative divides by 2h: (p(x, t + h) - p(x, t - h)) / (2h)"),
+                (dp_dt + 2 * div_pu, "each space derivative divides by 2h: (f(x + h e_i) - f(x - h e_i)) / (2h)"),
+                (_one_sided(p, u, x, t, h), "use central differences, (f(. + h) - f(. - h)) / (2h): one-sided ones "
+                 "are only first-order accurate (error ~ h, not ~ h^2)"),
+            )
+            hint = next((msg for value, msg in slips if _max_err(got, value) <= tol * scale),
+                        "residual = (p(x, t + h) - p(x, t - h)) / (2h) + sum over i of "
+                        "(p u_i at x + h e_i - p u_i at x - h e_i) / (2h), with e_i the i-th unit vector")
+            _fail(f"the continuity residual for {label} differs from the exact one (d = {d}, t = {t})",
+                  _brief(want), _brief(got), hint)
+    return _ok("your residual is right for a wrong velocity and vanishes for the path's own, in 2-D and 3-D")
 
 
 def _linear_field(x, t):

@@ -5,7 +5,9 @@ submission (nbgrader metadata ``grade: true``, ``solution: false``) gets back th
 source of the same cell (same ``grade_id``) in the solutions notebook, hidden
 tests included, so a learner can neither see nor edit them; then the notebook
 runs top to bottom, errors allowed, and each test cell earns its points when it
-raises nothing. Points come from the solutions notebook's metadata.
+raises nothing. Points come from the solutions notebook's metadata. A failed
+task's note is the error the learner would see: a check's expected / got / hint
+(hidden tests fail the same way, through ``expect_close``).
 
     python -m fmlearn.exercises grade SUBMISSION.ipynb [--solution solutions/exNN.py] [--out points.json]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,11 +46,19 @@ def _graded_tests(nb) -> dict:
     return cells
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _error_of(cell) -> str | None:
+    """The cell's error as the learner saw it: a check's whole message (what, expected, got, hint), each line cut
+    at 300 characters; a bare ``assert`` (no message) is named by its line, taken from the traceback."""
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
             message = f"{out.get('ename')}: {out.get('evalue')}"
-            return message if len(message) < 500 else message[:497] + "..."
+            if not out.get("evalue"):
+                lines = re.findall(r"^-+> *\d+ (.*)$", _ANSI.sub("", "\n".join(out.get("traceback", []))), re.M)
+                message += f"(no message) at `{lines[-1].strip()}`" if lines else "(no message)"
+            return "\n".join(line if len(line) <= 300 else line[:297] + "..." for line in message.splitlines())
     return None
 
 
@@ -104,7 +115,9 @@ def write_report(scores: list[TaskScore], out: str | os.PathLike | None = None) 
     """A readable table of the scores; with ``out``, also the scores as JSON."""
     total, possible = sum(s.points for s in scores), sum(s.max_points for s in scores)
     lines = [f"{'task':<28} {'points':>9}  note"]
-    lines += [f"{s.grade_id:<28} {s.points:>4g} / {s.max_points:<3g} {s.error or 'ok'}" for s in scores]
+    for s in scores:  # a check's message spans lines: indent them under the note column
+        note = (s.error or "ok").replace("\n", "\n" + " " * 40)
+        lines.append(f"{s.grade_id:<28} {s.points:>4g} / {s.max_points:<3g} {note}")
     lines.append(f"{'total':<28} {total:>4g} / {possible:<3g}")
     if out is not None:
         Path(out).write_text(json.dumps({"tasks": [asdict(s) for s in scores], "total": total,
