@@ -48,8 +48,11 @@ def heun_step(u, x, t, h):
 # %% nbgrader={"grade": true, "grade_id": "heun_step_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_step(heun_step, "heun")
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _x = torch.randn(3, 2, dtype=torch.float64)
-assert torch.allclose(heun_step(lambda x, t: x * 0 + t, _x, 0.0, 1.0), _x + 0.5)  # trapezoid rule on u = t
+expect_close("one Heun step of u = t over [0, 1]", heun_step(lambda x, t: x * 0 + t, _x, 0.0, 1.0), _x + 0.5,
+             "Heun is the trapezoid rule for u = t: h (u(t) + u(t + h)) / 2 = 0.5")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -74,8 +77,11 @@ def rk4_step(u, x, t, h):
 # %% nbgrader={"grade": true, "grade_id": "rk4_step_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_step(rk4_step, "rk4")
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _x = torch.randn(3, 2, dtype=torch.float64)
-assert torch.allclose(rk4_step(lambda x, t: x * 0 + t ** 3, _x, 0.0, 1.0), _x + 0.25)  # Simpson is exact for t^3
+expect_close("one RK4 step of u = t^3 over [0, 1]", rk4_step(lambda x, t: x * 0 + t ** 3, _x, 0.0, 1.0), _x + 0.25,
+             "for u = u(t) RK4 is Simpson's rule, exact for t^3: the integral is 1/4")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -97,7 +103,11 @@ def observed_order(steps, errors):
 # %% nbgrader={"grade": true, "grade_id": "observed_order_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_observed_order(observed_order)
 ### BEGIN HIDDEN TESTS
-assert abs(observed_order(np.array([10, 20, 40]), np.array([1.0, 0.25, 0.0625])) - 2.0) < 1e-9
+from fmlearn.exercises import expect_close
+
+expect_close("the order of errors 1, 1/4, 1/16 at n = 10, 20, 40",
+             observed_order(np.array([10, 20, 40]), np.array([1.0, 0.25, 0.0625])), 2.0,
+             "each doubling of n divides the error by 4 = 2^2", atol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -55,9 +55,12 @@ def divergence(u, x, t):
 # %% nbgrader={"grade": true, "grade_id": "divergence_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_divergence(divergence)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _a = torch.tensor([[1.0, 2.0], [3.0, -5.0]], dtype=torch.float64)
-assert torch.allclose(divergence(lambda x, t: x @ _a.T, torch.randn(4, 2, dtype=torch.float64), 0.0),
-                      torch.full((4,), -4.0, dtype=torch.float64))
+expect_close("the divergence of the linear field u(x) = A x", divergence(lambda x, t: x @ _a.T,
+             torch.randn(4, 2, dtype=torch.float64), 0.0), torch.full((4,), -4.0, dtype=torch.float64),
+             "the divergence of A x is the trace of A, 1 - 5 = -4, at every point")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -83,10 +86,13 @@ def hutchinson(u, x, t, eps):
 # %% nbgrader={"grade": true, "grade_id": "hutchinson_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_hutchinson(hutchinson)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _x = torch.randn(3, 2, dtype=torch.float64)
 _e = torch.ones(1, 3, 2, dtype=torch.float64)
-assert torch.allclose(hutchinson(lambda x, t: x @ torch.tensor([[1.0, 2.0], [3.0, -5.0]], dtype=torch.float64).T,
-                                 _x, 0.0, _e), torch.full((3,), 1.0, dtype=torch.float64))  # 1^T A 1 = 1
+expect_close("Hutchinson with the one probe eps = (1, 1) on u(x) = A x", hutchinson(
+    lambda x, t: x @ torch.tensor([[1.0, 2.0], [3.0, -5.0]], dtype=torch.float64).T, _x, 0.0, _e),
+    torch.full((3,), 1.0, dtype=torch.float64), "eps^T A eps = 1 + 2 + 3 - 5 = 1 for eps = (1, 1)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -108,8 +114,12 @@ def paired_kl(log_p, log_q):
 # %% nbgrader={"grade": true, "grade_id": "paired_kl_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_paired_kl(paired_kl)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _kl, _se = paired_kl(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 0.0, 0.0]))
-assert abs(_kl - 2.0) < 1e-6 and abs(_se - 1 / math.sqrt(3)) < 1e-6
+expect_close("the paired KL of differences 1, 2, 3", _kl, 2.0, "the KL estimate is the mean difference")
+expect_close("its standard error", _se, 1 / math.sqrt(3),
+             "the standard error is the (n - 1)-normalized std of the differences, 1, over sqrt(n)")
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -48,8 +48,11 @@ def drop_labels(y, p, null, generator):
 # %% nbgrader={"grade": true, "grade_id": "label_dropout_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_label_dropout(drop_labels)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _y = torch.arange(10)
-assert torch.equal(drop_labels(_y, 0.0, 99, torch.Generator().manual_seed(0)), _y)
+expect_close("labels with p = 0", drop_labels(_y, 0.0, 99, torch.Generator().manual_seed(0)), _y,
+             "with drop probability 0 every label stays", atol=0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -71,7 +74,10 @@ def guide(u_cond, u_uncond, w):
 # %% nbgrader={"grade": true, "grade_id": "guided_velocity_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_guided_velocity(guide)
 ### BEGIN HIDDEN TESTS
-assert torch.allclose(guide(torch.ones(2), torch.zeros(2), 3.0), torch.full((2,), 4.0))
+from fmlearn.exercises import expect_close
+
+expect_close("guide(1, 0, w = 3)", guide(torch.ones(2), torch.zeros(2), 3.0), torch.full((2,), 4.0),
+             "(1 + w) u_cond - w u_uncond = 4 for u_cond = 1, u_uncond = 0")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -104,8 +110,12 @@ class _Echo(torch.nn.Module):
         return x * 0 + y[:, None].float()
 
 
-assert torch.allclose(cfg(_Echo(), torch.zeros(3, 2), 0.5, torch.tensor([0, 1, 2]), 1.0),
-                      2 * torch.tensor([0.0, 1.0, 2.0])[:, None] - 5.0)
+from fmlearn.exercises import expect_close
+
+expect_close("cfg with a model that returns its label",
+             cfg(_Echo(), torch.zeros(3, 2), 0.5, torch.tensor([0, 1, 2]), 1.0),
+             (2 * torch.tensor([0.0, 1.0, 2.0])[:, None] - 5.0).expand(3, 2),
+             "the unconditional half gets the null label num_classes = 5: 2 y - 5 at w = 1")
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -48,9 +48,12 @@ def score_from_velocity(u, x, t):
 # %% nbgrader={"grade": true, "grade_id": "score_from_velocity_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_score_from_velocity(score_from_velocity)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _path = fm.AffineGaussianPath("condot")
 _x, _u = torch.randn(10, 2, dtype=torch.float64), torch.randn(10, 2, dtype=torch.float64)
-assert torch.allclose(score_from_velocity(_u, _x, 0.4), _path.score_from_velocity(_u, _x, 0.4))
+expect_close("the score at t = 0.4", score_from_velocity(_u, _x, 0.4), _path.score_from_velocity(_u, _x, 0.4),
+             "score = (t u - x) / (1 - t) on the CondOT path")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -74,9 +77,12 @@ def em_step(u, s, x, t, h, g, z):
 # %% nbgrader={"grade": true, "grade_id": "em_step_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_em_step(em_step)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _x = torch.randn(4, 2, dtype=torch.float64)
-assert torch.allclose(em_step(lambda x, t: x * 0, lambda x, t: x * 0, _x, 0.0, 0.25, 2.0, torch.ones(4, 2,
-                      dtype=torch.float64)), _x + 1.0)
+expect_close("an EM step with u = 0, score 0, h = 0.25, g = 2, z = 1", em_step(
+    lambda x, t: x * 0, lambda x, t: x * 0, _x, 0.0, 0.25, 2.0, torch.ones(4, 2, dtype=torch.float64)), _x + 1.0,
+    "only the noise term is left: g sqrt(h) z = 2 * 0.5 * 1 = 1")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -96,8 +102,12 @@ def langevin(s, x, eps, z):
 # %% nbgrader={"grade": true, "grade_id": "langevin_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_langevin_step(langevin)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _x = torch.zeros(3, 2, dtype=torch.float64)
-assert torch.allclose(langevin(lambda x: x + 1, _x, 0.5, torch.zeros(3, 2, dtype=torch.float64)), _x + 0.5)
+expect_close("a Langevin step with z = 0 from 0, score x + 1, eps = 0.5", langevin(
+    lambda x: x + 1, _x, 0.5, torch.zeros(3, 2, dtype=torch.float64)), _x + 0.5,
+    "with z = 0 only the drift eps * score(x) = 0.5 is left")
 ### END HIDDEN TESTS
 
 # %% [markdown]
