@@ -19,7 +19,7 @@
 # CFM loss and an Euler sampler. After each task, run the check cell below it:
 # it prints `OK: ...` or tells you what it expected and gives a hint.
 #
-# **Prerequisites:** chapter 1. **Run time:** a few seconds.
+# **Prerequisites:** chapter 1. **Run time:** under a minute (most of it the final training run).
 #
 # Write your code where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line). Use torch operations only, keep the
@@ -29,8 +29,8 @@
 import torch
 
 import fmlearn as fm
-from fmlearn.exercises import (check_cfm_loss, check_conditional_path, check_euler_sampler, check_gaussian_marginal,
-                               check_schedule)
+from fmlearn.exercises import (check_cfm_loss, check_conditional_path, check_euler_sampler, check_flow_samples,
+                               check_gaussian_marginal, check_schedule)
 from fmlearn.plotting import plot_samples
 
 fm.seed_everything(0)
@@ -151,16 +151,26 @@ check_euler_sampler(euler)
 # ## Putting it together
 #
 # Your pieces train a flow: the loop below uses your `cfm_loss` and your
-# `euler`, on chapter 1's 11-mode mixture, for a few hundred steps (a
-# minute at most on a laptop CPU). The samples should already gather near
-# the modes; chapter 1 trains longer for the real thing.
+# `euler`, on chapter 1's 11-mode mixture, for a few thousand steps (seconds
+# on a laptop CPU; the learning rate falls linearly to zero, which sharpens
+# the modes at the end). Chapter 1 trains longer for the real thing.
+#
+# The last check asks more than "near some mode": neighbouring modes are
+# 5.6 standard deviations apart, so a ring through all of them would have
+# nearly every sample within 4 standard deviations of a mode. It asks that
+# every mode be populated, that most samples lie within 2.5 standard
+# deviations of a mode (true samples: 95.6%), and that the modes have the
+# right shape: the energy distance to true samples with the same number of
+# points in each mode, against what true samples themselves score (the floor).
 
 # %%
 target = fm.GaussianMixture.symmetric_2d()
 model = fm.MLP(2, hidden=128, depth=3)
-opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+steps = fm.budget(default=6000, quick=3000)
+opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / steps)
 gen = torch.Generator().manual_seed(0)
-for step in range(fm.budget(default=1500, quick=300)):
+for step in range(steps):
     x1 = target.sample(256, generator=gen)
     x0 = torch.randn(x1.shape, generator=gen)
     t = torch.rand(256, generator=gen)
@@ -168,9 +178,10 @@ for step in range(fm.budget(default=1500, quick=300)):
     opt.zero_grad()
     loss.backward()
     opt.step()
+    schedule.step()
 with torch.no_grad():
-    samples = euler(model, torch.randn(2000, 2, generator=gen), 50)
-near = fm.fraction_near_modes(target, samples)
-print(f"{near:.1%} of the samples are within 4 standard deviations of a mode")
-assert near > 0.5
+    samples = euler(model, torch.randn(2000, 2, generator=gen), 100)
 plot_samples(samples, title="samples from your flow");
+
+# %%
+check_flow_samples(target, samples)
