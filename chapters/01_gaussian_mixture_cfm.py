@@ -30,8 +30,8 @@
 #
 # **Prerequisites:** PyTorch basics, Gaussians, what an ODE is.
 #
-# **Run time:** about 2 minutes on a 2-core laptop CPU at the default budget,
-# under a minute in quick mode (`FMLEARN_QUICK=1`), seconds on a GPU. The two
+# **Run time:** about a minute on a 2-core laptop CPU at the default budget,
+# under a minute in quick mode (`FMLEARN_QUICK=1`), less on a GPU. The two
 # training cells are the slow ones; they show a progress bar.
 
 # %%
@@ -46,13 +46,13 @@ SEED = 0
 fm.seed_everything(SEED)
 print(fm.describe())
 
-# The budget: every knob that trades time for quality, and the thresholds that go with it.
-TRAIN_STEPS = fm.budget(default=6000, quick=1200)
+# The budget: every knob that trades time for quality, and the thresholds (the same at both budgets).
+TRAIN_STEPS = fm.budget(default=6000, quick=3000)
 N_SAMPLES = fm.budget(default=5000, quick=2000)
-EULER_STEPS = fm.budget(default=100, quick=50)
-ED_RATIO_MAX = fm.budget(default=2.0, quick=4.0)        # energy distance / its floor
-VELOCITY_ERR_MAX = fm.budget(default=0.10, quick=0.15)  # relative L2 error vs the oracle
-NEAR_MODES_MIN = fm.budget(default=0.99, quick=0.98)    # share of samples within 4 std of a mode
+EULER_STEPS = 200                                       # the sample checks see Euler's error at 100
+ED_RATIO_MAX = 2.0                                      # mode-matched energy distance / its floor
+STRANDED_TOL = 0.03                                     # |share within 2.5 std of a mode - exact 95.6%|
+VELOCITY_ERR_MAX = 0.10                                 # relative L2 error vs the oracle
 
 # %% [markdown]
 # ## 1. The problem: from noise to a mixture
@@ -139,15 +139,70 @@ assert torch.allclose(by_hand, from_package, atol=1e-5)
 #
 # $$\mathcal L_{\rm CFM}(\theta) = \mathbb E_{t, x_0, x_1}\,\big\| u_\theta(x_t, t) - u_t(x_t \mid x_0, x_1) \big\|^2,$$
 #
-# converges to the conditional mean, which is exactly $u_t(x)$. (Chapter 2
-# checks numerically that $u_t(x)$ really carries $p_t$ along, through the
-# continuity equation, and that this loss and the one against $u_t(x)$ have the
-# same gradient: they differ by a constant, which for this schedule is in fact
-# infinite, see section 7.)
-# The loss is three lines:
+# is pulled towards the conditional mean, which is exactly $u_t(x)$. Two
+# claims hide in that sentence; the derivation below proves both, and the
+# cells after it check them with numbers.
+#
+# <details><summary><b>Derivation</b> (click to open): the minimiser is the conditional mean, and the conditional mean carries the marginal path</summary>
+#
+# *1. Least squares picks the conditional mean.* Fix $t$ and write
+# $U = u_t(x_t \mid x_0, x_1)$ for the random target, $X = x_t$ and
+# $m(X) = \mathbb E[U \mid X]$. Add and subtract $m(X)$:
+#
+# $$\mathbb E\|u_\theta(X) - U\|^2 = \mathbb E\|u_\theta(X) - m(X)\|^2 + \mathbb E\|U - m(X)\|^2 + 2\,\mathbb E\big[(u_\theta(X) - m(X))\cdot(m(X) - U)\big].$$
+#
+# The cross term vanishes: conditioning on $X$, the first factor is fixed and
+# $\mathbb E[m(X) - U \mid X] = 0$. So the CFM loss is the **flow matching loss**
+# $\mathbb E\|u_\theta(X) - u_t(X)\|^2$ (with $u_t = m$) plus a term that does not
+# depend on $\theta$: the conditional variance of the target. Both losses have
+# the same gradient in $\theta$ and the same minimiser, $u_\theta = u_t$, at
+# every $t$. (Integrated over $t$ that variance term can be infinite, as it is
+# for the sqrt path without the clamp, section 7; the part that depends on
+# $\theta$ is the same.)
+#
+# *2. The conditional mean moves the marginal path.* Each conditional path
+# $p_t(x \mid z)$, $z = (x_0, x_1)$, is carried by its velocity: it obeys the
+# continuity equation $\partial_t p_t(x \mid z) = -\nabla\cdot\big(u_t(x \mid z)\, p_t(x \mid z)\big)$.
+# Average over $z$ and move the average inside the divergence:
+#
+# $$\partial_t p_t(x) = -\nabla\cdot \int u_t(x \mid z)\, p_t(x \mid z)\, p(z)\, dz
+#   = -\nabla\cdot\Big(p_t(x)\, \underbrace{\int u_t(x \mid z)\, \frac{p_t(x \mid z)\, p(z)}{p_t(x)}\, dz}_{\mathbb E[U \mid x_t = x] \,=\, u_t(x)}\Big).$$
+#
+# The fraction is Bayes' rule, the posterior of $z$ given $x_t = x$. So $u_t$
+# satisfies the continuity equation of $p_t$: the ODE $\dot x = u_t(x)$ started
+# from $p_0$ has $p_t$ as its law at every $t$ and ends at $p_1$.
+#
+# </details>
+#
+# **Check 1: the conditional mean, by brute force.** At a point $x$ the
+# posterior of the data point is $p(x_1 \mid x_t = x) \propto p_1(x_1)\,\mathcal N(x;\, \alpha_t x_1, \beta_t^2 I)$.
+# Draw many $x_1 \sim p_1$, weight each by that Gaussian, solve $x_t = x$ for
+# its $x_0$, and average the conditional velocities: a Monte Carlo estimate of
+# $\mathbb E[U \mid x_t = x]$. The oracle `fm.MixtureOracle` computes the same
+# average in closed form, component by component. They should agree up to
+# Monte Carlo noise.
 
 # %%
-model_sqrt = fm.MLP(dim=2, hidden=256, depth=3)
+path_sqrt_oracle = fm.MixtureOracle(target, path_sqrt)
+x_query, t_query = torch.tensor([[3.0, 1.0], [-6.0, 4.0], [0.5, -8.0]]), 0.6
+alpha, beta = path_sqrt.schedule.alpha(torch.tensor(t_query)), path_sqrt.schedule.beta(torch.tensor(t_query))
+x1_many = target.sample(400_000, generator=gen).double()
+for x in x_query.double():
+    log_w = -((x - alpha * x1_many) ** 2).sum(1) / (2 * beta ** 2)   # N(x; alpha x1, beta^2 I), up to a constant
+    w = torch.softmax(log_w, dim=0)
+    x0_solved = (x - alpha * x1_many) / beta                             # the x0 that puts x_t at x
+    u_mc = (w[:, None] * path_sqrt.conditional_velocity(x0_solved, x1_many, torch.tensor(t_query))).sum(0)
+    u_exact = path_sqrt_oracle.velocity(x[None].float(), t_query)[0]
+    print(f"x = {x.tolist()}: Monte Carlo {u_mc.numpy().round(3)}, oracle {u_exact.numpy().round(3)}, "
+          f"effective samples {1 / (w ** 2).sum():.0f}")
+    assert torch.allclose(u_mc.float(), u_exact, atol=0.02 * (1 + u_exact.norm()))
+
+# %% [markdown]
+# (The second check, that CFM loss minus FM loss is a constant, needs a
+# trained model: it comes after training, in section 4.) The loss is three lines:
+
+# %%
+model_sqrt = fm.MLP(dim=2, hidden=96, depth=4, activation="gelu", n_freqs=2, max_freq=1.0)
 
 x0, x1 = source.sample(256, generator=gen), target.sample(256, generator=gen)
 t = torch.rand(256, generator=gen)
@@ -165,11 +220,13 @@ assert torch.allclose(loss_by_hand, loss_package, rtol=1e-5)
 # `fm.train` repeats that loss on fresh batches with Adam and a learning rate
 # that decays along a cosine. It trains on the GPU when there is one, keeps
 # the loss of every step, and stops with a clear message if the loss ever
-# becomes NaN or infinite. The model is a 3-layer MLP of width 256 that takes
-# $x$ and sinusoidal features of $t$.
+# becomes NaN or infinite. The model is an MLP of 4 hidden layers of 96 GELU
+# units that takes $x$ and two slowly varying sinusoidal features of $t$
+# (chapter 4 shows why slow time features help), trained on batches of 512
+# with a learning rate of $3\times10^{-3}$.
 
 # %%
-run_sqrt = fm.train(model_sqrt, path_sqrt, target, steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
+run_sqrt = fm.train(model_sqrt, path_sqrt, target, steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
 print(f"{TRAIN_STEPS} steps in {run_sqrt.seconds:.1f} s on {run_sqrt.device}")
 plot_loss(run_sqrt.losses, title="CFM loss, sqrt path")
 plt.show()
@@ -179,6 +236,29 @@ plt.show()
 # random given $x_t$ (many pairs pass through the same point), and the loss
 # keeps that variance. What goes to zero is the distance between $u_\theta$ and
 # the marginal velocity, which we measure in section 6.
+#
+# **Check 2: CFM loss = FM loss + a constant.** By the derivation above, on the
+# same batch, the CFM loss of our network minus the CFM loss of the exact
+# velocity $u_t$ (the oracle) should equal the FM loss
+# $\mathbb E\|u_\theta(x_t) - u_t(x_t)\|^2$, up to the Monte Carlo noise of the
+# cross term. (Times are drawn below 0.95 here, where the sqrt path's targets
+# have a finite variance, so that noise is small.)
+
+# %%
+n_check = 200_000
+x0_c, x1_c = source.sample(n_check, generator=gen), target.sample(n_check, generator=gen)
+t_c = 0.95 * torch.rand(n_check, generator=gen)
+on_path = path_sqrt.sample(x0_c, x1_c, t_c)
+xt_c, ut_c = on_path.xt, on_path.dxt                              # points x_t and their targets
+with torch.no_grad():
+    u_model = model_sqrt(xt_c.to(run_sqrt.device), t_c.to(run_sqrt.device)).cpu()
+u_exact = path_sqrt_oracle.velocity(xt_c, t_c)
+gap = ((u_model - ut_c) ** 2).sum(1) - ((u_exact - ut_c) ** 2).sum(1)   # per sample: CFM(model) - CFM(oracle)
+fm_loss = ((u_model - u_exact) ** 2).sum(1)
+se = (gap - fm_loss).std() / n_check ** 0.5
+print(f"CFM(model) - CFM(oracle) = {gap.mean():.4f};  FM loss = {fm_loss.mean():.4f};  "
+      f"difference {gap.mean() - fm_loss.mean():+.4f} (standard error {se:.4f})")
+assert abs(gap.mean() - fm_loss.mean()) < 4 * se
 #
 # ## 5. Sampling: integrate the learned ODE
 #
@@ -203,14 +283,15 @@ samples_sqrt = solution.x.cpu()
 
 # %% [markdown]
 # Now the whole flow. Each panel shows the samples at one time (blue dots)
-# under the contour lines of the *exact* marginal density $p_t$ (black; the
+# over thin grey contour lines of the *exact* marginal density $p_t$ (the
 # marginal of a Gaussian mixture along this path is again a Gaussian mixture,
 # see `fm.MixtureOracle`). Look for the dots filling the contours at every
-# $t$, not only at the end.
+# $t$, not only at the end. (The axes are the two coordinates of a point;
+# $x_0$ and $x_1$ name the noise and the data point, not coordinates.)
 
 # %%
-oracle_sqrt = fm.MixtureOracle(target, path_sqrt)
-plot_marginals(solution.trajectory.cpu(), solution.times, show_at=(0, 0.25, 0.5, 0.75, 1.0),
+oracle_sqrt = path_sqrt_oracle
+plot_marginals(solution.trajectory.cpu(), solution.times, show_at=(0, 0.2, 0.5, 0.8, 1.0),
                densities=lambda t: oracle_sqrt.marginal(t).log_prob,
                suptitle="learned flow (dots) and the exact marginal $p_t$ (contours), sqrt path")
 plt.show()
@@ -222,28 +303,45 @@ plt.show()
 #
 # 1. **Per-mode fractions.** Assign every sample to its most probable mode
 #    (the Bayes assignment under the true mixture). Each mode should get
-#    $1/11 \approx 9.1\%$, within 3 percentage points.
-# 2. **No stranded samples.** At least 99% of samples (98% in quick mode) lie
-#    within 4 standard deviations of some mode (for true samples it is
-#    99.97%); the Bayes assignment alone would hide samples stuck between modes.
+#    $1/11 \approx 9.1\%$, within 3 percentage points. This catches a dropped mode.
+# 2. **No stranded samples.** Neighbouring modes are only 5.6 standard
+#    deviations apart, so a point halfway between two of them is still within
+#    4 std of both: "within 4 std of a mode" cannot see samples stranded in the
+#    gaps. Within **2.5 std** it can: a standard 2-D Gaussian puts
+#    $P(\chi^2_2 \le 2.5^2) = 1 - e^{-2.5^2/2} = 95.6\%$ of its mass there, and
+#    a gap point is 2.8 std from both modes. We ask for the sample's share to be
+#    within 3 percentage points of that exact value.
 # 3. **Energy distance to true samples, relative to its floor.** Two sets of
 #    $n$ samples of the *same* distribution are still at a positive energy
-#    distance, $2\,\mathbb E|X - X'|/n$ on average: that is the floor. It is an
-#    average, so a perfect model scores about 1 times the floor, sometimes less.
-#    We average our distance over 4 fresh sets of true samples and ask for at
-#    most twice the floor.
+#    distance: that is the floor. On a mixture of separated modes most of that
+#    noise comes from how the $n$ points happen to split among the modes, so we
+#    draw the true samples with **the same number of points in each mode as the
+#    model's** (the split is judged by check 1). What remains measures the
+#    shape of the modes, and its floor is tight: a perfect model scores about 1
+#    times it. We ask for at most twice the floor.
 # 4. **Velocity error against the oracle.** For a mixture target the marginal
 #    velocity $u_t(x)$ has a closed form. We compare $u_\theta$ with it on
 #    samples of $p_t$: relative error $\|u_\theta - u_t\| / \|u_t\|$, at
 #    $t = 0.1, 0.5, 0.9$ and, where the sqrt path is hardest, $0.99$.
 
 # %%
+NEAR_EXACT = fm.fraction_near_modes_exact(target, n_std=2.5)
+ED_FLOOR = fm.energy_distance_mode_matched_floor(target, N_SAMPLES, generator=gen)
+print(f"exact share within 2.5 std of a mode: {NEAR_EXACT:.1%}; mode-matched energy-distance floor "
+      f"for {N_SAMPLES} samples: {ED_FLOOR:.5f}")
+
+
 def sample_checks(samples):
     fractions = fm.mode_fractions(target, samples)
-    near = fm.fraction_near_modes(target, samples, n_std=4.0)
-    ed = fm.energy_distance_to(target, samples, repeats=4, generator=gen)
-    floor = fm.energy_distance_floor(target, samples.shape[0], generator=gen)
-    return fractions, near, ed / floor
+    near = fm.fraction_near_modes(target, samples, n_std=2.5)
+    ratio = fm.energy_distance_mode_matched(target, samples, generator=gen) / ED_FLOOR
+    return fractions, near, ratio
+
+
+def passes(fractions, near, ratio):
+    return {"mode shares": bool((fractions - 1 / 11).abs().max() <= 0.03),
+            "not stranded": abs(near - NEAR_EXACT) <= STRANDED_TOL,
+            "energy distance": ratio <= ED_RATIO_MAX}
 
 
 def velocity_errors(model, oracle, times=(0.1, 0.5, 0.9, 0.99)):
@@ -251,35 +349,54 @@ def velocity_errors(model, oracle, times=(0.1, 0.5, 0.9, 0.99)):
 
 
 def report(label, fractions, near, ratio, errors=None):
-    line = (f"{label}: modes {100 * fractions.min():.1f}%..{100 * fractions.max():.1f}%, "
-            f"{100 * near:.2f}% near a mode, energy distance {ratio:.2f} x floor")
+    line = (f"{label:16s} modes {100 * fractions.min():4.1f}%..{100 * fractions.max():4.1f}% | "
+            f"{100 * near:5.1f}% within 2.5 std | energy distance {ratio:5.2f} x floor")
     if errors:
-        line += "; velocity error " + ", ".join(f"t={t}: {e:.3f}" for t, e in errors.items())
-    print(line)
+        line += " | velocity error " + ", ".join(f"t={t}: {e:.3f}" for t, e in errors.items())
+    failed = [name for name, ok in passes(fractions, near, ratio).items() if not ok]
+    print(line + (f" | FAILS: {', '.join(failed)}" if failed else " | passes"))
+    return failed
 
 # %% [markdown]
-# Do these checks catch a bad model? Before trusting them, try them on two
-# sample sets whose answer we know: true samples of the target (a perfect
-# model) and samples of the same mixture with mode 0 missing.
+# Do these checks catch a bad model? Before trusting them, try them on sample
+# sets whose answer we know: true samples of the target (a perfect model), the
+# mixture with mode 0 missing, a **ring** of radius 10 with no modes at all,
+# and true samples of which 10% sit stranded in the gaps between neighbouring modes.
 
 # %%
-perfect = target.sample(N_SAMPLES, generator=gen)
-one_mode_dropped = fm.GaussianMixture(target.means[1:], 1.0).sample(N_SAMPLES, generator=gen)
-controls = {"perfect": sample_checks(perfect), "mode 0 dropped": sample_checks(one_mode_dropped)}
-for label, (fractions, near, ratio) in controls.items():
-    report(label, fractions, near, ratio)
+def ring(n):
+    angle = 2 * torch.pi * torch.rand(n, generator=gen)
+    radius = 10 + torch.randn(n, generator=gen)
+    return torch.stack([radius * angle.cos(), radius * angle.sin()], dim=1)
 
-fr, near, ratio = controls["perfect"]
-assert (fr - 1 / 11).abs().max() <= 0.03 and near >= NEAR_MODES_MIN and ratio <= ED_RATIO_MAX
-fr, near, ratio = controls["mode 0 dropped"]
-assert (fr - 1 / 11).abs().max() > 0.03 and ratio > ED_RATIO_MAX
+
+def stranded(n, share=0.10):
+    x = target.sample(n, generator=gen)
+    k = torch.randint(0, 11, (int(share * n),), generator=gen)
+    gaps = (target.means[k] + target.means[(k + 1) % 11]) / 2
+    x[:len(k)] = gaps + 0.5 * torch.randn(len(k), 2, generator=gen)
+    return x
+
+
+controls = {"perfect": target.sample(N_SAMPLES, generator=gen),
+            "mode 0 dropped": fm.GaussianMixture(target.means[1:], 1.0).sample(N_SAMPLES, generator=gen),
+            "ring, no modes": ring(N_SAMPLES), "10% stranded": stranded(N_SAMPLES)}
+verdicts = {label: report(label, *sample_checks(x)) for label, x in controls.items()}
+assert verdicts["perfect"] == [], verdicts["perfect"]
+assert all(verdicts[label] for label in ("mode 0 dropped", "ring, no modes", "10% stranded")), verdicts
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+for ax, (label, x) in zip(axes, controls.items()):
+    plot_samples(x, ax=ax, title=f"{label}: " + ("passes" if not verdicts[label] else "fails"), s=1.0)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
-# The set with a missing mode fails the mode fractions and lands far above
-# the energy-distance floor. Note that even the perfect set scatters: with a
-# few thousand samples one mode can hold 7% or 11%, and its energy distance
-# can reach twice the floor (it does so in about 2% of draws). The thresholds
-# leave room for that scatter, and no more. Now our model:
+# Each bad set fails at least one check, and each check catches something the
+# others miss: the dropped mode fails the mode shares; the ring fails the
+# energy distance (its shares and even its 4-std share look fine); the stranded
+# samples fail the 2.5-std share. The perfect set passes all three. Now our model:
 
 # %%
 fractions_sqrt, near_sqrt, ratio_sqrt = sample_checks(samples_sqrt)
@@ -289,16 +406,24 @@ plot_mode_fractions(fractions_sqrt, title="share of samples per mode, sqrt path"
 plt.show()
 
 # %% [markdown]
-# **Check yourself.** These asserts are the chapter's promise. In quick mode
-# the model trains for a fraction of the steps, so the energy-distance and
-# velocity thresholds are looser; the mode fractions and the near-mode share
-# must hold at both budgets.
+# **Check yourself.** These asserts are the chapter's promise, with the
+# thresholds printed below: the same at both budgets (quick mode trains for
+# half the steps and checks 2,000 samples instead of 5,000).
 
 # %%
-assert (fractions_sqrt - 1 / 11).abs().max() <= 0.03, fractions_sqrt
-assert near_sqrt >= NEAR_MODES_MIN, near_sqrt
-assert ratio_sqrt <= ED_RATIO_MAX, ratio_sqrt
+print(f"thresholds: mode shares within 3 points, share within 2.5 std within {STRANDED_TOL:.3f} of "
+      f"{NEAR_EXACT:.3f}, energy distance <= {ED_RATIO_MAX} x floor, velocity error <= {VELOCITY_ERR_MAX}")
+assert passes(fractions_sqrt, near_sqrt, ratio_sqrt) == dict.fromkeys(passes(fractions_sqrt, near_sqrt, ratio_sqrt), True)
 assert max(oracle_sqrt_errors.values()) <= VELOCITY_ERR_MAX, oracle_sqrt_errors
+
+# %% [markdown]
+# How much of what remains is the network's, and how much the solver's? The
+# same checks on the *exact* velocity (the oracle), integrated from the same
+# starting points with Euler's method, at half and at our number of steps:
+
+# %%
+for steps in (EULER_STEPS // 2, EULER_STEPS):
+    report(f"exact, Euler {steps}", *sample_checks(fm.sample(oracle_sqrt, x0, steps=steps, method="euler").x))
 
 # %% [markdown]
 # ## 7. A better-behaved path: CondOT
@@ -309,18 +434,62 @@ assert max(oracle_sqrt_errors.values()) <= VELOCITY_ERR_MAX, oracle_sqrt_errors
 #
 # Why would that matter? Look at the regression targets. Given $x_t$, the
 # conditional velocity is still random (through $x_0$), and the CFM loss can
-# never go below its variance. Near $t = 1$, $x_t \approx x_1$ says almost
-# nothing about $x_0$, so for the sqrt path that variance is about
-# $\dot\beta_t^2 = 1 / (4(1 - t))$ per coordinate, and its integral over
-# $t \in [0, 1)$ diverges: without the clamp, the loss has *infinite
-# expectation*. With the clamp its mean is finite, but its batch values stay
-# heavy-tailed. For CondOT the same variance is $1 / (t^2 + (1-t)^2) \le 2$:
-# bounded at every $t$. Same model, same budget, one word changed:
+# never go below its variance (the constant of section 3). How large is it?
+# Take the simplest case: we know $x_t$ **and which mode** $x_1$ came from,
+# $x_1 = m + \varepsilon_1$ with $\varepsilon_1, x_0 \sim \mathcal N(0, I)$
+# independent. (Not knowing the mode only adds the spread between modes.)
+#
+# <details><summary><b>Derivation</b> (click to open): the variance of the target given x<sub>t</sub> and the mode</summary>
+#
+# Per coordinate, $x_t = \alpha m + \alpha\varepsilon_1 + \beta x_0$ fixes
+# $r = \alpha\varepsilon_1 + \beta x_0$, and the target is
+# $u = \dot\alpha m + \dot\alpha\varepsilon_1 + \dot\beta x_0$. For two
+# independent standard normals, the variance of $a\varepsilon_1 + b x_0$ given
+# $\alpha\varepsilon_1 + \beta x_0$ is what is left after regressing on it:
+#
+# $$\operatorname{Var}(u \mid x_t, m) = a^2 + b^2 - \frac{(a\alpha + b\beta)^2}{\alpha^2 + \beta^2}
+#   = \frac{(a\beta - b\alpha)^2}{\alpha^2 + \beta^2}, \qquad a = \dot\alpha_t,\ b = \dot\beta_t .$$
+#
+# *CondOT* ($\alpha = t$, $\beta = 1 - t$, $a = 1$, $b = -1$): $\;1 / \big(t^2 + (1-t)^2\big)$,
+# which is at most 2 (at $t = 0$ and $t = 1$).
+# *sqrt* ($\alpha = t$, $\beta = \sqrt{1-t}$, $a = 1$, $b = -1/(2\sqrt{1-t})$):
+# $\;(2 - t)^2 / \big(4 (1 - t)(t^2 - t + 1)\big)$, which grows like $1 / (4(1 - t))$ as $t \to 1$.
+#
+# </details>
+#
+# So for the sqrt path the variance per coordinate grows like $1/(4(1-t))$ and
+# its integral over $t \in [0, 1)$ diverges: without the clamp, the loss has
+# *infinite expectation*. With the clamp its mean is finite, but its batch
+# values stay heavy-tailed. For CondOT it is bounded at every $t$. A Monte Carlo
+# check of both formulas: draw many pairs from one mode, regress $u$ on $x_t$,
+# and measure what the regression leaves.
+
+# %%
+def target_variance_given_xt(path, t, n=400_000):
+    """Residual variance per coordinate of u after a least-squares fit on x_t (mode 0 fixed)."""
+    x1 = target.means[0] + torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    x0 = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    tt = torch.full((n,), t, dtype=torch.float64)
+    xt, u = path.sample(x0, x1, tt).xt, path.conditional_velocity(x0, x1, tt)
+    design = torch.cat([xt, torch.ones(n, 1, dtype=torch.float64)], dim=1)
+    residual = u - design @ torch.linalg.lstsq(design, u).solution
+    return float(residual.var(dim=0).mean())
+
+
+formulas = {"sqrt": lambda t: (2 - t) ** 2 / (4 * (1 - t) * (t * t - t + 1)), "condot": lambda t: 1 / (t * t + (1 - t) ** 2)}
+for name, formula in formulas.items():
+    for t in (0.1, 0.5, 0.9, 0.99):
+        measured = target_variance_given_xt(fm.AffineGaussianPath(name), t)
+        print(f"{name:6s} t = {t:4}: formula {formula(t):7.3f}, Monte Carlo {measured:7.3f}")
+        assert abs(measured - formula(t)) < 0.02 * formula(t)
+
+# %% [markdown]
+# Same model, same budget, one word changed:
 
 # %%
 path_ot = fm.AffineGaussianPath("condot")
-model_ot = fm.MLP(dim=2, hidden=256, depth=3)
-run_ot = fm.train(model_ot, path_ot, target, steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
+model_ot = fm.MLP(dim=2, hidden=96, depth=4, activation="gelu", n_freqs=2, max_freq=1.0)
+run_ot = fm.train(model_ot, path_ot, target, steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
 solution_ot = fm.sample(model_ot, x0, steps=EULER_STEPS, method="euler", return_trajectory=True)
 samples_ot = solution_ot.x.cpu()
 oracle_ot = fm.MixtureOracle(target, path_ot)
@@ -333,12 +502,17 @@ report("CondOT path", fractions_ot, near_ot, ratio_ot, oracle_ot_errors)
 # Look at the spikes of the sqrt path's curve, batches that drew a $t$ close
 # to 1, against CondOT's steady one. A lower curve does not mean a better
 # model: each path has its own irreducible variance. Middle: the CondOT flow
-# carries each source point along a nearly straight ray to a mode. Right: the
-# mean speed of the samples along both learned flows. They are nearly the
-# same: slow for the first few hundredths of time, while the symmetric start
-# splits into 11 directions, then about 10 units per unit time, the radius of
-# the circle. Both paths pass the checks here; they differ in how noisy they
-# are to train.
+# carries each source point along a nearly straight ray to a mode (grey: true
+# samples of the target). Right: the mean speed of the samples along both
+# learned flows, with the exact flow's speed (the oracle integrated from the
+# same points) dashed. Look at the ramp. At $t = 0$ the exact speed is
+# $|\mathbb E[x_1 - x_0 \mid x_0]| = |x_0|$, about 1.2 on average: the posterior
+# over the 11 modes is still uniform and their pulls cancel. The speed climbs
+# while each sample commits to one mode (by $t \approx 0.3$), then levels off
+# near 10 units per unit time, the radius of the circle. The learned flows
+# follow the exact one closely except at the very start, where they are
+# slower (the network is least accurate where $u_t$ is smallest, as section 6's
+# velocity errors at $t = 0.1$ show). The table below prints the speeds of this run.
 
 # %%
 def mean_speed(solution):
@@ -349,18 +523,22 @@ def mean_speed(solution):
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
 plot_loss(run_sqrt.losses, ax=axes[0], label="sqrt", title="CFM loss of the two paths")
 plot_loss(run_ot.losses, ax=axes[0], label="CondOT", color="C1", title="CFM loss of the two paths")
+plot_samples(target.sample(2000, generator=gen), ax=axes[1], color="0.6", s=1.0)
 plot_trajectories(solution_ot.trajectory.cpu(), ax=axes[1], n=150, title="trajectories, CondOT path")
-for sol, label in ((solution, "sqrt"), (solution_ot, "CondOT")):
-    axes[2].plot(*mean_speed(sol), label=label)
-axes[2].set(title="mean speed along the learned flow", xlabel="t", ylabel=r"mean $|\dot x|$")
+exact_ot = fm.sample(oracle_ot, x0, steps=EULER_STEPS, method="euler", return_trajectory=True)
+for sol, label, style in ((solution, "sqrt", "-"), (solution_ot, "CondOT", "-"), (exact_ot, "CondOT, exact", "--")):
+    axes[2].plot(*mean_speed(sol), style, label=label)
+axes[2].set(title="mean speed along the flow", xlabel="t", ylabel=r"mean $|\dot x|$")
 axes[2].legend()
 fig.tight_layout()
 plt.show()
+for sol, label in ((solution, "sqrt"), (solution_ot, "CondOT"), (exact_ot, "CondOT, exact")):
+    times, speed = mean_speed(sol)
+    print(f"{label:14s} mean speed at t = " + ", ".join(f"{t:.2f}: {speed[(abs(times - t)).argmin()]:.1f}"
+                                                       for t in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.9)))
 
 # %%
-assert (fractions_ot - 1 / 11).abs().max() <= 0.03, fractions_ot
-assert near_ot >= NEAR_MODES_MIN, near_ot
-assert ratio_ot <= ED_RATIO_MAX, ratio_ot
+assert passes(fractions_ot, near_ot, ratio_ot) == dict.fromkeys(passes(fractions_ot, near_ot, ratio_ot), True)
 assert max(oracle_ot_errors.values()) <= VELOCITY_ERR_MAX, oracle_ot_errors
 
 # %% [markdown]
@@ -370,31 +548,37 @@ assert max(oracle_ot_errors.values()) <= VELOCITY_ERR_MAX, oracle_ot_errors
 # |---|---|---|
 # | conditional velocity | $x_1 - x_0 / (2\sqrt{1-t})$ | $x_1 - x_0$ |
 # | at $t = 1$ | diverges (clamped to stay finite) | finite |
-# | variance of the target given $x_t$ | grows like $1/(4(1-t))$: heavy-tailed loss | at most 2 |
-# | learned flow | rays to the modes, about 10 units per unit time | the same |
+# | variance of the target given $x_t$ and the mode | grows like $1/(4(1-t))$: heavy-tailed loss | at most 2 |
+# | learned flow | rays to the modes, speed ramping up to about 10 units per unit time | the same |
 #
 # The measured checks for both paths are printed by the last cell.
 #
 # - A **conditional path** $x_t = \alpha_t x_1 + \beta_t x_0$ connects each noise
 #   sample to a data point; its velocity is $\dot\alpha_t x_1 + \dot\beta_t x_0$.
-# - The **CFM loss** regresses a network on these conditional velocities; its
-#   minimiser is the marginal velocity, which carries $p_0$ to $p_1$.
-# - **Sampling** integrates $\dot x = u_\theta(x, t)$; Euler with a hundred
-#   steps passes every check here (chapter 3 measures how the error falls
-#   with the number of steps).
-# - **Checks** that can fail (and do, on a model with a missing mode): mode
-#   fractions, samples near a mode, a two-sample distance *relative to its
-#   floor*, and the velocity against the exact oracle.
+# - The **CFM loss** regresses a network on these conditional velocities; it is
+#   the FM loss plus a constant, so its minimiser is the marginal velocity
+#   (the conditional mean), which carries $p_0$ to $p_1$ (section 3's derivation
+#   and its two checks).
+# - **Sampling** integrates $\dot x = u_\theta(x, t)$; Euler with 200 steps
+#   passes every check here. The checks are sharp enough to see Euler's own
+#   error (section 6 integrates the exact velocity with 100 and 200 steps;
+#   chapter 3 measures how the error falls with the number of steps).
+# - **Checks** that can fail, and do on the controls: mode shares (a dropped
+#   mode), the share within 2.5 std against its exact value (samples stranded
+#   between modes), a mode-matched two-sample distance *relative to its floor*
+#   (a ring), and the velocity against the exact oracle.
 #
 # Next: chapter 2 looks at the paths themselves: other schedules, the
-# continuity equation, and why the CFM and FM losses have the same gradient.
-# The exercise notebook of this chapter (ex01) is planned with the course's
-# exercise set; it is not written yet.
+# continuity equation on a grid, and the FM/CFM gradients side by side.
+# Practise this chapter in its exercise notebook,
+# [exercises/ex01_gaussian_mixture_cfm.ipynb](../exercises/ex01_gaussian_mixture_cfm.ipynb):
+# a schedule and its derivative, the straight-line path and its Gaussian
+# marginal, the CFM loss and an Euler sampler, each with a check.
 
 # %%
 for label, fr, near, ratio, errs, run in (
         ("sqrt", fractions_sqrt, near_sqrt, ratio_sqrt, oracle_sqrt_errors, run_sqrt),
         ("CondOT", fractions_ot, near_ot, ratio_ot, oracle_ot_errors, run_ot)):
-    print(f"{label:7s} modes {100 * fr.min():.1f}%..{100 * fr.max():.1f}% | {100 * near:.2f}% near a mode | "
+    print(f"{label:7s} modes {100 * fr.min():.1f}%..{100 * fr.max():.1f}% | {100 * near:.1f}% within 2.5 std | "
           f"energy distance {ratio:.2f} x floor | max velocity error {max(errs.values()):.3f} | "
           f"trained {run.seconds:.0f} s")

@@ -147,9 +147,10 @@ def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", 
         ax.plot(np.arange(window - 1, len(losses)), medians, color=color,
                 label=f"{label + ': ' if label else ''}median of {window} steps")
     ax.set(title=title, xlabel="step", ylabel="CFM loss", yscale="log")
-    # label the 2x, 3x and 5x ticks too: a loss between 100 and 1000 would otherwise show two labels
-    ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
-    ax.yaxis.set_major_formatter(mticker.LogFormatterSciNotation(base=10, labelOnlyBase=False))
+    # label the 1x, 2x and 5x ticks of each decade: a log axis over a decade or two otherwise shows
+    # only two labels (10^2, 10^3)
+    ax.yaxis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)

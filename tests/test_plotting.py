@@ -149,13 +149,13 @@ def test_plot_marginals():
 
 
 def test_mode_fraction_band_is_behind_the_bars_and_loss_axis_has_intermediate_labels():
-    """The +-tolerance band is drawn under the bars (it hid them before); a loss between 150 and 900 gets
-    more than the two labels 10^2 and 10^3 on its log axis."""
+    """The +-tolerance band is drawn under the bars (it hid them before); a loss between 15 and 1500 gets
+    more than the two labels 10^2 and 10^3 on its log axis, and every tick in view has a label."""
     ax = P.plot_mode_fractions(torch.full((11,), 1 / 11))
     band = [p for p in ax.patches if p not in ax.containers[0].patches]
     assert band and all(b.get_zorder() < bar.get_zorder() for b in band for bar in ax.containers[0].patches)
-    ax = P.plot_loss(np.linspace(900, 150, 500))
+    ax = P.plot_loss(np.geomspace(1500, 15, 500))
     ax.figure.canvas.draw()
     lo, hi = ax.get_ylim()
-    shown = [t for t in ax.get_yticks() if lo <= t <= hi]
-    assert len(shown) >= 3, shown
+    labels = [lab.get_text() for tick, lab in zip(ax.get_yticks(), ax.get_yticklabels()) if lo <= tick <= hi]
+    assert len(labels) >= 5 and all(labels), labels
