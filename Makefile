@@ -37,7 +37,7 @@ lab: setup
 
 # Every test: unit tests, then every notebook executed under nbval, in quick mode.
 test: setup
-	FMLEARN_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -v --durations=15 $(PYTEST_ARGS)
+	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -v --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no notebooks), for a fast edit loop.
 test-fast: setup

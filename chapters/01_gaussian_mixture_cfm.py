@@ -35,10 +35,10 @@
 # training cells are the slow ones; they show a progress bar.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import matplotlib.pyplot as plt
 import torch
 
-import fmlearn as fm
 from fmlearn.plotting import (plot_density, plot_loss, plot_marginals, plot_mode_fractions,
                               plot_samples, plot_trajectories)
 

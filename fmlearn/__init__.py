@@ -20,7 +20,17 @@ metrics       energy distance and its floor, mode fractions
 plotting      the course's figures
 """
 
-from .config import budget, describe, get_device, is_quick, seed_everything
+import os as _os
+import sys as _sys
+
+# CPU threads (README, "Threads"): OpenMP worker threads that busy-wait between the many small kernels of
+# the course's models slow training ~100x as soon as anything else runs on a small machine. Sleeping
+# workers (OMP_WAIT_POLICY=PASSIVE) fix it, but OpenMP reads the setting once, when torch loads it.
+_TORCH_WAS_LOADED = "torch" in _sys.modules
+if not _TORCH_WAS_LOADED:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import budget, describe, get_device, is_quick, seed_everything, show_progress, threads_note  # noqa: E402
 from .couplings import (OTCoupling, SinkhornCoupling, ot_plan_exact, path_energy, reflow_pairs, sinkhorn_plan,
                         squared_distances, straightness)
 from .digits import DigitClassifier, Digits, class_energy_distances, load_digits, train_classifier
@@ -46,7 +56,7 @@ __version__ = "0.1.0"
 # What ``from fmlearn import *`` gives: the objects above, not the submodules (whose names, such as paths,
 # models or training, a notebook often uses for its own variables). Grouped as imported.
 __all__ = [
-    "budget", "describe", "get_device", "is_quick", "seed_everything",
+    "budget", "describe", "get_device", "is_quick", "seed_everything", "show_progress", "threads_note",
     "OTCoupling", "SinkhornCoupling", "ot_plan_exact", "path_energy", "reflow_pairs", "sinkhorn_plan",
     "squared_distances", "straightness",
     "DigitClassifier", "Digits", "class_energy_distances", "load_digits", "train_classifier",
@@ -66,3 +76,10 @@ __all__ = [
     "NonFiniteLossError", "PairedData", "TrainResult", "cfm_loss", "load_checkpoint", "logit_normal_time",
     "save_checkpoint", "train",
 ]
+
+if _TORCH_WAS_LOADED and threads_note().startswith("busy"):
+    import warnings as _warnings
+
+    _warnings.warn("torch was imported before fmlearn without OMP_WAIT_POLICY=PASSIVE, so its idle CPU threads "
+                   "busy-wait and training can run ~100x slower while anything else uses the CPU. Import fmlearn "
+                   "first, or start Python with OMP_WAIT_POLICY=PASSIVE (make lab and make test do).", stacklevel=2)

@@ -63,9 +63,37 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def show_progress() -> bool:
+    """Whether long loops show a progress bar: ``FMLEARN_PROGRESS`` (1/0) if set, else yes unless ``CI`` is set.
+
+    A notebook executed headless (CI, ``jupyter nbconvert --execute``) keeps a bar's first frame
+    ("0%| 0/3000") as its stored output; ``make test`` sets ``FMLEARN_PROGRESS=0``.
+    """
+    raw = os.environ.get("FMLEARN_PROGRESS", "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE - {""}:
+        return False
+    if raw:
+        raise ValueError(f"FMLEARN_PROGRESS must be one of 0/1/true/false, got {raw!r}")
+    return os.environ.get("CI", "").strip().lower() in _FALSE
+
+
+def threads_note() -> str:
+    """How torch's CPU threads wait between kernels: ``"sleeping"`` when ``OMP_WAIT_POLICY=PASSIVE`` (set by
+    ``make lab``/``make test``, environment.yml, and by importing fmlearn before torch) or torch runs one
+    thread, else ``"busy-waiting"`` (fast on an idle machine, ~100x slower beside any other CPU load)."""
+    if torch.get_num_threads() == 1 or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+        return "sleeping"
+    return "busy-waiting"
+
+
 def describe() -> str:
-    """One line a notebook prints at the top: mode, device, torch version."""
+    """One line a notebook prints at the top: mode, device (and CPU threads), torch version."""
     mode = "quick (CI budget)" if is_quick() else "default budget"
     dev = get_device()
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = f"{torch.get_num_threads()} CPU threads, {threads_note()} when idle"
     return f"fmlearn: {mode}; device {dev} ({name}); torch {torch.__version__}"

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_positive_int, check_real
-from .config import get_device
+from .config import get_device, show_progress
 from .distributions import Sampleable
 from .paths import AffineGaussianPath, PathSample
 
@@ -149,7 +149,7 @@ class _DeferredInterrupt:
 def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, steps: int,
           batch_size: int = 256, lr: float = 1e-3, source: Sampleable | None = None, seed: int = 0,
           device=None, amp: bool | None = None, cosine_decay: bool = True,
-          time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool = True,
+          time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool | None = None,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
           ema: float | None = None, coupling: Callable | None = None, conditional: bool = False,
           label_dropout: float = 0.0) -> TrainResult:
@@ -174,6 +174,8 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
         time_sampler: ``f(n, generator, device) -> t`` of shape (n,); default uniform, see also
             :func:`logit_normal_time`.
         log_every: steps between loss read-backs (progress bar, NaN check).
+        progress: show a progress bar; default: yes, unless ``FMLEARN_PROGRESS=0`` or ``CI`` is set
+            (:func:`fmlearn.config.show_progress`: a headless run stores no stale bar in its outputs).
         checkpoint: a file path: resume from it if it exists, save to it at the end (atomic write).
             A resumed run continues the same plan: with cosine decay, ``steps`` must equal the saved run's,
             and batch_size, lr, seed and ema must equal the saved ones (a ValueError names each that differs).
@@ -284,7 +286,8 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
     completed, snapshot, updating = start, None, False
     interrupt = _DeferredInterrupt(enabled=checkpoint is not None)
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"training on {dev.type}", leave=False)
+    bar = tqdm(total=steps, initial=start, disable=not (show_progress() if progress is None else progress),
+               desc=f"training on {dev.type}", leave=False)
     try:
         with interrupt:
             for step in range(start, steps):

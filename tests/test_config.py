@@ -134,3 +134,22 @@ def test_train_and_sample_on_cuda():
     assert torch.isfinite(out.x).all()
     err = (out.x.mean(0).cpu() - target.mean).norm()
     assert err < 0.5, err
+
+
+@pytest.mark.parametrize("env, expected", [({}, True), ({"CI": "true"}, False), ({"CI": "0"}, True),
+                                           ({"FMLEARN_PROGRESS": "0"}, False),
+                                           ({"CI": "true", "FMLEARN_PROGRESS": "1"}, True)])
+def test_show_progress(monkeypatch, env, expected):
+    """Bars by default; none under CI (a headless run would store a stale first frame); FMLEARN_PROGRESS wins."""
+    from fmlearn.config import show_progress
+    monkeypatch.delenv("CI", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert show_progress() is expected
+
+
+def test_show_progress_rejects_a_typo(monkeypatch):
+    from fmlearn.config import show_progress
+    monkeypatch.setenv("FMLEARN_PROGRESS", "maybe")
+    with pytest.raises(ValueError, match="FMLEARN_PROGRESS must be one of"):
+        show_progress()
