@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_points
+from ._checks import check_points, model_dtype_device
 from .distributions import GaussianMixture, Sampleable
 
 
@@ -141,9 +141,9 @@ def velocity_error(model, oracle, t: float, n: int = 4000, generator: torch.Gene
     """
     x = oracle.marginal(t).sample(n, generator=generator)
     exact = oracle.velocity(x, t)
-    tensor = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+    dtype, device = model_dtype_device(model)
     with torch.no_grad():
-        learned = model(x.to(tensor.device) if tensor is not None else x, t).float().cpu()
+        learned = model(x.to(device=device or x.device, dtype=dtype or x.dtype), t).float().cpu()
     diff = learned - exact
     return float(diff.norm() / exact.norm()), float(diff.pow(2).sum(1).mean().sqrt())
 

@@ -289,3 +289,16 @@ def test_mode_matched_energy_distance_vs_hand_built_reference():
     ref = torch.cat([mix.means[k].expand(int(counts[k]), 2) for k in range(2)]) + z
     got = energy_distance_mode_matched(mix, x, repeats=1, generator=torch.Generator().manual_seed(5))
     assert got == pytest.approx(energy_distance(x, ref), rel=1e-9)
+
+
+def test_velocity_error_runs_a_float64_model_on_float32_samples():
+    """The oracle's samples are float32; a float64 model gets them in its own dtype (it crashed inside torch)."""
+    from fmlearn import MLP, AffineGaussianPath, MixtureOracle, velocity_error
+    oracle = MixtureOracle(GaussianMixture.symmetric_2d(), AffineGaussianPath())
+    torch.manual_seed(0)
+    model32 = MLP(2, hidden=16, depth=2)
+    model64 = MLP(2, hidden=16, depth=2).double()
+    model64.load_state_dict({k: v.double() for k, v in model32.state_dict().items()})
+    e32 = velocity_error(model32, oracle, 0.5, n=500, generator=torch.Generator().manual_seed(1))
+    e64 = velocity_error(model64, oracle, 0.5, n=500, generator=torch.Generator().manual_seed(1))
+    assert e64 == pytest.approx(e32, rel=1e-5)
