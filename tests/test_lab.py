@@ -1,5 +1,6 @@
 """The README's first command, tried as a learner would: `make lab` starts JupyterLab (as root too), a chapter
-opened, run and saved there keeps its .py byte for byte, and the test command's notebook rules still pass.
+opened, run and saved there keeps its .py byte for byte, an exercise saved with an answer and outputs is the
+learner's own business, and the test command's notebook and exercise rules still pass.
 
 Runs on a copy of the working tree (tracked and new files) committed to a scratch git repository, with the
 course's own virtual environment; nothing in the repository is touched.
@@ -102,9 +103,18 @@ def test_make_lab_answers_and_a_saved_chapter_passes_the_notebook_tests(lab):
     nb["metadata"]["language_info"] = {"name": "python", "version": "3.11"}
     _api(port, token, f"contents/{CHAPTER}.ipynb", {"type": "notebook", "format": "json", "content": nb})
 
+    exercise = "exercises/ex01_gaussian_mixture_cfm"  # and a learner's answer in an exercise, saved with outputs
+    nb = _api(port, token, f"contents/{exercise}.ipynb")["content"]
+    blank = next(c for c in nb["cells"] if "raise NotImplementedError()" in "".join(c["source"]))
+    blank["source"] = "".join(blank["source"]).replace("raise NotImplementedError()", "pass  # my answer")
+    blank["outputs"], blank["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": "ok\n"}], 3
+    _api(port, token, f"contents/{exercise}.ipynb", {"type": "notebook", "format": "json", "content": nb})
+    assert "# my answer" in (folder / f"{exercise}.py").read_text()
+
     saved = json.loads((folder / f"{CHAPTER}.ipynb").read_text())
     assert any(c.get("outputs") for c in saved["cells"]), "the save did not reach the file"
     assert (folder / f"{CHAPTER}.py").read_bytes() == py_before, "saving in JupyterLab rewrote the .py"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py"],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_notebooks.py",
+                          "tests/test_exercises.py::test_committed_exercises_equal_a_fresh_build"],
                          cwd=folder, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
