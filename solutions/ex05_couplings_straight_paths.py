@@ -53,8 +53,12 @@ def ot_pairing(x0, x1):
 # %% nbgrader={"grade": true, "grade_id": "ot_pairing_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 check_ot_pairing(ot_pairing)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _x = torch.randn(20, 2)
-assert torch.equal(ot_pairing(_x, _x), torch.arange(20))  # identical batches pair with themselves
+expect_close("the pairing of a batch of 20 points with itself", ot_pairing(_x, _x), torch.arange(20),
+             "each point pairs with itself at cost 0, so perm = 0, 1, ..., 19; build the cost matrix with x1 "
+             "along the rows and x0 along the columns and return the column indices", atol=0, rtol=0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -84,7 +88,14 @@ def count_crossings(x0, x1):
 # %% nbgrader={"grade": true, "grade_id": "count_crossings_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_count_crossings(count_crossings)
 ### BEGIN HIDDEN TESTS
-assert count_crossings(torch.tensor([[0.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]])) == 0
+from fmlearn.exercises import expect_close
+
+expect_close("crossings of two parallel paths (0,0)->(1,0) and (0,1)->(1,1)",
+             count_crossings(torch.tensor([[0.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]])), 0,
+             "parallel segments never cross: count a pair only when the ends of each segment lie on opposite "
+             "sides of the line through the other (if you solve for the meeting point, skip a pair whose "
+             "directions are parallel: the determinant is 0)",
+             atol=0, rtol=0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -142,7 +153,15 @@ def sinkhorn(cost, reg, iters):
 # %% nbgrader={"grade": true, "grade_id": "sinkhorn_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 check_sinkhorn(sinkhorn)
 ### BEGIN HIDDEN TESTS
+from fmlearn.exercises import expect_close
+
 _plan = sinkhorn(torch.rand(5, 7, dtype=torch.float64), 1.0, 100)
-assert torch.allclose(_plan.sum(0), torch.full((7,), 1 / 7, dtype=torch.float64), atol=1e-8)
-assert torch.allclose(_plan.sum(1), torch.full((5,), 1 / 5, dtype=torch.float64), atol=1e-6)
+expect_close("the column sums of a 5 x 7 plan (reg = 1, 100 iterations)", _plan.sum(0),
+             torch.full((7,), 1 / 7, dtype=torch.float64),
+             "the last update of each iteration is g, which makes every column sum exactly 1/m (m = 7, not n)",
+             atol=1e-8, rtol=0)
+expect_close("the row sums of a 5 x 7 plan (reg = 1, 100 iterations)", _plan.sum(1),
+             torch.full((5,), 1 / 5, dtype=torch.float64),
+             "the f update makes every row sum 1/n (n = 5 rows, the first dimension of the cost)",
+             atol=1e-6, rtol=0)
 ### END HIDDEN TESTS

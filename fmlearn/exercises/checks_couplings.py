@@ -89,21 +89,29 @@ def check_count_crossings(count_crossings) -> bool:
     return _ok("your crossing count matches the reference")
 
 
-def _sinkhorn_reference(cost: np.ndarray, reg: float, iters: int) -> np.ndarray:
-    """Scaling-form Sinkhorn in float64 (K = exp(-C / reg), alternate u = a / K v, v = b / K^T u)."""
+def _sinkhorn_reference(cost: np.ndarray, reg: float, iters: int, rows_first: bool = True) -> np.ndarray:
+    """Scaling-form Sinkhorn in float64 (K = exp(-C / reg), u = e^(f / reg), v = e^(g / reg)): each iteration sets
+    u = a / K v (row sums a = 1/n) then v = b / K^T u (column sums b = 1/m), or the other way round when
+    ``rows_first`` is False. Before convergence the two orders give different plans."""
     n, m = cost.shape
     k = np.exp(-(cost - cost.min()) / reg)
     u, v = np.ones(n), np.ones(m)
     for _ in range(iters):
-        u = (1 / n) / (k @ v)
-        v = (1 / m) / (k.T @ u)
+        if rows_first:
+            u = (1 / n) / (k @ v)
+            v = (1 / m) / (k.T @ u)
+        else:
+            v = (1 / m) / (k.T @ u)
+            u = (1 / n) / (k @ v)
     return u[:, None] * k * v[None]
 
 
 def check_sinkhorn(sinkhorn) -> bool:
     """The learner's ``sinkhorn(cost, reg, iters) -> plan`` (n, m) with uniform marginals 1/n, 1/m, against a
-    scaling-form float64 reference at reg = 0.5, then its marginals and its cost near the exact optimum at small
-    reg (log-domain updates needed: exp(-C / reg) underflows there)."""
+    scaling-form float64 reference at reg = 0.5: converged (200 iterations), then after 3 iterations, where only
+    f updated before g in each iteration matches (g first gives a plan off by ~0.04, with exact row sums instead of
+    exact column sums); then its marginals and its cost near the exact optimum at small reg (log-domain updates
+    needed: exp(-C / reg) underflows there)."""
     from scipy.optimize import linear_sum_assignment
 
     g = torch.Generator().manual_seed(2)
@@ -117,6 +125,20 @@ def check_sinkhorn(sinkhorn) -> bool:
                 if float((rows - 1 / 12).abs().max()) > 1e-4 else
                 "the Gibbs kernel is exp(-C / reg) (minus sign); update f = reg log(1/n) - reg logsumexp((g - C) / reg)")
         _fail("the plan differs from Sinkhorn's at reg = 0.5", want[0, :4].tolist(), plan[0, :4].tolist(), hint)
+    few = _tensor(_call(sinkhorn, cost, 0.5, 3, what="sinkhorn"), cost.shape, "sinkhorn")
+    want = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 3))
+    if float((few.double() - want).abs().max()) > 1e-6:
+        cols = f"column sums differ from 1/12 by up to {float((few.double().sum(0) - 1 / 12).abs().max()):.2g}"
+        g_first = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 3, rows_first=False))
+        if float((few.double() - g_first).abs().max()) <= 1e-6:
+            _fail("after 3 iterations at reg = 0.5 the plan is Sinkhorn's with g updated before f",
+                  "column sums exactly 1/12", cols, "update f (the row sums) first, then g (the column sums), in "
+                  "every iteration; the returned plan's column sums are then exact")
+        _fail("after 3 iterations at reg = 0.5 the plan differs from Sinkhorn's (it matches after 200)",
+              f"first row {[round(v, 6) for v in want[0, :4].tolist()]}, column sums exactly 1/12",
+              f"first row {[round(v, 6) for v in few[0, :4].tolist()]}, {cols}",
+              "start from f = g = 0 and run exactly `iters` iterations, each updating f (from g) and then g "
+              "(from the new f); return the plan after the last g update")
     cost = torch.cdist(x0, x1 + 4.0).pow(2)  # far apart: every exp(-C / reg) underflows at reg = 0.005
     small = sinkhorn(cost, 0.005, 2000)
     if not torch.isfinite(small).all():
