@@ -118,3 +118,18 @@ def test_make_lab_answers_and_a_saved_chapter_passes_the_notebook_tests(lab):
                           "tests/test_exercises.py::test_committed_exercises_equal_a_fresh_build"],
                          cwd=folder, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_executing_a_notebook_prints_no_kernel_warning(tmp_path):
+    """`jupyter nbconvert --execute` in the course's environment is quiet: no "Kernel is running over TCP without
+    encryption" line (ipykernel >= 7 prints it at every start; the course's kernel settings log errors only)."""
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    run = subprocess.run([str(VENV / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "t.ipynb",
+                          "--output", "out.ipynb"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "42" in (tmp_path / "out.ipynb").read_text()
+    assert "without encryption" not in run.stderr, run.stderr
+    assert not list(tmp_path.glob("kernel-*")), "the kernel left socket files in the notebook's folder"
