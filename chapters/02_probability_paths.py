@@ -34,6 +34,7 @@
 # how long your run took.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import time
 
@@ -41,7 +42,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import fmlearn as fm
 from fmlearn.plotting import grid_points, plot_samples
 from fmlearn.widgets import path_explorer, path_grid
 
@@ -258,7 +258,7 @@ for ax, field, title in ((axes[0], dp_dt, r"$\partial_t p_t$"),
                          (axes[2], dp_dt_bad + div_bad, r"residual with $1.05\,u_t$")):
     lim = np.abs(field).max()  # each panel on its own symmetric colour scale
     im = ax.pcolormesh(X, Y, field, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="auto")
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", aspect="equal", xlim=(-9, 9), ylim=(-9, 9))
+    ax.set(title=title, xlabel="coordinate 1", ylabel="coordinate 2", aspect="equal", xlim=(-9, 9), ylim=(-9, 9))
     fig.colorbar(im, ax=ax, shrink=0.85, format="%.1e")
 fig.tight_layout()
 plt.show()

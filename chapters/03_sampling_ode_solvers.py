@@ -36,13 +36,13 @@
 # prints how long your run took.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import fmlearn as fm
 from fmlearn.plotting import plot_trajectories
 
 T_START = time.perf_counter()

@@ -35,6 +35,7 @@
 # long your run took.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import time
 
@@ -42,7 +43,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-import fmlearn as fm
 from fmlearn.plotting import grid_points
 
 T_START = time.perf_counter()
@@ -281,7 +281,7 @@ log_p_grid = target.log_prob(pts).reshape(X.shape)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 for ax, Z, title in ((axes[0], log_p_grid, "true log-density"), (axes[1], log_q_grid, "model log-density")):
     im = ax.pcolormesh(X, Y, Z.clamp(min=-40).numpy(), vmin=-40, vmax=log_p_grid.max().item(), shading="auto")
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    ax.set(title=title, xlabel="coordinate 1", ylabel="coordinate 2", aspect="equal")
 fig.colorbar(im, ax=axes, shrink=0.85, label="log-density (clipped at -40)")
 plt.show()
 

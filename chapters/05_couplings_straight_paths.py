@@ -39,6 +39,7 @@
 # solves an assignment problem per batch); they show a progress bar.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import copy
 import time
 
@@ -47,7 +48,6 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.colors import LogNorm
 
-import fmlearn as fm
 from fmlearn.plotting import plot_loss, plot_samples, plot_trajectories
 
 RUN_START = time.perf_counter()

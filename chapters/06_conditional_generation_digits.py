@@ -41,6 +41,7 @@
 # long your run took.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import time
 
 import matplotlib.pyplot as plt
@@ -48,7 +49,6 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-import fmlearn as fm
 from fmlearn.digits import plot_digits
 from fmlearn.plotting import plot_loss
 
@@ -186,7 +186,7 @@ for ax, key in zip(axes, [("learned", 0.0), ("learned", 2.0), ("exact", 2.0)]):
     x = runs[key][0]
     ax.scatter(x[:, 0], x[:, 1], c=asked, cmap="tab20", s=2)
     ax.scatter(*mixture.means.T, marker="+", color="black", s=60)
-    ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal", xlim=(-15, 15), ylim=(-15, 15))
+    ax.set(xlabel="coordinate 1", ylabel="coordinate 2", aspect="equal", xlim=(-15, 15), ylim=(-15, 15))
     ax.set_title(f"{key[0]} fields, w = {key[1]:g}: {runs[key][1]:.1%} in the asked mode", fontsize=10)
 fig.suptitle("samples coloured by the asked mode (+: the means): guidance pushes them away from the other modes")
 fig.tight_layout()

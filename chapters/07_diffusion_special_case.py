@@ -41,13 +41,13 @@
 # prints how long your run took.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import time
 
 import matplotlib.pyplot as plt
 import torch
 
-import fmlearn as fm
 from fmlearn.plotting import plot_samples, plot_trajectories, plot_vector_field
 from fmlearn.schedules import VE
 

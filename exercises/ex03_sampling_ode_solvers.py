@@ -21,10 +21,10 @@
 # **Prerequisites:** chapter 3. **Run time:** a few seconds.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import numpy as np
 import torch
 
-import fmlearn as fm
 from fmlearn.exercises import check_observed_order, check_step
 
 fm.seed_everything(0)

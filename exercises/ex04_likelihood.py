@@ -24,9 +24,9 @@
 # %%
 import math
 
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import torch
 
-import fmlearn as fm
 from fmlearn.exercises import check_divergence, check_hutchinson, check_paired_kl
 
 fm.seed_everything(0)

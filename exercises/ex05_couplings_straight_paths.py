@@ -23,10 +23,10 @@
 # %%
 import math
 
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import torch
 from scipy.optimize import linear_sum_assignment
 
-import fmlearn as fm
 from fmlearn.exercises import check_count_crossings, check_ot_pairing, check_sinkhorn
 
 fm.seed_everything(0)

@@ -22,9 +22,9 @@
 # **Prerequisites:** chapter 6. **Run time:** a few seconds.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import torch
 
-import fmlearn as fm
 from fmlearn.exercises import check_cfg_forward, check_guided_velocity, check_label_dropout
 
 fm.seed_everything(0)

@@ -22,9 +22,9 @@
 # **Prerequisites:** chapter 7. **Run time:** under a minute.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import torch
 
-import fmlearn as fm
 from fmlearn.exercises import check_em_step, check_langevin_step, check_score_from_velocity
 
 fm.seed_everything(0)

@@ -38,7 +38,8 @@ def path_explorer(target: GaussianMixture, extent=DEFAULT_EXTENT):
     """An ipywidgets explorer: pick a schedule and a time, see p_t and u_t.
 
     Returns the widget (display it as a cell's last expression). Without a live
-    kernel it shows nothing: draw :func:`path_grid` as the static version.
+    kernel it cannot respond: a saved notebook shows a frozen copy or a line of
+    text (``VBox(children=(...``), so draw :func:`path_grid` as the static version.
     """
     import ipywidgets as w
 

@@ -26,9 +26,9 @@
 # batch dimension first, and do not change the function signatures.
 
 # %%
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import torch
 
-import fmlearn as fm
 from fmlearn.exercises import (check_cfm_loss, check_conditional_path, check_euler_sampler, check_flow_samples,
                                check_gaussian_marginal, check_schedule)
 from fmlearn.plotting import plot_samples

@@ -25,9 +25,9 @@
 # %%
 import math
 
+import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import torch
 
-import fmlearn as fm
 from fmlearn.exercises import check_continuity_residual, check_gaussian_velocity, check_mixture_velocity
 
 fm.seed_everything(0)
