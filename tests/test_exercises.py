@@ -383,17 +383,14 @@ def test_grading_the_solution_gives_full_points(tmp_path):
 def test_grading_notes_keep_the_hint_and_name_a_bare_assert():
     """A long check message keeps its hint line (each line is cut, not the message); a bare ``assert`` in a hidden
     test is named by its line from the traceback."""
-    from fmlearn.exercises.grade import _error_of
-    long = {"output_type": "error", "ename": "ExerciseCheckError",
-            "evalue": "values differ\n  expected: 1\n  got:      " + "9" * 2000 + "\n  hint: the hint", "traceback": []}
-    note = _error_of({"outputs": [long]})
+    from fmlearn.exercises.grade import _note
+    long = ExerciseCheckError("values differ\n  expected: 1\n  got:      " + "9" * 2000 + "\n  hint: the hint")
+    note = _note(long, "<test long>", "")
     assert note.endswith("\n  hint: the hint") and max(map(len, note.splitlines())) <= 300
-    bare = {"output_type": "error", "ename": "AssertionError", "evalue": "", "traceback": [
-        "\x1b[31mAssertionError\x1b[39m                            Traceback (most recent call last)",
-        "\x1b[36mCell\x1b[39m \x1b[32mIn[1]\x1b[39m, line 3\n\x1b[32m      1\x1b[39m x = \x1b[32m1\x1b[39m\n"
-        "\x1b[32m----> \x1b[39m\x1b[32m3\x1b[39m \x1b[38;5;28;01massert\x1b[39;00m x + \x1b[32m1\x1b[39m == 3\n",
-        "\x1b[31mAssertionError\x1b[39m: "]}
-    assert _error_of({"outputs": [bare]}) == "AssertionError: (no message) at `assert x + 1 == 3`"
+    source = "x = 1\n\nassert x + 1 == 3\n"
+    with pytest.raises(AssertionError) as bare:
+        exec(compile(source, "<test bare>", "exec"), {})
+    assert _note(bare.value, "<test bare>", source) == "AssertionError: (no message) at `assert x + 1 == 3`"
 
 
 def test_expect_close_fails_like_a_check():

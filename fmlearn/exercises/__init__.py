@@ -3,7 +3,8 @@
 build   solutions/exNN_topic -> exercises/exNN_topic (solution regions blanked, hidden tests removed)
 checks  one check_* call after each task: a verdict, and a hint when the answer is wrong
         (expect_close: the same kind of failure for the hidden tests)
-grade   run a submission with the hidden tests restored; points per task
+grade   run a submission's cells in a sandbox and the solution's tests (hidden ones included) in the grader;
+        points per task, or one table for a folder of submissions
 
 Command line: ``python -m fmlearn.exercises {build,check,grade}``.
 """
@@ -18,4 +19,6 @@ from .checks_diffusion import check_em_step, check_langevin_step, check_score_fr
 from .checks_likelihood import check_divergence, check_hutchinson, check_paired_kl
 from .checks_paths_solvers import (check_continuity_residual, check_gaussian_velocity, check_mixture_velocity,
                                    check_observed_order, check_step)
-from .grade import TaskScore, grade, write_report
+from .grade import Result, TaskScore, grade, grade_submission
+from .report import write_report, write_table
+from .submissions import SubmissionRefused

@@ -1,24 +1,40 @@
-"""Grading a submitted exercise notebook, without nbgrader's database.
+"""Grading submitted exercise notebooks: the tests run here, the submission's code runs in a sandbox.
 
-What nbgrader's autograde does, in a few lines: every graded test cell of the
-submission (nbgrader metadata ``grade: true``, ``solution: false``) gets back the
-source of the same cell (same ``grade_id``) in the solutions notebook, hidden
-tests included, so a learner can neither see nor edit them; then the notebook
-runs top to bottom, errors allowed, and each test cell earns its points when it
-raises nothing. Points come from the solutions notebook's metadata. A failed
-task's note is the error the learner would see: a check's expected / got / hint
-(hidden tests fail the same way, through ``expect_close``).
+A submission is read as data (:mod:`fmlearn.exercises.submissions`) and matched to its exercise by its cells'
+nbgrader grade_ids before anything runs. Then, cell by cell, as nbgrader would run it, except that the two
+halves run in different processes:
 
-    python -m fmlearn.exercises grade SUBMISSION.ipynb [--solution solutions/exNN.py] [--out points.json]
+- the submission's own cells (its copies of the test cells removed) run in a sandboxed process of their own
+  (:class:`fmlearn.exercises.sandbox.Sandbox`);
+- each graded test cell, taken from the solutions notebook (hidden tests included), runs here, in the grader,
+  with the solution's imports; each name the submission defines (``alpha``, ``euler``...) is a stand-in that
+  calls into the sandbox and brings back a plain copy of the result. The comparison happens here, with
+  untouched torch and checks: the submission cannot patch them, silence an error, or print its way to points.
+
+A test cell earns its points when it raises nothing. A cell that runs past ``timeout`` seconds, or a process
+that dies (``os._exit``, a memory or CPU limit), costs the task at hand; a fresh process then replays the cells
+that ran before (the one that killed it left out) and grading goes on, up to ``max_restarts`` times and within
+``notebook_timeout`` seconds for the whole submission. A failed task's note is the error the learner would see:
+a check's expected / got / hint (hidden tests fail the same way, through ``expect_close``).
+
+    python -m fmlearn.exercises grade SUBMISSION_OR_FOLDER... [--solution solutions/exNN.py] [--out FILE]
 """
 
 from __future__ import annotations
 
-import json
+import ast
+import builtins
+import contextlib
+import io
+import linecache
 import os
-import re
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .sandbox import Limits, Sandbox, SandboxError, SandboxTimeout, StudentFunction
+from .submissions import (Cell, Exercise, SubmissionRefused, _named, identify, load_exercise, load_exercises,
+                          read_cells)
 
 
 @dataclass
@@ -31,95 +47,245 @@ class TaskScore:
     error: str | None = None
 
 
-def _read(path: Path):
-    import jupytext
+@dataclass
+class Result:
+    """One submission's grade. reason: why it was refused (then ``tasks`` is empty and it earns 0); incidents:
+    what went wrong while it ran (timeouts, a dead process); sandbox: the confinement its process applied."""
 
-    return jupytext.read(path)  # .ipynb or .py:percent alike
+    submission: str
+    exercise: str | None
+    tasks: list[TaskScore]
+    max_points: float
+    reason: str | None = None
+    incidents: list[str] = field(default_factory=list)
+    sandbox: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
+    @property
+    def points(self) -> float:
+        return sum(s.points for s in self.tasks)
 
-def _graded_tests(nb) -> dict:
-    cells = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") and not meta.get("solution"):
-            cells[meta["grade_id"]] = cell
-    return cells
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _error_of(cell) -> str | None:
-    """The cell's error as the learner saw it: a check's whole message (what, expected, got, hint), each line cut
-    at 300 characters; a bare ``assert`` (no message) is named by its line, taken from the traceback."""
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            message = f"{out.get('ename')}: {out.get('evalue')}"
-            if not out.get("evalue"):
-                lines = re.findall(r"^-+> *\d+ (.*)$", _ANSI.sub("", "\n".join(out.get("traceback", []))), re.M)
-                message += f"(no message) at `{lines[-1].strip()}`" if lines else "(no message)"
-            return "\n".join(line if len(line) <= 300 else line[:297] + "..." for line in message.splitlines())
-    return None
+    @property
+    def note(self) -> str:
+        """Why points were lost: the refusal, the incidents, then each failed task's first line."""
+        failed = [f"{s.grade_id}: {s.error.splitlines()[0]}" for s in self.tasks if s.error]
+        return "; ".join([self.reason] if self.reason else self.incidents + failed)
 
 
-def grade(submission: str | os.PathLike, solution: str | os.PathLike, timeout: int = 600,
-          quick: bool = True) -> list[TaskScore]:
-    """Execute ``submission`` with the solution's test cells and return the points of every graded test.
+def _clip(message: str) -> str:
+    return "\n".join(line if len(line) <= 300 else line[:297] + "..." for line in message.splitlines())
+
+
+def _note(err: Exception, filename: str, source: str) -> str:
+    """The error as the learner would see it: a check's whole message (what, expected, got, hint), each line cut
+    at 300 characters; a bare ``assert`` (no message) is named by its line."""
+    message = f"{type(err).__name__}: {err}"
+    if not str(err):
+        tb, line = err.__traceback__, None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == filename:
+                line = source.splitlines()[tb.tb_lineno - 1].strip()
+            tb = tb.tb_next
+        message += f"(no message) at `{line}`" if line else "(no message)"
+    return _clip("\n".join([message, *getattr(err, "__notes__", [])]))
+
+
+class _Run:
+    """One submission's grading: its cells in a sandbox, the solution's test cells here."""
+
+    def __init__(self, path: Path, cells: list[Cell], exercise: Exercise, limits: Limits):
+        self.path, self.cells, self.exercise, self.limits = path, cells, exercise, limits
+        self.deadline = time.monotonic() + limits.notebook_timeout
+        self.sandbox: Sandbox | None = None
+        self.ran: list[Cell] = []  # the submission's cells that ran (and did not kill their process)
+        self.broken: set[int] = set()
+        self.restarts = -1
+        self.incidents: list[str] = []
+        self.confinement: list[str] = []
+        self.failure: str | None = None
+        self.cell_deadline = self.deadline
+        self.ns = {"__name__": "__fmlearn_grading__", "__builtins__": builtins}
+        with contextlib.redirect_stdout(io.StringIO()):
+            for source in exercise.preamble:  # the solution's imports: trusted code
+                exec(compile(source, f"<{exercise.name} preamble>", "exec"), self.ns)  # noqa: S102
+
+    def _why(self, err: SandboxError, deadline: float) -> str:
+        if not isinstance(err, SandboxTimeout):
+            return str(err)
+        if deadline >= self.deadline:
+            return f"timed out: the submission's time limit ({self.limits.notebook_timeout:g} s) ran out"
+        return f"timed out: ran past the {self.limits.timeout:g} s limit of one cell (a loop that never ends?)"
+
+    def _exec(self, cell: Cell) -> bool:
+        deadline = min(self.deadline, time.monotonic() + self.limits.timeout)
+        try:
+            self.sandbox.exec(cell.index, cell.source, deadline)  # its own errors cost nothing by themselves
+        except SandboxError as err:
+            self.sandbox = None
+            self.broken.add(cell.index)
+            self.incidents.append(f"cell {cell.index} {self._why(err, deadline)}; it is left out from now on")
+            return False
+        return True
+
+    def _start(self) -> None:
+        """Make sure a sandbox runs, with the cells that ran so far replayed (a restart after a crash)."""
+        while self.sandbox is None:
+            if self.restarts >= self.limits.max_restarts:
+                raise SandboxError(f"the submission's process was restarted {self.restarts} times")
+            if time.monotonic() >= self.deadline:
+                raise SandboxError(f"the submission's time limit ({self.limits.notebook_timeout:g} s) ran out")
+            self.restarts += 1
+            try:
+                self.sandbox = Sandbox(self.path, self.limits, self.deadline)
+            except SandboxError as err:
+                self.incidents.append(f"could not start: {err}")
+                continue
+            self.confinement = self.sandbox.confinement
+            for cell in [c for c in self.ran if c.index not in self.broken]:
+                if not self._exec(cell):
+                    break
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        """Called by a :class:`StudentFunction` during a test cell."""
+        if self.sandbox is None:
+            raise SandboxError(self.failure or "the submission's process is not running")
+        try:
+            return self.sandbox.call(name, args, kwargs, self.cell_deadline)
+        except SandboxError as err:
+            self.sandbox, self.failure = None, self._why(err, self.cell_deadline)
+            raise SandboxError(self.failure) from None
+
+    def _bind(self, source: str) -> None:
+        """Give the test cell the submission's names it uses: a stand-in for a function, a copy of a value."""
+        used = sorted({n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)} & self.exercise.task_names)
+        try:
+            info = self.sandbox.request("names", self.cell_deadline, names=used).get("names")
+        except SandboxError as err:
+            self.sandbox, self.failure = None, self._why(err, self.cell_deadline)
+            raise SandboxError(self.failure) from None
+        for name in used:
+            entry = info.get(name) if type(info) is dict else None
+            kind = entry.get("kind") if type(entry) is dict else None
+            if kind == "callable":
+                self.ns[name] = StudentFunction(self, name)
+            elif kind == "value":
+                self.ns[name] = entry.get("value")
+            elif kind == "unsupported":
+                raise TypeError(f"the submission's {name} is {str(entry.get('type'))[:100]}, which the grader "
+                                "cannot take back")
+            else:
+                self.ns.pop(name, None)  # not defined: the test fails with a NameError, as in the notebook
+
+    def _test(self, grade_id: str) -> TaskScore:
+        source, points = self.exercise.tests[grade_id]
+        try:
+            self._start()
+        except SandboxError as err:
+            return TaskScore(grade_id, 0.0, points, f"not run: {err}")
+        filename = f"<test {grade_id}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        self.cell_deadline = min(self.deadline, time.monotonic() + self.limits.timeout)
+        self.failure, error = None, None
+        try:
+            self._bind(source)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                exec(compile(source, filename, "exec"), self.ns)  # noqa: S102 - the solution's test cell
+        except SandboxError as err:
+            error = str(err)
+        except Exception as err:  # noqa: BLE001 - any failure of the test cell costs its points
+            error = _note(err, filename, source)
+        if self.failure is not None:  # a sandbox failure the test caught still fails it
+            error = self.failure
+            self.incidents.append(f"{grade_id}: {self.failure}")
+        return TaskScore(grade_id, 0.0 if error else points, points, error)
+
+    def run(self) -> list[TaskScore]:
+        tests, scores, pending = self.exercise.tests, {}, []
+        for cell in self.cells:
+            if cell.grade_id in tests:
+                if cell.grade_id not in scores:  # a duplicated test cell runs once
+                    for own in pending:
+                        with contextlib.suppress(SandboxError):
+                            self._start()
+                            if self._exec(own):
+                                self.ran.append(own)
+                    pending = []
+                    scores[cell.grade_id] = self._test(cell.grade_id)
+            elif cell.kind == "code":
+                pending.append(cell)
+        return [scores.get(g) or TaskScore(g, 0.0, p, "test cell missing from the submission")
+                for g, (_, p) in tests.items()]
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+
+def default_solutions() -> Path:
+    """``solutions/`` in the current folder, else the course's own (next to the fmlearn package)."""
+    import fmlearn
+
+    here = Path("solutions")
+    return here if here.is_dir() else Path(fmlearn.__file__).resolve().parents[1] / "solutions"
+
+
+def grade_submission(submission: str | os.PathLike, solution: str | os.PathLike | None = None, *,
+                     solutions: str | os.PathLike | None = None, exercises: list[Exercise] | None = None,
+                     **limits) -> Result:
+    """Grade one file; never raises for a bad submission (a refused one gets 0 and the reason).
 
     Args:
-        submission: the learner's notebook (``.ipynb`` or ``.py``).
-        solution: the solutions notebook it was generated from.
-        timeout: seconds allowed per cell.
-        quick: run in the course's quick mode (``FMLEARN_QUICK=1``), as CI does.
-
-    Raises:
-        ValueError: when the submission lacks a graded test cell of the solution (a deleted cell scores
-            nothing, but silently dropping it would hide that), or the two have no graded tests.
+        submission: the learner's notebook (``.ipynb``, or ``.py`` in percent format).
+        solution: the solutions notebook to grade against (default: the one whose grade_ids the cells carry).
+        solutions: the folder of solutions notebooks (default: :func:`default_solutions`).
+        exercises: the exercises already loaded from that folder (a folder run loads them once).
+        **limits: fields of :class:`fmlearn.exercises.sandbox.Limits` (timeout, notebook_timeout, memory_mb,
+            file_mb, quick, start_timeout, max_restarts).
     """
-    from nbclient import NotebookClient
-
-    submission, solution = Path(submission), Path(solution)
-    nb, ref = _read(submission), _read(solution)
-    tests = _graded_tests(ref)
-    if not tests:
-        raise ValueError(f"solution {solution} has no graded test cells (nbgrader grade: true, solution: false)")
-    seen = _graded_tests(nb)
-    missing = sorted(set(tests) - set(seen))
-    for grade_id, cell in seen.items():
-        if grade_id in tests:
-            cell.source = tests[grade_id].source
-            cell.metadata["nbgrader"] = dict(tests[grade_id].metadata["nbgrader"])
-    env_quick = os.environ.get("FMLEARN_QUICK")
-    if quick:
+    started, path = time.monotonic(), Path(submission)
+    if exercises is None:
+        folder = Path(solutions) if solutions is not None else default_solutions()
+        exercises = load_exercises(folder) if folder.is_dir() else []
+    chosen = load_exercise(solution) if solution is not None else None
+    try:
+        cells = read_cells(path)
+        exercise = identify(path, cells, exercises, chosen)
+    except SubmissionRefused as err:
+        guess = chosen or _named(path, exercises)
+        return Result(str(path), guess.name if guess else None, [], guess.max_points if guess else 0.0, str(err),
+                      seconds=time.monotonic() - started)
+    run = _Run(path, cells, exercise, Limits(**limits))
+    quick = os.environ.get("FMLEARN_QUICK")
+    if run.limits.quick:  # the test cells run here: the same mode as the submission
         os.environ["FMLEARN_QUICK"] = "1"
     try:
-        NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(submission.parent.resolve())}}).execute()
+        tasks = run.run()
     finally:
-        if env_quick is None:
+        run.close()
+        if quick is None:
             os.environ.pop("FMLEARN_QUICK", None)
         else:
-            os.environ["FMLEARN_QUICK"] = env_quick
-    scores = []
-    for grade_id, ref_cell in tests.items():
-        max_points = float(ref_cell.metadata["nbgrader"].get("points", 0))
-        if grade_id in missing:
-            scores.append(TaskScore(grade_id, 0.0, max_points, "test cell missing from the submission"))
-            continue
-        error = _error_of(seen[grade_id])
-        scores.append(TaskScore(grade_id, 0.0 if error else max_points, max_points, error))
-    return scores
+            os.environ["FMLEARN_QUICK"] = quick
+    return Result(str(path), exercise.name, tasks, exercise.max_points, None, run.incidents, run.confinement,
+                  time.monotonic() - started)
 
 
-def write_report(scores: list[TaskScore], out: str | os.PathLike | None = None) -> str:
-    """A readable table of the scores; with ``out``, also the scores as JSON."""
-    total, possible = sum(s.points for s in scores), sum(s.max_points for s in scores)
-    lines = [f"{'task':<28} {'points':>9}  note"]
-    for s in scores:  # a check's message spans lines: indent them under the note column
-        note = (s.error or "ok").replace("\n", "\n" + " " * 40)
-        lines.append(f"{s.grade_id:<28} {s.points:>4g} / {s.max_points:<3g} {note}")
-    lines.append(f"{'total':<28} {total:>4g} / {possible:<3g}")
-    if out is not None:
-        Path(out).write_text(json.dumps({"tasks": [asdict(s) for s in scores], "total": total,
-                                         "max_total": possible}, indent=2))
-    return "\n".join(lines)
+def grade(submission: str | os.PathLike, solution: str | os.PathLike | None = None, **options) -> list[TaskScore]:
+    """The points of every graded test of one submission (see :func:`grade_submission` for the options).
+
+    Raises:
+        SubmissionRefused: a ValueError naming the file, when it is not a notebook or not the exercise's (the
+            check runs before anything is executed).
+    """
+    result = grade_submission(submission, solution, **options)
+    if result.reason is not None:
+        raise SubmissionRefused(result.reason)
+    return result.tasks
+
+
+def submission_files(folder: str | os.PathLike) -> list[Path]:
+    """Every file under ``folder`` (sub-folders included), hidden files and checkpoints left out."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
