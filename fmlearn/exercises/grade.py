@@ -116,15 +116,18 @@ class _Run:
             return f"timed out: the submission's time limit ({self.limits.notebook_timeout:g} s) ran out"
         return f"timed out: ran past the {self.limits.timeout:g} s limit of one cell (a loop that never ends?)"
 
-    def _exec(self, cell: Cell) -> bool:
+    def _exec(self, cell: Cell, replay: bool = False) -> bool:
+        """Run one of the submission's cells; False when it killed the process (then it is left out)."""
         deadline = min(self.deadline, time.monotonic() + self.limits.timeout)
         try:
-            self.sandbox.exec(cell.index, cell.source, deadline)  # its own errors cost nothing by themselves
+            error = self.sandbox.exec(cell.index, cell.source, deadline)
         except SandboxError as err:
             self.sandbox = None
             self.broken.add(cell.index)
-            self.incidents.append(f"cell {cell.index} {self._why(err, deadline)}; it is left out from now on")
+            self.incidents.append(f"cell {cell.index}: {self._why(err, deadline)}; it is left out from now on")
             return False
+        if error and not replay:  # costs nothing by itself; said, because a test may fail for it
+            self.incidents.append(f"cell {cell.index} raised {error}")
         return True
 
     def _start(self) -> None:
@@ -142,7 +145,7 @@ class _Run:
                 continue
             self.confinement = self.sandbox.confinement
             for cell in [c for c in self.ran if c.index not in self.broken]:
-                if not self._exec(cell):
+                if not self._exec(cell, replay=True):
                     break
 
     def call(self, name: str, args: tuple, kwargs: dict):

@@ -166,9 +166,14 @@ class Sandbox:
         return reply
 
     def exec(self, index: int, source: str, deadline: float) -> str | None:
-        """Run cell ``index`` of the submission; return its error (``Type: message``) or None."""
+        """Run cell ``index`` of the submission; return its error (``Type: message``, first line) or None."""
         reply = self.request("exec", deadline, cell=index, source=source)
-        return None if reply["ok"] else str(_exception(reply, f"cell {index}"))
+        if reply["ok"]:
+            return None
+        error = reply.get("error")
+        if type(error) is not dict or type(error.get("type")) is not str or type(error.get("message")) is not str:
+            return "an error the grader could not read"
+        return f"{error['type'][:100]}: {error['message'][:300]}".splitlines()[0]
 
     def call(self, name: str, args: tuple, kwargs: dict, deadline: float):
         """``name(*args, **kwargs)`` in the submission; its exceptions are raised here as built-in ones."""
