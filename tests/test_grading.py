@@ -265,7 +265,7 @@ def test_a_killed_process_keeps_the_credit_of_what_ran(tmp_path):
 
 # --- the sandbox --------------------------------------------------------------------------------------------
 
-PROBE = '''import os, socket
+PROBE = '''import os, socket, subprocess
 
 
 def probe(solutions, outside):
@@ -275,7 +275,8 @@ def probe(solutions, outside):
                           "write outside": lambda: open(outside, "w").write("x"),
                           "signal the grader": lambda: os.kill(os.getppid(), 0),
                           "read the grader's environment": lambda: open(f"/proc/{os.getppid()}/environ").read(),
-                          "connect": lambda: socket.create_connection(("127.0.0.1", 9), timeout=2)}.items():
+                          "connect": lambda: socket.create_connection(("127.0.0.1", 9), timeout=2),
+                          "fork": os.fork, "run a program": lambda: subprocess.run(["true"])}.items():
         try:
             attempt()
             seen[name] = "allowed"
@@ -310,6 +311,8 @@ def test_the_sandbox_keeps_a_submission_in_its_folder(tmp_path, monkeypatch):
         assert seen["signal the grader"] == "PermissionError"
     if "no TCP" in landlock:
         assert seen["connect"] == "PermissionError"
+    if any(line.startswith("seccomp: no new processes") for line in confinement):
+        assert seen["fork"] == seen["run a program"] == "PermissionError"
 
 
 # --- the exercise, told by the cells, before anything runs ----------------------------------------------------
@@ -360,6 +363,6 @@ def test_a_notebook_without_grade_ids_or_not_a_notebook_is_refused(tmp_path, no_
 def test_every_solution_gets_full_points_through_the_sandbox(tmp_path):
     """The 23 tasks of the 7 solutions: every check and hidden test calls the submission's functions in the
     sandbox (models, velocity fields and generators passed in, in-place changes and call counts brought back)."""
-    results = [grade_submission(ROOT / "solutions" / f"{p.stem}.ipynb") for p in sorted((ROOT / "solutions").glob("ex*.py"))]
+    results = [grade_submission(p.with_suffix(".ipynb")) for p in sorted((ROOT / "solutions").glob("ex*.py"))]
     lost = [(r.exercise, s.grade_id, s.error) for r in results for s in r.tasks if s.points != s.max_points]
     assert not lost and sum(len(r.tasks) for r in results) == 23, lost

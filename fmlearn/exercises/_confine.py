@@ -8,7 +8,9 @@ is skipped, and said so, where the system lacks it).
   signals to, and no abstract UNIX sockets of, processes outside the sandbox (ABI >= 6); it also stops
   ``ptrace`` of the grader, so its memory and environment stay out of reach;
 - ``PR_SET_NO_NEW_PRIVS``, and, when run as root, every capability dropped (it stays uid 0, but can no longer
-  raise its limits or override file permissions).
+  raise its limits or override file permissions);
+- a seccomp filter (x86-64 and arm64): no new process (``fork``, ``clone`` without ``CLONE_THREAD``) and no
+  ``execve``, so no fork bomb, no ``os.system``, no child outliving the sandbox; threads still start.
 
 :func:`confine` returns one line per layer saying what was applied, for the grading report.
 """
@@ -24,6 +26,12 @@ _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_A
 _FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}  # handled filesystem rights
 _FILE_RIGHTS = 1 | 2 | 4 | (1 << 14) | (1 << 15)  # execute, write, read, truncate, ioctl: the rights a file can hold
 _READ = 1 | 4 | 8  # execute, read a file, read a folder
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _CLONE_THREAD = 22, 2, 0x10000
+_ALLOW, _EPERM, _ENOSYS = 0x7FFF0000, 0x00050001, 0x00050026  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | errno
+_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH_*, clone, clone3, [fork, vfork, execve, execveat])
+    "x86_64": (0xC000003E, 56, 435, [57, 58, 59, 322]),
+    "aarch64": (0xC00000B7, 220, 435, [221, 281]),
+}
 _SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/dev")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -97,6 +105,34 @@ def _drop_capabilities() -> str:
     return "root: every capability dropped"
 
 
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp() -> str:
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        raise OSError(f"no filter written for {machine}")
+    arch, clone, clone3, denied = _SECCOMP_ARCH[machine]
+    load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE, JSET, BPF_RET|K
+    prog = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, _EPERM),  # another ABI (i386 on x86-64): nothing
+            (load, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, _EPERM),  # x32 system calls: nothing
+            (jeq, 0, 1, clone3), (ret, 0, 0, _ENOSYS)]  # glibc falls back to clone, whose flags can be read
+    for nr in denied:
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, _EPERM)]
+    prog += [(jeq, 0, 3, clone), (load, 0, 0, 16), (jset, 1, 0, _CLONE_THREAD), (ret, 0, 0, _EPERM),
+             (ret, 0, 0, _ALLOW)]
+    filters = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
+    fprog = _SockFprog(len(prog), filters)
+    if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "seccomp: no new processes, no execve (threads allowed)"
+
+
 def confine(scratch: str, read_roots: list[str], memory_mb: int, cpu_seconds: int, file_mb: int) -> list[str]:
     """Apply every layer this system has; return what was applied (or why not), one line per layer."""
     applied = []
@@ -115,4 +151,8 @@ def confine(scratch: str, read_roots: list[str], memory_mb: int, cpu_seconds: in
             applied.append(_drop_capabilities())
         except OSError as err:
             applied.append(f"root: capabilities not dropped ({err})")
+    try:
+        applied.append(_seccomp())
+    except OSError as err:
+        applied.append(f"seccomp: not applied ({err}): the submission can start processes")
     return applied

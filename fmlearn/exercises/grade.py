@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sandbox import Limits, Sandbox, SandboxError, SandboxTimeout, StudentFunction
+from .sandbox import Limits, Sandbox, SandboxError, SandboxTimeout, StudentFunction, printable
 from .submissions import (Cell, Exercise, SubmissionRefused, _named, identify, load_exercise, load_exercises,
                           read_cells)
 
@@ -73,7 +73,8 @@ class Result:
 
 
 def _clip(message: str) -> str:
-    return "\n".join(line if len(line) <= 300 else line[:297] + "..." for line in message.splitlines())
+    return "\n".join(line if len(line) <= 300 else line[:297] + "..." for line in printable(message, 100_000)
+                     .splitlines())
 
 
 def _note(err: Exception, filename: str, source: str) -> str:
@@ -174,8 +175,8 @@ class _Run:
             elif kind == "value":
                 self.ns[name] = entry.get("value")
             elif kind == "unsupported":
-                raise TypeError(f"the submission's {name} is {str(entry.get('type'))[:100]}, which the grader "
-                                "cannot take back")
+                kind = printable(str(entry.get("type")), 100)
+                raise TypeError(f"the submission's {name} is {kind}, which the grader cannot take back")
             else:
                 self.ns.pop(name, None)  # not defined: the test fails with a NameError, as in the notebook
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,15 @@ class Limits:
     quick: bool = True
     start_timeout: float = 120.0
     max_restarts: int = 3
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, limit: int) -> str:
+    """A string from the submission, safe to print: cut at ``limit`` characters, control characters (a terminal's
+    escape sequences) replaced by ``?``."""
+    return _CONTROL.sub("?", text[:limit])
 
 
 class SandboxError(Exception):
@@ -108,12 +118,18 @@ class Sandbox:
                   "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
                   "cpu_seconds": int(limits.notebook_timeout) + 30}
         self._log = self.scratch / "output.log"
-        with open(self._log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT, str(Path(fmlearn.__file__).resolve().parents[1]),
-                 json.dumps(config)], cwd=self.scratch, env=_environment(self.scratch, limits.quick),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w),
-                start_new_session=True)
+        try:
+            with open(self._log, "wb") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-I", "-c", _BOOT, str(Path(fmlearn.__file__).resolve().parents[1]),
+                     json.dumps(config)], cwd=self.scratch, env=_environment(self.scratch, limits.quick),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w),
+                    start_new_session=True)
+        except OSError as err:
+            for fd in (req_r, rep_w, self._r, self._w):
+                os.close(fd)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise SandboxError(f"the submission's process could not start ({err})") from None
         os.close(req_r)
         os.close(rep_w)
         os.set_blocking(self._w, False)
@@ -173,7 +189,7 @@ class Sandbox:
         error = reply.get("error")
         if type(error) is not dict or type(error.get("type")) is not str or type(error.get("message")) is not str:
             return "an error the grader could not read"
-        return f"{error['type'][:100]}: {error['message'][:300]}".splitlines()[0]
+        return printable(f"{error['type'][:100]}: {error['message']}".splitlines()[0], 300)
 
     def call(self, name: str, args: tuple, kwargs: dict, deadline: float):
         """``name(*args, **kwargs)`` in the submission; its exceptions are raised here as built-in ones."""
@@ -206,7 +222,7 @@ class Sandbox:
             why = f"exited with code {code}" + (" (os._exit, sys.exit or exit() in its code?)" if code == 0 else "")
         lines = self._log.read_bytes()[-2000:].decode(errors="replace").strip().splitlines() \
             if self._log.exists() else []
-        return why + (f"; its last output: {lines[-1][:200]}" if lines else "")
+        return why + (f"; its last output: {printable(lines[-1], 200)}" if lines else "")
 
     def close(self) -> None:
         """Kill the process, its process group and anything left in its session; delete the scratch folder."""
@@ -251,12 +267,12 @@ def _exception(reply: dict, what: str) -> Exception:
     """The exception the submission's code raised, rebuilt as a built-in exception (or SubmissionError), with a
     note saying where in the submission it was raised."""
     if "unsupported" in reply:
-        return TypeError(f"{what} returned {str(reply['unsupported'])[:200]}, which the grader cannot take back: "
-                         "return tensors, arrays, numbers or strings (or tuples, lists or dicts of them)")
+        return TypeError(f"{what} returned {printable(str(reply['unsupported']), 200)}, which the grader cannot take "
+                         "back: return tensors, arrays, numbers or strings (or tuples, lists or dicts of them)")
     error = reply.get("error")
     if type(error) is not dict or not all(type(error.get(k)) is str for k in ("type", "base", "message")):
         return SubmissionError(f"{what} failed (the submission's process sent no readable error)")
-    kind, message = error["type"][:100], error["message"][:4000]
+    kind, message = printable(error["type"], 100), printable(error["message"], 4000)
     cls = getattr(builtins, error["base"], None)
     exc: Exception = SubmissionError(f"{kind}: {message}")
     if isinstance(cls, type) and issubclass(cls, Exception) and error["base"] == kind:
@@ -267,7 +283,7 @@ def _exception(reply: dict, what: str) -> Exception:
     elif isinstance(cls, type) and issubclass(cls, Exception):  # e.g. torch's LinAlgError, a RuntimeError
         exc = cls(f"{kind}: {message}")
     if type(error.get("where")) is str:
-        exc.add_note(f"(raised in the submission's {error['where'][:300]})")
+        exc.add_note(f"(raised in the submission's {printable(error['where'], 300)})")
     return exc
 
 
