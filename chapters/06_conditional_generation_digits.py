@@ -170,7 +170,7 @@ sideways = torch.stack([-outward[:, 1], outward[:, 0]], dim=1)
 
 def mode_hits(model, w):
     x = fm.guided_sample(model, asked, w, (2,), steps=20, method="midpoint",
-                         generator=torch.Generator().manual_seed(1)).cpu()
+                         generator=torch.Generator().manual_seed(1)).x.cpu()
     hit = (mixture.responsibilities(x).argmax(1) == asked).double().mean().item()
     offset = x - mixture.means[asked]
     return x, hit, (offset * outward).sum(1).mean().item(), (offset * sideways).sum(1).std().item()
@@ -303,7 +303,7 @@ plt.show()
 def assess(w):
     labels = torch.arange(10).repeat_interleave(PER_CLASS)
     x = fm.guided_sample(unet, labels, w, (1, 8, 8), steps=SAMPLE_STEPS, method="midpoint",
-                         generator=torch.Generator().manual_seed(2)).clamp(-1, 1).cpu()
+                         generator=torch.Generator().manual_seed(2)).x.clamp(-1, 1).cpu()
     acc = clf.accuracy(x, labels)
     dist, floor = fm.class_energy_distances(x, labels, held_set, repeats=10, generator=torch.Generator().manual_seed(3))
     return x, acc, dist / floor

@@ -10,9 +10,11 @@ paths         the affine Gaussian conditional path and its velocity
 oracle        exact marginal velocity and score of a mixture target
 models        velocity networks called as model(x, t, **cond)
 training      the CFM loss, the training loop, checkpoints
-solvers       fixed-step ODE solvers, time grids and sampling
+stepping      the time-stepping core: the Solution type, time grids, tuple states, fixed-step steppers
+spaces        where a state lives: how an increment is applied (x + dx in R^d), tangent projection, exp/log, distance
+adaptive      the adaptive Dormand-Prince 5(4) method with error control
+solvers       one entry point, odeint(method=...), fixed-step and adaptive; sampling a velocity model
 sde           SDE samplers with the flow's marginals (Euler-Maruyama), Langevin corrector
-adaptive      the adaptive Dormand-Prince 5(4) solver with error control
 couplings     minibatch OT couplings (exact, Sinkhorn), straightness, path energy, reflow pairs
 guidance      classifier-free guidance: the guided velocity, guided sampling, an exact conditional oracle
 digits        scikit-learn's 8x8 digits (split, labelled sampler), a digits classifier, per-class distances
@@ -45,8 +47,10 @@ from .models import MLP, ConditionalMLP, TinyUNet
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath, PathSample
 from .schedules import VE, VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
-from .solvers import ODESolution, odeint, odeint_adaptive, sample, time_grid
-from .sde import SDESolution, diffusion_noise, langevin_step, sde_sample
+from .solvers import odeint, sample
+from .sde import diffusion_noise, langevin_step, sde_sample
+from .spaces import Euclidean
+from .stepping import Solution, check_grid, time_grid
 from .toys import Checkerboard, EightGaussians, Moons, TwoSpirals
 from .training import (NonFiniteLossError, PairedData, TrainResult, cfm_loss, load_checkpoint, logit_normal_time,
                        save_checkpoint, train)
@@ -70,8 +74,10 @@ __all__ = [
     "MixtureOracle",
     "AffineGaussianPath", "PathSample",
     "VE", "VP", "CondOT", "Cosine", "Polynomial", "Schedule", "Sqrt", "get_schedule",
-    "ODESolution", "odeint", "odeint_adaptive", "sample", "time_grid",
-    "SDESolution", "diffusion_noise", "langevin_step", "sde_sample",
+    "odeint", "sample",
+    "diffusion_noise", "langevin_step", "sde_sample",
+    "Euclidean",
+    "Solution", "check_grid", "time_grid",
     "Checkerboard", "EightGaussians", "Moons", "TwoSpirals",
     "NonFiniteLossError", "PairedData", "TrainResult", "cfm_loss", "load_checkpoint", "logit_normal_time",
     "save_checkpoint", "train",

@@ -3,8 +3,10 @@ what was given and what was expected."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+from typing import Callable, Iterator
 
 import torch
 
@@ -128,3 +130,28 @@ def check_velocity_output(v, x: torch.Tensor, name: str = "velocity") -> torch.T
         raise ValueError(f"{name}(x, t) returned shape {tuple(v.shape)}, but it must return x's shape "
                          f"{tuple(x.shape)}: dx/dt has one entry per entry of x")
     return v
+
+
+@contextlib.contextmanager
+def model_context(model, x: torch.Tensor | None = None, *, grad: bool = False
+                  ) -> Iterator[tuple[Callable, torch.Tensor | None]]:
+    """Run a model for evaluation: ``with model_context(model, x) as (net, x): ...``.
+
+    Inside, a module is in eval mode (its mode is restored on exit) and gradients are off unless ``grad``;
+    ``x`` is moved to the device of the model's parameters; ``net(x, t, **kw)`` calls the model on x cast
+    to its parameters' dtype and casts the output back to x's dtype (:func:`at_dtype`), so the caller's
+    state keeps its own dtype. A plain function is called as it is, x left where it is.
+    """
+    dtype, device = model_dtype_device(model)
+    if x is not None and device is not None:
+        x = x.to(device)
+    is_module = isinstance(model, torch.nn.Module)
+    was_training = model.training if is_module else False
+    if is_module:
+        model.eval()
+    try:
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            yield at_dtype(model, dtype), x
+    finally:
+        if is_module:
+            model.train(was_training)

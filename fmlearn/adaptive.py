@@ -1,4 +1,5 @@
-"""An adaptive ODE solver for dx/dt = u(x, t): Dormand-Prince 5(4) with error control.
+"""The adaptive ODE method for dx/dt = u(x, t): Dormand-Prince 5(4) with error control,
+``odeint(..., method="dopri5")`` (:mod:`fmlearn.solvers`).
 
 One step of size h from (t, x) evaluates seven stages k_i = u(x + h sum_j a_ij k_j, t + c_i h) and forms
 
@@ -13,7 +14,7 @@ with the scale s = atol + rtol * max(|x|, |x_new|), entry by entry,
 
     err = sqrt(mean((e / s)^2))             mean over ALL entries of the batch,
 
-the step is accepted when err <= 1 and the next step size is h * clamp(0.9 * err^(-1/5), 0.2, 10).
+(a tuple state: the mean over all entries of all its tensors); the step is accepted when err <= 1 and the next step size is h * clamp(0.9 * err^(-1/5), 0.2, 10).
 The whole batch therefore shares one step size: the least smooth sample sets it for all.
 
 Coefficients: J. R. Dormand and P. J. Prince (1980), A family of embedded Runge-Kutta formulae,
@@ -27,8 +28,9 @@ from fractions import Fraction as F
 
 import torch
 
-from ._checks import check_positive_int, check_real, check_velocity_output
-from .solvers import ODESolution, VelocityFn
+from ._checks import check_positive_int, check_real
+from .spaces import EUCLIDEAN
+from .stepping import Field, Solution, leaves, stack_states, tree_map
 
 # The Butcher tableau, as exact fractions (the tests check the order conditions on them).
 C = (F(0), F(1, 5), F(3, 10), F(4, 5), F(8, 9), F(1), F(1))
@@ -50,74 +52,78 @@ _E = tuple(float(b - b4) for b, b4 in zip(B5, B4))
 
 
 def _combine(weights, ks):
-    """sum_i w_i k_i over the nonzero weights."""
-    return sum(w * k for w, k in zip(weights, ks) if w != 0)
+    """sum_i w_i k_i over the nonzero weights (leaf by leaf for tuple states)."""
+    return tree_map(lambda *leaf: sum(w * k for w, k in zip(weights, leaf) if w != 0), *ks)
 
 
-def _step(u, x, t, h, t_next, k1):
+def _times(h, k):
+    return tree_map(lambda a: h * a, k)
+
+
+def _step(u, step, x, t, h, t_next, k1):
     """One Dormand-Prince step: (x_new, the last stage u(x_new, t_next), the error estimate e)."""
     ks = [k1]
     for i in range(1, 7):
-        xi = x + h * _combine(_A[i], ks)  # for i = 6 this is x_new: the last row of A is B5
+        xi = step(x, _times(h, _combine(_A[i], ks)))  # for i = 6 this is x_new: the last row of A is B5
         ks.append(u(xi, t_next if _C[i] == 1 else t + _C[i] * h))
-    return xi, ks[6], h * _combine(_E, ks)
+    return xi, ks[6], _times(h, _combine(_E, ks))
 
 
-def _rms(v: torch.Tensor) -> torch.Tensor:
-    return v.to(torch.promote_types(v.dtype, torch.float32)).pow(2).mean().sqrt()
+def _rms(state) -> torch.Tensor:
+    """The root mean square over all entries of a state (of all its tensors), at least in float32."""
+    parts = [v.to(torch.promote_types(v.dtype, torch.float32)) for v in leaves(state)]
+    if len(parts) == 1:
+        return parts[0].pow(2).mean().sqrt()
+    return (sum(p.pow(2).sum() for p in parts) / sum(p.numel() for p in parts)).sqrt()
+
+
+def _ratio(e, scale):
+    return tree_map(torch.div, e, scale)
 
 
 @torch.no_grad()
-def _initial_step(u, x0, t0, k1, direction, span, rtol, atol):
+def _initial_step(u, step, x0, t0, k1, direction, span, rtol, atol):
     """Hairer, Norsett & Wanner's starting step (Sec. II.4), one extra evaluation, two host syncs.
 
     With the RMS norm scaled by atol + rtol |x0|: d0 = ||x0||, d1 = ||u(x0, t0)||,
     h0 = 0.01 d0 / d1 (1e-6 when either is below 1e-5), d2 = ||u(x0 + h0 u(x0, t0), t0 + h0) - u(x0, t0)|| / h0,
     h1 = (0.01 / max(d1, d2))^(1/5) (max(1e-6, h0 / 1000) when that max is below 1e-15); the step is min(100 h0, h1).
     """
-    scale = atol + rtol * x0.abs()
-    d0, d1 = torch.stack([_rms(x0 / scale), _rms(k1 / scale)]).tolist()
+    scale = tree_map(lambda a: atol + rtol * a.abs(), x0)
+    d0, d1 = torch.stack([_rms(_ratio(x0, scale)), _rms(_ratio(k1, scale))]).tolist()
     h0 = 0.01 * d0 / d1 if d0 >= 1e-5 and 1e-5 <= d1 < math.inf else 1e-6
     h0 = min(h0, span)  # never evaluate the velocity outside [t0, t1]
-    k = u(x0 + (direction * h0) * k1, t0 + direction * h0)
-    d2 = float(_rms((k - k1) / scale)) / h0
+    k = u(step(x0, _times(direction * h0, k1)), t0 + direction * h0)
+    d2 = float(_rms(_ratio(tree_map(torch.sub, k, k1), scale))) / h0
     dmax = max(d1, d2)
     h1 = (0.01 / dmax) ** 0.2 if 1e-15 < dmax < math.inf else max(1e-6, 1e-3 * h0)
     return min(100 * h0, h1)
 
 
-def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1: float = 1.0, *,
-                    rtol: float = 1e-5, atol: float = 1e-5, first_step: float | None = None,
-                    max_steps: int = 10_000, return_trajectory: bool = False) -> ODESolution:
-    """Integrate dx/dt = velocity(x, t) from t0 to t1 with Dormand-Prince 5(4), choosing the steps.
+def dopri5(field: Field, x0, t0: float = 0.0, t1: float = 1.0, *, rtol: float = 1e-5, atol: float = 1e-5,
+           first_step: float | None = None, max_steps: int = 10_000, return_trajectory: bool = False,
+           space=EUCLIDEAN) -> Solution:
+    """Integrate dx/dt = field(x, t) from t0 to t1 with Dormand-Prince 5(4), choosing the steps.
 
-    Args:
-        velocity: ``velocity(x, t) -> dx/dt`` of x's shape (the first value is checked); t is a Python float.
-        x0: the initial state, a floating tensor of any shape, e.g. (batch, dim) or (batch, 1, 8, 8).
-        t0, t1: start and end time; t1 < t0 integrates backwards.
-        rtol, atol: relative and absolute tolerance (> 0) of the error norm in the module docstring.
-            One step size serves the whole batch: err is the RMS over all entries of x.
-        first_step: the size |h| of the first attempted step (cut to |t1 - t0|); default Hairer's
-            heuristic (one extra evaluation, see ``_initial_step``).
-        max_steps: the most steps attempted, accepted plus rejected.
-        return_trajectory: also return the state at every accepted step time.
+    Called by ``fmlearn.odeint(..., method="dopri5")``, which documents the arguments; here ``field`` is
+    already checked (its first value by the space) and ``space.step(x, dx)`` applies every increment.
+    x0 is a floating tensor of any shape, or a tuple of them.
 
-    Returns:
-        an :class:`ODESolution`: ``times`` holds t0, the accepted step times and t1 (float64, CPU), ``nfe``
-        every evaluation (1 + 6 per attempted step, + 1 for the automatic first step), and the counts of
-        accepted and rejected steps.
-
-    One host sync per step reads err for the controller (the first step's heuristic adds two).
-    Gradients flow through the accepted steps if enabled; the step sizes are not differentiated.
+    Returns a :class:`~fmlearn.stepping.Solution`: ``times`` holds t0, the accepted step times and t1
+    (float64, CPU), ``nfe`` every evaluation (1 + 6 per attempted step, + 1 for the automatic first step),
+    and the counts of accepted and rejected steps. One host sync per step reads err for the controller
+    (the first step's heuristic adds two). Gradients flow through the accepted steps if enabled; the step
+    sizes are not differentiated.
 
     Raises:
         RuntimeError: after max_steps attempted steps, or if the step size falls to the rounding
             level of t (the velocity is not finite there, or the problem is too stiff for an explicit solver).
     """
-    if not isinstance(x0, torch.Tensor):
-        raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
-    if not x0.is_floating_point():
-        raise TypeError(f"x0 must be a floating tensor, got dtype {x0.dtype}")
+    for leaf in leaves(x0):
+        if not isinstance(leaf, torch.Tensor):
+            raise TypeError(f"x0 must be a tensor (or a tuple of them), got {type(leaf).__name__}")
+        if not leaf.is_floating_point():
+            raise TypeError(f"x0 must be a floating tensor for method='dopri5', got dtype {leaf.dtype}")
     t0, t1 = check_real("t0", t0), check_real("t1", t1)
     if t0 == t1:
         raise ValueError(f"t1 must differ from t0, got t0 = t1 = {t0}")
@@ -127,12 +133,13 @@ def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1:
         first_step = check_real("first_step", first_step, positive=True)
     check_positive_int("max_steps", max_steps)
 
+    step = space.step
     direction, span = math.copysign(1.0, t1 - t0), abs(t1 - t0)
     min_step = 8 * math.ulp(max(abs(t0), abs(t1)))
-    k1 = check_velocity_output(velocity(x0, t0), x0)
+    k1 = field(x0, t0)
     nfe = 1
     if first_step is None:
-        h_abs = _initial_step(velocity, x0, t0, k1, direction, span, rtol, atol)
+        h_abs = _initial_step(field, step, x0, t0, k1, direction, span, rtol, atol)
         nfe += 1
     else:
         h_abs = first_step
@@ -141,18 +148,18 @@ def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1:
     accepted = rejected = 0
     while t != t1:
         if accepted + rejected == max_steps:
-            raise RuntimeError(f"odeint_adaptive took max_steps={max_steps} steps ({accepted} accepted, {rejected} "
+            raise RuntimeError(f"dopri5 took max_steps={max_steps} steps ({accepted} accepted, {rejected} "
                                f"rejected) and reached t = {t}, not t1 = {t1}: loosen rtol/atol or raise max_steps")
         t_next = t1 if h_abs >= abs(t1 - t) else t + direction * h_abs
         h = t_next - t
         if abs(h) < min_step:
-            raise RuntimeError(f"odeint_adaptive: the step size fell to {abs(h):.3g} at t = {t}, the rounding level "
+            raise RuntimeError(f"dopri5: the step size fell to {abs(h):.3g} at t = {t}, the rounding level "
                                "of t: the velocity is probably not finite there, or the problem is too stiff")
-        x_new, k_last, e = _step(velocity, x, t, h, t_next, k1)
+        x_new, k_last, e = _step(field, step, x, t, h, t_next, k1)
         nfe += 6
         with torch.no_grad():
-            scale = atol + rtol * torch.maximum(x.abs(), x_new.abs())
-            err = float(_rms(e / scale))  # the one host sync of the step
+            scale = tree_map(lambda a, b: atol + rtol * torch.maximum(a.abs(), b.abs()), x, x_new)
+            err = float(_rms(_ratio(e, scale)))  # the one host sync of the step
         if err <= 1:  # False for NaN: rejected
             accepted += 1
             t, x, k1 = t_next, x_new, k_last
@@ -168,6 +175,6 @@ def odeint_adaptive(velocity: VelocityFn, x0: torch.Tensor, t0: float = 0.0, t1:
         else:
             factor = 0.2
         h_abs = abs(h) * factor
-    return ODESolution(x=x, times=torch.tensor(times, dtype=torch.float64), nfe=nfe,
-                       trajectory=torch.stack(traj) if traj is not None else None,
-                       accepted_steps=accepted, rejected_steps=rejected)
+    return Solution(x=x, times=torch.tensor(times, dtype=torch.float64), nfe=nfe,
+                    trajectory=stack_states(traj) if traj is not None else None,
+                    accepted_steps=accepted, rejected_steps=rejected)

@@ -20,7 +20,8 @@ import torch
 
 from ._checks import check_positive_int, check_real
 from .distributions import Sampleable
-from .solvers import ODESolution, sample
+from .solvers import sample
+from .stepping import Solution
 from .training import PairedData
 
 
@@ -159,9 +160,9 @@ class SinkhornCoupling:
 
 
 def _trajectory(trajectory, times) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(trajectory, ODESolution):
+    if isinstance(trajectory, Solution):
         if trajectory.trajectory is None:
-            raise ValueError("trajectory is an ODESolution without its trajectory: solve with return_trajectory=True")
+            raise ValueError("trajectory is a Solution without its trajectory: solve with return_trajectory=True")
         times = trajectory.times if times is None else times
         trajectory = trajectory.trajectory
     if not isinstance(trajectory, torch.Tensor) or trajectory.ndim < 3 or trajectory.shape[0] < 2:
@@ -183,7 +184,7 @@ def path_energy(trajectory, times=None) -> float:
         E = (1/n) sum_i sum_k h_k |v_ik|^2,   v_ik = (x_i(t_k+1) - x_i(t_k)) / h_k,   h_k = t_k+1 - t_k,
 
     the Riemann sum of E = E_x0 int |u_t(x_t)|^2 dt. With Euler steps v_ik is exactly the model's velocity at
-    (x_i(t_k), t_k). ``trajectory``: an :class:`ODESolution` (with its trajectory and times) or a tensor
+    (x_i(t_k), t_k). ``trajectory``: an :class:`~fmlearn.stepping.Solution` (with its trajectory and times) or a tensor
     (T + 1, n, *data_shape) with ``times`` (default equal steps on [0, 1]). On [0, 1],
     E = straightness + mean_i |x_i(1) - x_i(0)|^2 >= the squared displacement, with equality iff straight.
     """

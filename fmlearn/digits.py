@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_positive_int
-from .distributions import Sampleable, _generator_device
+from ._checks import check_positive_int, model_context
+from .distributions import Sampleable, generator_device
 from .metrics import energy_distance
 
 DIGITS_SHAPE = (1, 8, 8)
@@ -62,7 +62,7 @@ class Digits(Sampleable):
     def sample(self, n: int, generator: torch.Generator | None = None, device=None, return_labels: bool = False):
         """n images drawn uniformly with replacement: (n, 1, 8, 8), and their labels (n,) if asked."""
         check_positive_int("n", n)
-        dev = _generator_device(generator, device)
+        dev = generator_device(generator, device)
         images, labels = self._tensors(dev)
         idx = torch.randint(len(self), (n,), generator=generator, device=dev)
         return (images[idx], labels[idx]) if return_labels else images[idx]
@@ -146,16 +146,12 @@ class DigitClassifier(nn.Module):
             raise ValueError(f"x must be a tensor of shape (batch, 1, 8, 8), got {shape}")
         return self.net(x)
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-        """The most probable digit of each image, shape (batch,), on the CPU (eval mode)."""
-        was_training = self.training
-        self.eval()
-        dev = next(self.parameters()).device
-        out = torch.cat([self(x[i:i + batch_size].to(dev).float()).argmax(1).cpu()
-                         for i in range(0, len(x), batch_size)])
-        self.train(was_training)
-        return out
+        """The most probable digit of each image, shape (batch,), on the CPU (eval mode, no gradients)."""
+        with model_context(self):
+            dev = next(self.parameters()).device
+            return torch.cat([self(x[i:i + batch_size].to(dev).float()).argmax(1).cpu()
+                              for i in range(0, len(x), batch_size)])
 
     def accuracy(self, x: torch.Tensor, labels: torch.Tensor) -> float:
         """Fraction of images x whose predicted digit equals ``labels``."""

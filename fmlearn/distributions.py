@@ -18,7 +18,9 @@ import torch
 from ._checks import as_tensor, check_finite, check_points, check_positive_int
 
 
-def _generator_device(generator: torch.Generator | None, device) -> torch.device:
+def generator_device(generator: torch.Generator | None, device) -> torch.device:
+    """Where to draw: the generator's device (a ValueError if ``device`` names another kind), else ``device``,
+    else the CPU."""
     if generator is not None:
         gen_dev = generator.device
         if device is not None and torch.device(device).type != gen_dev.type:
@@ -62,7 +64,7 @@ class Gaussian(Sampleable):
 
     def sample(self, n, generator=None, device=None):
         check_positive_int("n", n)
-        dev = _generator_device(generator, device)
+        dev = generator_device(generator, device)
         z = torch.randn(n, self.dim, generator=generator, device=dev)
         return self.mean.to(dev) + self.std.to(dev) * z
 
@@ -154,7 +156,7 @@ class GaussianMixture(Sampleable):
 
     def sample(self, n, generator=None, device=None, return_labels: bool = False):
         check_positive_int("n", n)
-        dev = _generator_device(generator, device)
+        dev = generator_device(generator, device)
         labels = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, device=dev)
         x = self.means.to(dev)[labels] + self.stds.to(dev)[labels] * z

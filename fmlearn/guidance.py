@@ -24,7 +24,8 @@ from torch import nn
 
 from ._checks import check_positive_int, check_real, check_time
 from .models import check_labels
-from .solvers import ODESolution, sample
+from .solvers import sample
+from .stepping import Solution
 
 
 def _num_classes(model) -> int:
@@ -108,11 +109,13 @@ def guided_velocity(model: nn.Module, w: float) -> GuidedVelocity:
 
 def guided_sample(model: nn.Module, labels: torch.Tensor, w: float, shape: tuple[int, ...], *, steps: int = 20,
                   method: str = "midpoint", generator: torch.Generator | None = None,
-                  batch_size: int = 2048) -> torch.Tensor:
+                  batch_size: int = 2048) -> Solution:
     """Samples x1 of the guided flow for each label: x0 ~ N(0, I) of shape (n, *shape), integrated from
     t = 0 to 1 along u_w with ``steps`` steps of ``method`` (see :func:`fmlearn.sample`), in chunks of
-    ``batch_size``. ``labels`` has shape (n,); the result, shape (n, *shape), is on the model's device.
-    x0 is drawn on the generator's device (default the CPU) and moved to the model's.
+    ``batch_size``. ``labels`` has shape (n,). Returns the :class:`~fmlearn.stepping.Solution` of every
+    sampler: its x, shape (n, *shape), is on the model's device; nfe counts the guided field's evaluations
+    per sample (each one forward pass of the model on twice the chunk). x0 is drawn on the generator's device
+    (default the CPU) and moved to the model's.
     """
     guided = GuidedVelocity(model, w)
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
@@ -121,8 +124,7 @@ def guided_sample(model: nn.Module, labels: torch.Tensor, w: float, shape: tuple
     check_positive_int("batch_size", batch_size)
     dev = generator.device if generator is not None else torch.device("cpu")
     x0 = torch.randn(labels.shape[0], *shape, generator=generator, device=dev)
-    out: list[torch.Tensor] = []
-    for i in range(0, labels.shape[0], batch_size):
-        sol: ODESolution = sample(guided, x0[i:i + batch_size], steps=steps, method=method, y=labels[i:i + batch_size])
-        out.append(sol.x)
-    return torch.cat(out)
+    sols = [sample(guided, x0[i:i + batch_size], steps=steps, method=method, y=labels[i:i + batch_size])
+            for i in range(0, labels.shape[0], batch_size)]
+    return Solution(x=torch.cat([sol.x for sol in sols]), times=sols[0].times, nfe=sols[0].nfe,
+                    accepted_steps=sols[0].accepted_steps, rejected_steps=0)

@@ -21,8 +21,9 @@ import math
 import torch
 from torch.func import vjp, vmap
 
-from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_dtype_device
-from .solvers import odeint, time_grid
+from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_context, model_dtype_device
+from .solvers import odeint
+from .stepping import time_grid
 
 IMPLS = ("auto", "func", "loop")
 KINDS = ("rademacher", "gaussian")
@@ -171,12 +172,11 @@ def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Gene
     return v, total / probes
 
 
-@torch.no_grad()
 def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence: str = "exact", probes: int = 10,
                    generator: torch.Generator | None = None, source=None, return_x0: bool = False):
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
-    Integrates the augmented state z = [x.flatten(1), a], shape (batch, D + 1), of
+    Integrates the pair (x, a), a tuple state of shapes (batch, *data) and (batch,), of
 
         dx/dt = u_t(x),   da/dt = div u_t(x),   x(1) = x,  a(1) = 0
 
@@ -208,39 +208,28 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
     if source is not None and not (hasattr(source, "log_prob") or callable(source)):
         raise TypeError(f"source must have a log_prob method or be callable, got {type(source).__name__}")
     x = check_finite("x", _check_x(x))
-    module = model if isinstance(model, torch.nn.Module) else torch.nn.Module()  # a dummy for functions
-    dtype, device = model_dtype_device(model)
-    x = x.to(device) if device is not None else x
-    net = at_dtype(model, dtype)
-    batch, data, d = x.shape[0], x.shape[1:], x[0].numel()
-    noise = _draw_probes(x, probes, "rademacher", generator) if divergence == "hutchinson" else None
+    batch, d = x.shape[0], x[0].numel()
     impl = ["auto"]
+    with model_context(model, x) as (net, x):
+        noise = _draw_probes(x, probes, "rademacher", generator) if divergence == "hutchinson" else None
 
-    def augmented(z, t):
-        xs = z[:, :d].reshape(batch, *data)
-        if noise is None:
-            v, div, impl[0] = _exact(net, xs, t, False, impl[0])
+        def augmented(state, t):
+            if noise is None:
+                v, div, impl[0] = _exact(net, state[0], t, False, impl[0])
+            else:
+                v, div = divergence_hutchinson(net, state[0], t, probes, noise=noise)
+            return v, div.to(x.dtype)
+
+        x0, a0 = odeint(augmented, (x, x.new_zeros(batch)), times=time_grid(steps, 1.0, 0.0), method=method).x
+        if source is None:
+            log_p0 = -0.5 * (x0.reshape(batch, d) ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
         else:
-            v, div = divergence_hutchinson(net, xs, t, probes, noise=noise)
-        return torch.cat([v.reshape(batch, d), div[:, None].to(z.dtype)], dim=1)
-
-    was_training = module.training
-    module.eval()
-    try:
-        z0 = odeint(augmented, torch.cat([x.reshape(batch, d), x.new_zeros(batch, 1)], dim=1),
-                    times=time_grid(steps, 1.0, 0.0), method=method).x
-    finally:
-        module.train(was_training)
-    x0 = z0[:, :d].reshape(x.shape)
-    if source is None:
-        log_p0 = -0.5 * (x0.reshape(batch, d) ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
-    else:
-        fn = source.log_prob if hasattr(source, "log_prob") else source
-        log_p0 = fn(x0.reshape(batch, d) if getattr(source, "dim", None) == d else x0)
-        if not isinstance(log_p0, torch.Tensor) or tuple(log_p0.shape) != (batch,):
-            got = tuple(log_p0.shape) if isinstance(log_p0, torch.Tensor) else type(log_p0).__name__
-            raise ValueError(f"source log-density must return shape (batch,) = ({batch},), got {got}")
-    out = log_p0.to(x.dtype) + z0[:, d]
+            fn = source.log_prob if hasattr(source, "log_prob") else source
+            log_p0 = fn(x0.reshape(batch, d) if getattr(source, "dim", None) == d else x0)
+            if not isinstance(log_p0, torch.Tensor) or tuple(log_p0.shape) != (batch,):
+                got = tuple(log_p0.shape) if isinstance(log_p0, torch.Tensor) else type(log_p0).__name__
+                raise ValueError(f"source log-density must return shape (batch,) = ({batch},), got {got}")
+    out = log_p0.to(x.dtype) + a0
     return (out, x0) if return_x0 else out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_points, model_dtype_device
+from ._checks import check_points, model_context
 from .distributions import GaussianMixture, Sampleable
 
 
@@ -141,9 +141,8 @@ def velocity_error(model, oracle, t: float, n: int = 4000, generator: torch.Gene
     """
     x = oracle.marginal(t).sample(n, generator=generator)
     exact = oracle.velocity(x, t)
-    dtype, device = model_dtype_device(model)
-    with torch.no_grad():
-        learned = model(x.to(device=device or x.device, dtype=dtype or x.dtype), t).float().cpu()
+    with model_context(model, x) as (net, x_model):
+        learned = net(x_model, t).float().cpu()
     diff = learned - exact
     return float(diff.norm() / exact.norm()), float(diff.pow(2).sum(1).mean().sqrt())
 

@@ -39,31 +39,17 @@ more reason to let g_t fade.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Union
 
 import torch
 
-from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, check_real, model_dtype_device
+from ._checks import as_tensor, check_finite, check_positive_int, check_real, model_context
 from .paths import LEVEL_MIN, AffineGaussianPath, conversion_levels
-from .solvers import _check_grid, time_grid
+from .spaces import check_space
+from .stepping import Solution, check_grid, march, time_grid
 
 #: A noise scale (or a Langevin step size): a number, or a function of t (a Python float) returning one.
 Scale = Union[float, Callable[[float], float]]
-
-
-@dataclass
-class SDESolution:
-    """What :func:`sde_sample` returns.
-
-    x: the final state, shape of x0. times: float64 CPU tensor (n,), the grid.
-    nfe: velocity evaluations (predictor and corrector). trajectory: (n, *x.shape) if asked for.
-    """
-
-    x: torch.Tensor
-    times: torch.Tensor
-    nfe: int
-    trajectory: torch.Tensor | None = None
 
 
 def _scale_at(name: str, value: Scale, t: float, positive: bool = False) -> float:
@@ -133,7 +119,7 @@ def _times(steps, times) -> torch.Tensor:
         raise ValueError("give exactly one of steps (equal steps on [0, 1]) or times (an increasing grid in [0, 1])")
     if times is None:
         return time_grid(check_positive_int("steps", steps))
-    times = _check_grid(times)
+    times = check_grid(times)
     if not (times[1] > times[0] and times[0] >= 0 and times[-1] <= 1):
         raise ValueError(f"times must increase within [0, 1], got {times[0].item()} to {times[-1].item()}")
     return times
@@ -153,10 +139,9 @@ def _no_score_message(path: AffineGaussianPath, t: float, gt: float, level: floa
             f"give from the velocity there (beta_t D_t = {level:.3g} <= {LEVEL_MIN:g}): {why}")
 
 
-@torch.no_grad()
 def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: int | None = None, times=None,
                g: Scale = 1.0, generator: torch.Generator | None = None, corrector_steps: int = 0,
-               corrector_eps: Scale = 0.01, return_trajectory: bool = False, **cond) -> SDESolution:
+               corrector_eps: Scale = 0.01, space=None, return_trajectory: bool = False, **cond) -> Solution:
     """Euler-Maruyama for dX = [u + (g_t^2 / 2) s] dt + g_t dW from times[0] to times[-1].
 
     velocity: a model or function called as velocity(x, t, **cond) with t a Python float; a model runs in
@@ -170,7 +155,10 @@ def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: i
         p_t after each predictor step, size corrector_eps (a number or function of t, > 0); none after a
         step that ends where the score cannot be had from the velocity (beta_t D_t <= LEVEL_MIN: t = 1 for
         CondOT, cosine, Polynomial).
-    Returns an :class:`SDESolution` (x of shape and dtype of x0, trajectory (len(times), *x0.shape) if asked for).
+    space: applies the drift's and the noise's increments, one after the other (default Euclidean: x + dx).
+    Runs on the time loop of every solver (:func:`fmlearn.stepping.march`) and returns its
+    :class:`~fmlearn.stepping.Solution` (x of shape and dtype of x0, trajectory (len(times), *x0.shape)
+    if asked for; nfe counts predictor and corrector evaluations).
 
     Raises ValueError (naming g and t) when g_t > 0 at a step that starts where the score cannot be had from
     the velocity: t = 0 for Polynomial with n > 1 (start later, or let g vanish there).
@@ -190,41 +178,33 @@ def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: i
     for name, value in (("g", g), ("corrector_eps", corrector_eps)):
         if not callable(value):
             _scale_at(name, value, 0.0, positive=name == "corrector_eps")
-    grid = _times(steps, times).tolist()
-    levels = conversion_levels(path.schedule, torch.tensor(grid, dtype=torch.float64))["beta_t D_t"].tolist()
-    x = check_finite("x0", as_tensor("x0", x0))
-    dtype, device = model_dtype_device(velocity)
-    x = x.to(device) if device is not None else x
-    net = at_dtype(velocity, dtype)
-    is_module = isinstance(velocity, torch.nn.Module)
-    if is_module:
-        was_training = velocity.training
-        velocity.eval()
-    try:
-        traj, nfe = [x] if return_trajectory else None, 0
-        for i, (t, t_next) in enumerate(zip(grid[:-1], grid[1:])):
+    space = check_space(space)
+    grid = _times(steps, times)
+    levels = dict(zip(grid.tolist(), conversion_levels(path.schedule, grid)["beta_t D_t"].tolist()))
+    evaluations = [0]
+
+    with model_context(velocity, check_finite("x0", as_tensor("x0", x0))) as (net, x):
+        def advance(x, t, t_next):
             h, gt = t_next - t, _scale_at("g", g, t)
-            if gt > 0 and not levels[i] > LEVEL_MIN:
-                raise ValueError(_no_score_message(path, t, gt, levels[i]))
+            if gt > 0 and not levels[t] > LEVEL_MIN:
+                raise ValueError(_no_score_message(path, t, gt, levels[t]))
             u = net(x, t, **cond)
             drift = u if gt == 0 else u + (0.5 * gt**2) * path.score_from_velocity(u, x, t)
-            x = x + h * drift
+            x = space.step(x, h * drift)
             if gt > 0:
-                x = x + (gt * math.sqrt(h)) * _randn(x, generator)
-            nfe += 1
-            if corrector_steps and levels[i + 1] > LEVEL_MIN:
+                x = space.step(x, (gt * math.sqrt(h)) * _randn(x, generator))
+            evaluations[0] += 1
+            if corrector_steps and levels[t_next] > LEVEL_MIN:
                 eps = _scale_at("corrector_eps", corrector_eps, t_next, positive=True)
 
-                def score(y, t_next=t_next):
+                def score(y):
                     return path.score_from_velocity(net(y, t_next, **cond), y, t_next)
 
                 for _ in range(corrector_steps):
                     x = langevin_step(score, x, eps, generator)
-                nfe += corrector_steps
-            if traj is not None:
-                traj.append(x)
-    finally:
-        if is_module:
-            velocity.train(was_training)
-    return SDESolution(x=x, times=torch.tensor(grid, dtype=torch.float64), nfe=nfe,
-                       trajectory=torch.stack(traj) if traj is not None else None)
+                evaluations[0] += corrector_steps
+            return x
+
+        x, traj = march(advance, x, grid, return_trajectory=return_trajectory)
+    return Solution(x=x, times=grid, nfe=evaluations[0], trajectory=traj, accepted_steps=len(grid) - 1,
+                    rejected_steps=0)

@@ -10,7 +10,7 @@ import math
 import torch
 
 from ._checks import check_positive_int
-from .distributions import Sampleable, _generator_device
+from .distributions import Sampleable, generator_device
 
 
 class _Toy(Sampleable):
@@ -23,7 +23,7 @@ class _Toy(Sampleable):
 
     def sample(self, n, generator=None, device=None):
         check_positive_int("n", n)
-        dev = _generator_device(generator, device)
+        dev = generator_device(generator, device)
         x = self._clean(n, generator, dev)
         return x + self.noise * torch.randn(x.shape, generator=generator, device=dev)
 

@@ -85,7 +85,8 @@ def test_guided_sample_matches_a_hand_written_euler_loop():
         for k in range(steps):
             t = k / steps
             x = x + (1 / steps) * ((1 + w) * model(x, t, y=labels) - w * model(x, t, y=None))
-    torch.testing.assert_close(got, x, rtol=1e-5, atol=1e-5)
+    assert isinstance(got, fm.Solution) and got.nfe == steps and len(got.times) == steps + 1
+    torch.testing.assert_close(got.x, x, rtol=1e-5, atol=1e-5)
 
 
 def test_mixture_oracle_unconditional_is_the_posterior_average():
@@ -107,7 +108,7 @@ def test_guided_field_of_exact_fields_tilts_towards_the_asked_mode():
     labels = torch.zeros(2000, dtype=torch.long)
     frac = []
     for w in (0.0, 2.0):
-        x = guided_sample(oracle, labels, w, (2,), steps=40, generator=torch.Generator().manual_seed(0))
+        x = guided_sample(oracle, labels, w, (2,), steps=40, generator=torch.Generator().manual_seed(0)).x
         frac.append(float((mix.responsibilities(x).argmax(1) == 0).double().mean()))
     x0 = mix.means[0] + torch.randn(20000, 2, generator=torch.Generator().manual_seed(1))
     want = float((mix.responsibilities(x0).argmax(1) == 0).double().mean())

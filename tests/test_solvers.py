@@ -8,8 +8,14 @@ from scipy.integrate import solve_ivp
 from torch import nn
 
 import fmlearn
-from fmlearn import MLP, odeint, odeint_adaptive, sample, time_grid
+from fmlearn import MLP, odeint, sample, time_grid
 from fmlearn import adaptive
+from fmlearn.spaces import EUCLIDEAN
+
+
+def dopri5(velocity, x0, t0=0.0, t1=1.0, **kwargs):
+    """odeint's adaptive method from t0 to t1, as these tests call it."""
+    return odeint(velocity, x0, method="dopri5", times=[t0, t1], **kwargs)
 
 A = torch.tensor([[-0.5, -2.0], [2.0, -0.5]], dtype=torch.float64)  # rotation at angular speed 2, decay 0.5
 X0 = torch.tensor([[1.0, 0.0], [0.3, -0.7], [-1.2, 0.4]], dtype=torch.float64)
@@ -176,7 +182,7 @@ def test_gradients_flow():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(method="heum", steps=4), "method must be one of"),
-    (dict(method="dopri5", steps=4), "adaptive dopri5 is odeint_adaptive"),
+    (dict(method="dopri5", steps=4), "method='dopri5' chooses its own steps"),
     (dict(steps=0), "steps"),
     (dict(steps=-2), "steps"),
     (dict(steps=4, times=[0.0, 1.0]), "exactly one of steps"),
@@ -357,7 +363,7 @@ def test_dopri5_local_error_orders():
     t, hs = 0.3, [0.4, 0.2, 0.1, 0.05]
     local, estimate = [], []
     for h in hs:
-        x_new, k_last, e = adaptive._step(u, x0, t, h, t + h, u(x0, t))
+        x_new, k_last, e = adaptive._step(u, EUCLIDEAN.step, x0, t, h, t + h, u(x0, t))
         torch.testing.assert_close(k_last, u(x_new, t + h), rtol=1e-15, atol=0)
         local.append(abs(float(x_new) - math.exp(math.sin(t + h) - math.sin(t))))
         estimate.append(abs(float(e)))
@@ -408,7 +414,7 @@ def test_adaptive_steps_vs_the_algorithm_by_hand(first_step, tol):
     """The accepted times, the number of rejections and the end point agree with the documented algorithm written
     out in numpy (Van der Pol over [0, 2], a given first step; the first, too large, is rejected)."""
     x_ref, times_ref, rejected_ref = _dopri5_by_hand(_vdp_numpy, VDP_X0.numpy(), 0.0, 2.0, first_step, tol, tol)
-    sol = odeint_adaptive(van_der_pol, VDP_X0, 0.0, 2.0, rtol=tol, atol=tol, first_step=first_step)
+    sol = dopri5(van_der_pol, VDP_X0, 0.0, 2.0, rtol=tol, atol=tol, first_step=first_step)
     assert sol.rejected_steps == rejected_ref and (rejected_ref > 0 or first_step != 0.5)
     # err divides a difference of nearly equal numbers by the tolerance, so roundoff shows at the 1e-12 level
     np.testing.assert_allclose(sol.times.numpy(), times_ref, rtol=1e-9, atol=0)
@@ -437,7 +443,7 @@ def test_initial_step_vs_hairers_heuristic_by_hand(case):
         return torch.from_numpy(f(x.numpy(), t))
 
     x0_t = torch.from_numpy(x0)
-    got = adaptive._initial_step(u, x0_t, 0.0, u(x0_t, 0.0), 1.0, 1.0, rtol, atol)
+    got = adaptive._initial_step(u, EUCLIDEAN.step, x0_t, 0.0, u(x0_t, 0.0), 1.0, 1.0, rtol, atol)
     assert got == pytest.approx(min(100 * h0, h1), rel=1e-12)
 
 
@@ -449,7 +455,7 @@ def test_adaptive_vs_scipy_van_der_pol():
                               method="DOP853", rtol=1e-10, atol=1e-12).y[:, -1] for y0 in VDP_X0.numpy()])
     errs, steps = [], []
     for tol in (1e-3, 1e-5, 1e-7):
-        sol = odeint_adaptive(van_der_pol, VDP_X0, 0.0, 3.0, rtol=tol, atol=tol)
+        sol = dopri5(van_der_pol, VDP_X0, 0.0, 3.0, rtol=tol, atol=tol)
         errs.append(np.abs(sol.x.numpy() - ref).max())
         steps.append(sol.accepted_steps)
         assert errs[-1] < 30 * tol, (tol, errs)
@@ -460,7 +466,7 @@ def test_adaptive_vs_scipy_van_der_pol():
 def test_adaptive_linear_vs_matrix_exp():
     """dx/dt = A x at rtol = atol = 1e-8 vs expm(A) x0: the end point and every trajectory row (at its accepted
     time) within 1e-7."""
-    sol = odeint_adaptive(linear, X0, rtol=1e-8, atol=1e-8, return_trajectory=True)
+    sol = dopri5(linear, X0, rtol=1e-8, atol=1e-8, return_trajectory=True)
     torch.testing.assert_close(sol.x, exact(X0, 1.0), rtol=0, atol=1e-7)
     assert sol.trajectory.shape == (len(sol.times), *X0.shape) and torch.equal(sol.trajectory[-1], sol.x)
     for t, row in zip(sol.times.tolist(), sol.trajectory):
@@ -472,7 +478,7 @@ def test_adaptive_tighter_rtol_more_steps_smaller_error():
     decreases, each error below 10 x rtol."""
     errs, steps = [], []
     for rtol in (1e-3, 1e-5, 1e-7):
-        sol = odeint_adaptive(linear, X0, rtol=rtol, atol=1e-12)
+        sol = dopri5(linear, X0, rtol=rtol, atol=1e-12)
         errs.append(float((sol.x - exact(X0, 1.0)).abs().max()))
         steps.append(sol.accepted_steps)
         assert errs[-1] < 10 * rtol, (rtol, errs)
@@ -491,7 +497,7 @@ def test_adaptive_nfe_counts_evaluations(first_step, rtol):
         calls.append(t)
         return van_der_pol(x, t)
 
-    sol = odeint_adaptive(counted, VDP_X0, 0.0, 2.0, rtol=rtol, atol=rtol, first_step=first_step)
+    sol = dopri5(counted, VDP_X0, 0.0, 2.0, rtol=rtol, atol=rtol, first_step=first_step)
     assert sol.nfe == len(calls) == 1 + (first_step is None) + 6 * (sol.accepted_steps + sol.rejected_steps)
     assert sol.accepted_steps == len(sol.times) - 1
     if first_step is not None:
@@ -504,7 +510,7 @@ def test_adaptive_stays_inside_the_interval(t0, t1):
     """On an interval shorter than the heuristic's trial step 0.01 d0 / d1, the velocity is still only evaluated at
     times between t0 and t1 (a velocity field may be undefined beyond [0, 1]); the result vs expm((t1 - t0) A) x0."""
     seen = []
-    sol = odeint_adaptive(lambda x, t: (seen.append(t), linear(x, t))[1], X0, t0, t1)
+    sol = dopri5(lambda x, t: (seen.append(t), linear(x, t))[1], X0, t0, t1)
     assert min(t0, t1) <= min(seen) and max(seen) <= max(t0, t1)
     torch.testing.assert_close(sol.x, exact(X0, t1 - t0), rtol=0, atol=1e-9)
 
@@ -512,7 +518,7 @@ def test_adaptive_stays_inside_the_interval(t0, t1):
 def test_adaptive_times():
     """times: float64 on the CPU, strictly increasing from exactly t0 to exactly t1; a given first step that is
     accepted is the first step taken."""
-    sol = odeint_adaptive(linear, X0, 0.1, 1.7, rtol=1e-4, atol=1e-4, first_step=0.01)
+    sol = dopri5(linear, X0, 0.1, 1.7, rtol=1e-4, atol=1e-4, first_step=0.01)
     assert sol.times.dtype == torch.float64 and sol.times.device.type == "cpu"
     assert float(sol.times[0]) == 0.1 and float(sol.times[-1]) == 1.7
     assert bool((sol.times.diff() > 0).all())
@@ -524,7 +530,7 @@ def test_adaptive_first_step_beyond_the_interval():
     """A constant velocity is integrated exactly in one step; a first step of 5 is cut to the interval [0, 1]:
     x0 + c, times [0, 1], nfe 1 + 6, nothing rejected."""
     c = torch.tensor([[0.5, -2.0]], dtype=torch.float64)
-    sol = odeint_adaptive(lambda x, t: c.expand_as(x), X0, first_step=5.0)
+    sol = dopri5(lambda x, t: c.expand_as(x), X0, first_step=5.0)
     torch.testing.assert_close(sol.x, X0 + c, rtol=1e-15, atol=1e-15)
     assert sol.times.tolist() == [0.0, 1.0] and sol.nfe == 7 and sol.rejected_steps == 0
 
@@ -533,10 +539,10 @@ def test_adaptive_backwards_inverts_forwards():
     """Integrating Van der Pol 1 -> 0 after 0 -> 1 returns x0 (rtol = atol = 1e-9; within 1e-6, as the backward flow
     expands what the forward flow contracted); on dx/dt = A x the backward solve alone matches expm(-A) applied to
     its start, and its times decrease from 1 to 0."""
-    fwd = odeint_adaptive(van_der_pol, VDP_X0, 0.0, 1.0, rtol=1e-9, atol=1e-9).x
-    back = odeint_adaptive(van_der_pol, fwd, 1.0, 0.0, rtol=1e-9, atol=1e-9).x
+    fwd = dopri5(van_der_pol, VDP_X0, 0.0, 1.0, rtol=1e-9, atol=1e-9).x
+    back = dopri5(van_der_pol, fwd, 1.0, 0.0, rtol=1e-9, atol=1e-9).x
     torch.testing.assert_close(back, VDP_X0, rtol=0, atol=1e-6)
-    sol = odeint_adaptive(linear, X0, 1.0, 0.0, rtol=1e-9, atol=1e-9)
+    sol = dopri5(linear, X0, 1.0, 0.0, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(sol.x, exact(X0, -1.0), rtol=0, atol=1e-7)
     assert float(sol.times[0]) == 1.0 and float(sol.times[-1]) == 0.0 and bool((sol.times.diff() < 0).all())
 
@@ -547,17 +553,17 @@ def test_adaptive_any_shape():
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(3, 1, 8, 8, generator=g, dtype=torch.float64)
     w = torch.randn(1, 8, 8, generator=g, dtype=torch.float64)
-    sol = odeint_adaptive(lambda x, t: math.cos(t) * w * x, x0, rtol=1e-7, atol=1e-9)
+    sol = dopri5(lambda x, t: math.cos(t) * w * x, x0, rtol=1e-7, atol=1e-9)
     assert sol.x.shape == x0.shape
     torch.testing.assert_close(sol.x, x0 * torch.exp(w * math.sin(1.0)), rtol=1e-5, atol=1e-7)
-    flat = odeint_adaptive(lambda x, t: math.cos(t) * w.reshape(1, 64) * x, x0.reshape(3, 64), rtol=1e-7, atol=1e-9)
+    flat = dopri5(lambda x, t: math.cos(t) * w.reshape(1, 64) * x, x0.reshape(3, 64), rtol=1e-7, atol=1e-9)
     assert flat.times.tolist() == pytest.approx(sol.times.tolist(), rel=1e-12)
     torch.testing.assert_close(flat.x.reshape(x0.shape), sol.x)
 
 
 def test_adaptive_float32():
     """float32 data at rtol = atol = 1e-5 vs expm(A) x0 in float64: the result stays float32, error < 1e-4."""
-    sol = odeint_adaptive(lambda x, t: x @ A.T.float(), X0.float(), rtol=1e-5, atol=1e-5)
+    sol = dopri5(lambda x, t: x @ A.T.float(), X0.float(), rtol=1e-5, atol=1e-5)
     assert sol.x.dtype == torch.float32
     torch.testing.assert_close(sol.x.double(), exact(X0, 1.0), rtol=0, atol=1e-4)
 
@@ -565,7 +571,7 @@ def test_adaptive_float32():
 def test_adaptive_gradients_flow():
     """Gradients through odeint_adaptive vs d x(1) / d x0 = expm(A) (rtol = atol = 1e-9)."""
     x0 = X0.clone().requires_grad_(True)
-    x1 = odeint_adaptive(linear, x0, rtol=1e-9, atol=1e-9).x
+    x1 = dopri5(linear, x0, rtol=1e-9, atol=1e-9).x
     (g,) = torch.autograd.grad(x1[:, 0].sum(), x0)
     torch.testing.assert_close(g, torch.linalg.matrix_exp(A)[0].expand_as(g), rtol=0, atol=1e-7)
 
@@ -573,7 +579,7 @@ def test_adaptive_gradients_flow():
 def test_adaptive_max_steps_exceeded():
     """A tolerance that needs more than max_steps steps raises RuntimeError naming max_steps."""
     with pytest.raises(RuntimeError, match=r"max_steps=3 steps \(3 accepted, 0 rejected\)"):
-        odeint_adaptive(linear, X0, rtol=1e-10, atol=1e-10, first_step=1e-3, max_steps=3)
+        dopri5(linear, X0, rtol=1e-10, atol=1e-10, first_step=1e-3, max_steps=3)
 
 
 def test_adaptive_nonfinite_velocity():
@@ -583,7 +589,7 @@ def test_adaptive_nonfinite_velocity():
         return x * float("nan") if t > 0.5 else -x
 
     with pytest.raises(RuntimeError, match="not finite"):
-        odeint_adaptive(u, X0)
+        dopri5(u, X0)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -593,8 +599,8 @@ def test_adaptive_nonfinite_velocity():
     (dict(atol=0.0), ValueError, "atol must be a positive finite number"),
     (dict(atol=-1e-6), ValueError, "atol must be a positive finite number"),
     (dict(atol=float("nan")), ValueError, "atol must be a positive finite number"),
-    (dict(t0=0.5, t1=0.5), ValueError, "t1 must differ from t0, got t0 = t1 = 0.5"),
-    (dict(t1=float("inf")), ValueError, "t1 must be a finite number"),
+    (dict(t0=0.5, t1=0.5), ValueError, "times must be strictly increasing or strictly decreasing"),
+    (dict(t1=float("inf")), ValueError, "times must be finite"),
     (dict(first_step=0.0), ValueError, "first_step must be a positive finite number"),
     (dict(first_step=-0.1), ValueError, "first_step must be a positive finite number"),
     (dict(max_steps=0), ValueError, "max_steps"),
@@ -606,7 +612,7 @@ def test_adaptive_bad_input(kwargs, exc, match):
     """Tolerances <= 0 or NaN, t0 == t1, a first step <= 0, max_steps < 1, a non-tensor x0: errors naming them."""
     x0 = kwargs.pop("x0", X0)
     with pytest.raises(exc, match=match):
-        odeint_adaptive(linear, x0, **kwargs)
+        dopri5(linear, x0, **kwargs)
 
 
 def test_sample_dopri5_equals_odeint_adaptive():
@@ -617,7 +623,7 @@ def test_sample_dopri5_equals_odeint_adaptive():
     x0 = torch.randn(10, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     model.eval()
     with torch.no_grad():
-        ref = odeint_adaptive(model, x0, 0.0, 1.0, rtol=1e-7, atol=1e-8)
+        ref = dopri5(model, x0, 0.0, 1.0, rtol=1e-7, atol=1e-8)
     model.train()
     got = sample(model, x0, method="dopri5", rtol=1e-7, atol=1e-8, return_trajectory=True)
     assert model.training
@@ -630,8 +636,8 @@ def test_sample_dopri5_equals_odeint_adaptive():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(method="dopri5", steps=10), "method='dopri5' chooses its own steps"),
-    (dict(method="dopri5", times=[0.0, 1.0]), "method='dopri5' chooses its own steps"),
-    (dict(method="rk4", rtol=1e-3), "rtol and atol set the error control of method='dopri5', not of method='rk4'"),
+    (dict(method="dopri5", times=[0.0, 0.5, 1.0]), r"times of method='dopri5' must be \(t0, t1\)"),
+    (dict(method="rk4", rtol=1e-3), "rtol, atol and first_step control method='dopri5', not method='rk4'"),
     (dict(method="rk45"), r"method must be one of \['euler', 'heun', 'midpoint', 'rk4', 'dopri5'\], got 'rk45'"),
 ])
 def test_sample_bad_method_arguments(kwargs, match):
@@ -641,6 +647,6 @@ def test_sample_bad_method_arguments(kwargs, match):
 
 
 def test_exported_names():
-    """The solver names are re-exported at the package top level and odeint_adaptive from fmlearn.solvers."""
-    assert fmlearn.odeint_adaptive is odeint_adaptive is fmlearn.solvers.odeint_adaptive is adaptive.odeint_adaptive
+    """The solver names are re-exported at the package top level; the adaptive method has no second entry point."""
+    assert not hasattr(fmlearn, "odeint_adaptive") and fmlearn.odeint is fmlearn.solvers.odeint
     assert fmlearn.time_grid is time_grid and fmlearn.sample is sample
