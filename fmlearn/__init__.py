@@ -15,11 +15,19 @@ spaces        where a state lives: how an increment is applied (x + dx in R^d), 
 adaptive      the adaptive Dormand-Prince 5(4) method with error control
 solvers       one entry point, odeint(method=...), fixed-step and adaptive; sampling a velocity model
 sde           SDE samplers with the flow's marginals (Euler-Maruyama), Langevin corrector
-couplings     minibatch OT couplings (exact, Sinkhorn), straightness, path energy, reflow pairs
+couplings     minibatch OT couplings (exact, Sinkhorn) under a space's cost, the one exact assignment solver,
+              straightness, path energy, reflow pairs
 guidance      classifier-free guidance: the guided velocity, guided sampling, an exact conditional oracle
 digits        scikit-learn's 8x8 digits (split, labelled sampler), a digits classifier, per-class distances
-metrics       energy distance and its floor, mode fractions
+metrics       energy distance and exact W2 (under a space's distance) with their floors, mode fractions
 plotting      the course's figures
+widgets       the interactive path explorer (a static grid without a kernel)
+
+Part II, in namespaces that plug into the same core (stepping, spaces, solvers):
+
+discrete      token spaces: Categorical, whose solver step is a CTMC jump
+manifolds     manifolds as spaces: Sphere (projection, exp and log maps, distances)
+generators    generator matching (empty for now)
 """
 
 import os as _os
@@ -33,8 +41,8 @@ if not _TORCH_WAS_LOADED:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .config import budget, describe, get_device, is_quick, seed_everything, show_progress, threads_note  # noqa: E402
-from .couplings import (OTCoupling, SinkhornCoupling, ot_plan_exact, path_energy, reflow_pairs, sinkhorn_plan,
-                        squared_distances, straightness)
+from .couplings import (OTCoupling, SinkhornCoupling, optimal_assignment, ot_plan_exact, path_energy, reflow_pairs,
+                        sinkhorn_plan, squared_distances, straightness)
 from .digits import DigitClassifier, Digits, class_energy_distances, load_digits, train_classifier
 from .distributions import Gaussian, GaussianMixture, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
@@ -61,8 +69,8 @@ __version__ = "0.1.0"
 # models or training, a notebook often uses for its own variables). Grouped as imported.
 __all__ = [
     "budget", "describe", "get_device", "is_quick", "seed_everything", "show_progress", "threads_note",
-    "OTCoupling", "SinkhornCoupling", "ot_plan_exact", "path_energy", "reflow_pairs", "sinkhorn_plan",
-    "squared_distances", "straightness",
+    "OTCoupling", "SinkhornCoupling", "optimal_assignment", "ot_plan_exact", "path_energy", "reflow_pairs",
+    "sinkhorn_plan", "squared_distances", "straightness",
     "DigitClassifier", "Digits", "class_energy_distances", "load_digits", "train_classifier",
     "Gaussian", "GaussianMixture", "Sampleable",
     "bits_per_dim", "divergence_exact", "divergence_hutchinson", "log_likelihood",

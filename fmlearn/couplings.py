@@ -10,6 +10,10 @@ coupling re-pairs each batch so that the total squared distance is smallest:
 
 the second solved by Sinkhorn's iterations in the log domain. Both are callables ``f(x0, x1) -> x0``
 for ``fmlearn.train(..., coupling=f)``. Data of any shape (batch, *data_shape) are flattened for the cost.
+The cost is the squared distance of a space (:mod:`fmlearn.spaces`): Euclidean by default, e.g. the
+great-circle distance of :class:`fmlearn.manifolds.Sphere` for points on the sphere.
+:func:`optimal_assignment` is the package's one exact solver of the assignment problem (the exact
+coupling here, the exact W2 of :mod:`fmlearn.metrics`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from ._checks import check_positive_int, check_real
 from .distributions import Sampleable
 from .solvers import sample
+from .spaces import check_metric_space
 from .stepping import Solution
 from .training import PairedData
 
@@ -41,27 +46,44 @@ def _flat_pair(x0, x1, equal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return x0.detach().flatten(1).to(dtype), x1.detach().flatten(1).to(x0.device, dtype)
 
 
-def squared_distances(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """The cost matrix C_ij = |x0_i - x1_j|^2 (flattened data), shape (n, m), clamped at 0 against rounding."""
+def squared_distances(x0: torch.Tensor, x1: torch.Tensor, space=None) -> torch.Tensor:
+    """The cost matrix C_ij = d(x0_i, x1_j)^2 (flattened data), shape (n, m).
+
+    Euclidean (``space=None``, the default): |x0_i|^2 + |x1_j|^2 - 2 <x0_i, x1_j>, one matrix product (fast on
+    a GPU), clamped at 0 against rounding. Another space: its pairwise distances ``space.cdist`` squared.
+    """
     a, b = _flat_pair(x0, x1, equal=False)
+    if space is not None:
+        return check_metric_space(space).cdist(a, b).pow(2)
     return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T).clamp_min(0)
 
 
-def ot_plan_exact(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+def optimal_assignment(cost: torch.Tensor) -> torch.Tensor:
+    """The permutation that minimises sum_i cost[i, sigma(i)] for a square cost matrix (n, n), as a long CPU
+    tensor ``sigma`` of shape (n,): row i goes to column sigma[i]. Exact (scipy's ``linear_sum_assignment``,
+    the Hungarian method's successor, O(n^3), on the CPU in float64: one host sync)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not isinstance(cost, torch.Tensor) or cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
+        got = tuple(cost.shape) if isinstance(cost, torch.Tensor) else type(cost).__name__
+        raise ValueError(f"cost must be a square matrix (n, n), got {got}")
+    cost = cost.detach().double().cpu()
+    if not bool(torch.isfinite(cost).all()):
+        raise ValueError("cost must be finite (the points' distances hold NaN or inf)")
+    _, cols = linear_sum_assignment(cost.numpy())
+    return torch.as_tensor(cols, dtype=torch.long)
+
+
+def ot_plan_exact(x0: torch.Tensor, x1: torch.Tensor, space=None) -> torch.Tensor:
     """The optimal permutation between two equal batches x0, x1 of shape (n, *data_shape).
 
     Returns ``perm``, a long tensor of shape (n,) on x0's device, such that the pairs (x0[perm[j]], x1[j])
-    minimise (1/n) sum_j |x0_perm(j) - x1_j|^2 over all permutations (scipy's ``linear_sum_assignment``,
-    O(n^3), on the CPU in float64: one host sync). As a plan, P[perm[j], j] = 1/n.
+    minimise (1/n) sum_j d(x0_perm(j), x1_j)^2 over all permutations (:func:`optimal_assignment` of
+    :func:`squared_distances` in ``space``, Euclidean by default). As a plan, P[perm[j], j] = 1/n.
     """
-    from scipy.optimize import linear_sum_assignment
-
     a, b = _flat_pair(x0, x1, equal=True)
-    cost = squared_distances(b.double().cpu(), a.double().cpu())  # rows: data points j, columns: sources i
-    if not bool(torch.isfinite(cost).all()):
-        raise ValueError("x0 and x1 must be finite (their squared distances hold NaN or inf)")
-    _, cols = linear_sum_assignment(cost.numpy())
-    return torch.as_tensor(cols, dtype=torch.long).to(x0.device)
+    cost = squared_distances(b.double().cpu(), a.double().cpu(), space)  # rows: data points j, columns: sources i
+    return optimal_assignment(cost).to(x0.device)
 
 
 def _logsumexp(z: torch.Tensor, dim: int) -> torch.Tensor:
@@ -74,10 +96,11 @@ def _logsumexp(z: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def sinkhorn_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float, *, iters: int = 1000, tol: float | None = 1e-5,
-                  check_every: int = 25, log: bool = False) -> torch.Tensor:
+                  check_every: int = 25, log: bool = False, space=None) -> torch.Tensor:
     """The entropic OT plan between uniform weights on x0 (n, *shape) and x1 (m, *shape), shape (n, m).
 
-    Minimises <P, C> - reg H(P) over plans with row sums 1/n and column sums 1/m, C_ij = |x0_i - x1_j|^2,
+    Minimises <P, C> - reg H(P) over plans with row sums 1/n and column sums 1/m, C_ij = d(x0_i, x1_j)^2
+    (:func:`squared_distances` in ``space``, Euclidean by default),
     H(P) = -sum P_ij (log P_ij - 1). ``reg`` (> 0) is in the units of C: as reg -> 0 the plan tends to an
     exact OT plan, as reg -> inf to the independent plan 1/(nm). Sinkhorn's iterations on the dual
     potentials f (n,), g (m,) of P_ij = exp((f_i + g_j - C_ij) / reg), in the log domain so that a small
@@ -98,7 +121,7 @@ def sinkhorn_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float, *, iters: int 
         tol = check_real("tol", tol, positive=True)
     a, b = _flat_pair(x0, x1, equal=False)
     dtype = torch.promote_types(a.dtype, torch.float32)
-    cost = squared_distances(a.to(dtype), b.to(dtype))
+    cost = squared_distances(a.to(dtype), b.to(dtype), space)
     n, m = cost.shape
     k = -cost / reg  # log kernel
     f = torch.zeros(n, dtype=dtype, device=cost.device)
@@ -116,13 +139,17 @@ def sinkhorn_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float, *, iters: int 
 
 class OTCoupling:
     """The exact minibatch OT coupling: ``OTCoupling()(x0, x1)`` returns x0 re-ordered by
-    :func:`ot_plan_exact`, so (out[j], x1[j]) are optimally paired; the multiset of x0 is kept."""
+    :func:`ot_plan_exact`, so (out[j], x1[j]) are optimally paired; the multiset of x0 is kept.
+    ``space``: whose squared distance is the cost (default Euclidean)."""
+
+    def __init__(self, space=None):
+        self.space = None if space is None else check_metric_space(space)
 
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-        return x0[ot_plan_exact(x0, x1)]
+        return x0[ot_plan_exact(x0, x1, self.space)]
 
     def __repr__(self) -> str:
-        return "OTCoupling()"
+        return "OTCoupling()" if self.space is None else f"OTCoupling(space={self.space!r})"
 
 
 class SinkhornCoupling:
@@ -135,10 +162,11 @@ class SinkhornCoupling:
         iters, tol, check_every: passed to :func:`sinkhorn_plan`.
         generator: a torch.Generator for the draws, so a run is reproducible; one on the data's device
             saves a copy of an (n, m) array of uniforms per call.
+        space: whose squared distance is the cost (default Euclidean).
     """
 
     def __init__(self, reg: float, iters: int = 100, tol: float | None = None, check_every: int = 25,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, space=None):
         self.reg = check_real("reg", reg, positive=True)
         self.iters = check_positive_int("iters", iters)
         self.tol = None if tol is None else check_real("tol", tol, positive=True)
@@ -146,10 +174,11 @@ class SinkhornCoupling:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.generator = generator
+        self.space = None if space is None else check_metric_space(space)
 
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         log_p = sinkhorn_plan(x0, x1, self.reg, iters=self.iters, tol=self.tol, check_every=self.check_every,
-                              log=True)
+                              log=True, space=self.space)
         dev = self.generator.device if self.generator is not None else log_p.device
         u = torch.rand(log_p.shape, generator=self.generator, device=dev, dtype=log_p.dtype).to(log_p.device)
         gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))

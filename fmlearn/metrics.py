@@ -9,6 +9,9 @@ samples drawn from the same distribution still give a positive value, 2 E|X - X'
 on average: the *floor*. A model is as good as this measure can tell when its
 distance to true samples is within a small factor of that floor. Single values
 scatter widely around the floor (a heavy right tail), so compare averages.
+
+The two-sample distances (energy distance, exact W2) take a ``space`` (:mod:`fmlearn.spaces`) whose
+pairwise distances ``space.cdist`` they use; the default is Euclidean, |x - y| over all data dimensions.
 """
 
 from __future__ import annotations
@@ -16,21 +19,26 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_points, model_context
+from .couplings import optimal_assignment
 from .distributions import GaussianMixture, Sampleable
+from .spaces import EUCLIDEAN, check_metric_space
 
 
-def _mean_pairwise_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def _mean_pairwise_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048, space=EUCLIDEAN) -> torch.Tensor:
     total = torch.zeros((), dtype=torch.float64, device=a.device)
     for i in range(0, a.shape[0], chunk):
-        total += torch.cdist(a[i:i + chunk], b).double().sum()
+        total += space.cdist(a[i:i + chunk], b).double().sum()
     return total / (a.shape[0] * b.shape[0])
 
 
-def energy_distance(x, y) -> float:
-    """The energy distance (V-statistic) between sample sets x (n, d) and y (m, d)."""
+def energy_distance(x, y, space=None) -> float:
+    """The energy distance (V-statistic) between sample sets x (n, d) and y (m, d), with the distances of
+    ``space`` (default Euclidean)."""
+    space = check_metric_space(space)
     x = check_points("x", x).double()
     y = check_points("y", y, x.shape[1]).to(x)
-    return float(2 * _mean_pairwise_distance(x, y) - _mean_pairwise_distance(x, x) - _mean_pairwise_distance(y, y))
+    return float(2 * _mean_pairwise_distance(x, y, space=space) - _mean_pairwise_distance(x, x, space=space)
+                 - _mean_pairwise_distance(y, y, space=space))
 
 
 def energy_distance_floor(dist: Sampleable, n: int, n_ref: int = 5000,
@@ -147,23 +155,21 @@ def velocity_error(model, oracle, t: float, n: int = 4000, generator: torch.Gene
     return float(diff.norm() / exact.norm()), float(diff.pow(2).sum(1).mean().sqrt())
 
 
-def w2_distance(x, y) -> float:
+def w2_distance(x, y, space=None) -> float:
     """The exact 2-Wasserstein distance between two equal-size sample sets x, y of shape (n, *shape):
 
-        W2(x, y) = sqrt( min_sigma (1/n) sum_i |x_i - y_sigma(i)|^2 ),
+        W2(x, y) = sqrt( min_sigma (1/n) sum_i d(x_i, y_sigma(i))^2 ),
 
-    the minimum over permutations sigma, i.e. the optimal transport between the two
-    empirical measures (a linear assignment problem, solved exactly by the Hungarian
-    method in scipy's ``linear_sum_assignment``; O(n^3), fine up to a few thousand points).
-    Like the energy distance it is positive for two sets from the same distribution:
+    d the distance of ``space`` (default Euclidean, |x_i - y_j| over all data dimensions), the minimum over
+    permutations sigma, i.e. the optimal transport between the two empirical measures (a linear assignment
+    problem, solved exactly by :func:`fmlearn.couplings.optimal_assignment`; O(n^3), fine up to a few
+    thousand points). Like the energy distance it is positive for two sets from the same distribution:
     compare with :func:`w2_floor`.
     """
-    from scipy.optimize import linear_sum_assignment
-
-    x, y = _flat_pair(x, y)
-    cost = torch.cdist(x, y).pow(2).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].mean() ** 0.5)
+    x, y = _equal_sets(x, y)
+    cost = check_metric_space(space).cdist(x, y).pow(2)
+    cols = optimal_assignment(cost)
+    return float(cost.numpy()[torch.arange(len(cols)).numpy(), cols.numpy()].mean() ** 0.5)
 
 
 def w2_floor(dist: Sampleable, n: int, repeats: int = 4, generator: torch.Generator | None = None) -> float:
@@ -190,7 +196,8 @@ def w2_mode_matched(mixture: GaussianMixture, x, generator: torch.Generator | No
     return w2_distance(x, _mode_matched_reference(mixture, x, generator))
 
 
-def _flat_pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+def _equal_sets(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two sample sets of one shape (n, *data), flattened, detached, float64 on the CPU, checked finite."""
     for name, v in (("x", x), ("y", y)):
         if not isinstance(v, torch.Tensor) or v.ndim < 2 or v.shape[0] < 1:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__

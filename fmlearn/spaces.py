@@ -6,10 +6,13 @@ A space offers
     check_field(v, x)     refuse a field value that is not an increment of x (no silent broadcasting)
     proj(x, v)            v projected onto the tangent space at x
     exp(x, v), log(x, y)  the exponential map and its inverse
-    dist(x, y)            the geodesic distance, shape (batch,)
+    dist(x, y)            the geodesic distance between x_i and y_i, shape (batch,)
+    cdist(x, y)           the distances between every x_i and every y_j, shape (n, m): the cost of the
+                          two-sample metrics and of optimal transport (:mod:`fmlearn.metrics`, :mod:`fmlearn.couplings`)
 
 :class:`Euclidean` is R^d, the default of every solver: step(x, dx) = x + dx, proj(x, v) = v,
-exp(x, v) = x + v, log(x, y) = y - x, dist(x, y) = |x - y| (over all data dimensions). Its step also
+exp(x, v) = x + v, log(x, y) = y - x, dist(x, y) = |x - y| (over all data dimensions, so images are points of
+R^D, D the number of pixels), cdist = torch.cdist of the flattened points. Its step also
 adds tuple states leaf by leaf. The sphere lives in :mod:`fmlearn.manifolds`, token spaces in
 :mod:`fmlearn.discrete`.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_velocity_output
-from .stepping import leaves, tree_map
+from .stepping import tree_map
 
 
 class Euclidean:
@@ -56,6 +59,10 @@ class Euclidean:
         """|x - y| over all data dimensions, shape (batch,)."""
         return (x - y).flatten(1).norm(dim=1)
 
+    def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """|x_i - y_j| over all data dimensions, shape (n, m) (torch.cdist of the flattened points)."""
+        return torch.cdist(x.flatten(1), y.flatten(1))
+
     def __repr__(self) -> str:
         return "Euclidean()"
 
@@ -74,4 +81,14 @@ def check_space(space) -> object:
     return space
 
 
-__all__ = ["EUCLIDEAN", "Euclidean", "check_space", "leaves"]
+def check_metric_space(space) -> object:
+    """The space itself (``None``: Euclidean), refused unless it has cdist (the metrics' and transport's cost)."""
+    if space is None:
+        return EUCLIDEAN
+    if not callable(getattr(space, "cdist", None)):
+        raise TypeError(f"space must have a cdist(x, y) method, the pairwise distances (e.g. "
+                        f"fmlearn.spaces.Euclidean() or fmlearn.manifolds.Sphere()), got {type(space).__name__}")
+    return space
+
+
+__all__ = ["EUCLIDEAN", "Euclidean", "check_metric_space", "check_space"]

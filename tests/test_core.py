@@ -39,7 +39,8 @@ def test_rotation_leaves_the_sphere_without_its_step():
 def test_sphere_maps():
     """exp and log invert each other, dist is |log|, proj removes the normal part."""
     sphere, gen = Sphere(), torch.Generator().manual_seed(1)
-    x, y = (torch.nn.functional.normalize(torch.randn(16, 3, generator=gen, dtype=torch.float64), dim=1) for _ in "xy")
+    x, y = (torch.nn.functional.normalize(torch.randn(16, 3, generator=gen, dtype=torch.float64), dim=1)
+            for _ in "xy")
     v = sphere.log(x, y)
     torch.testing.assert_close(sphere.exp(x, v), y)
     torch.testing.assert_close(sphere.dist(x, y), v.norm(dim=1))

@@ -47,6 +47,10 @@ class Sphere:
         """The great-circle distance arccos <x, y>, shape (batch,)."""
         return torch.arccos(_dot(x, y).clamp(-1.0, 1.0)).squeeze(-1)
 
+    def cdist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The great-circle distances arccos <x_i, y_j>, shape (n, m)."""
+        return torch.arccos((x @ y.T).clamp(-1.0, 1.0))
+
     def step(self, x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """(x + dx) / |x + dx|: the Euclidean step projected back onto the sphere."""
         y = x + dx
