@@ -276,7 +276,8 @@ def probe(solutions, outside):
                           "signal the grader": lambda: os.kill(os.getppid(), 0),
                           "read the grader's environment": lambda: open(f"/proc/{os.getppid()}/environ").read(),
                           "connect": lambda: socket.create_connection(("127.0.0.1", 9), timeout=2),
-                          "fork": os.fork, "run a program": lambda: subprocess.run(["true"])}.items():
+                          "fork": os.fork, "run a program": lambda: subprocess.run(["true"]),
+                          "map 8 GiB": lambda: bytearray(8 << 30)}.items():
         try:
             attempt()
             seen[name] = "allowed"
@@ -300,7 +301,9 @@ def test_the_sandbox_keeps_a_submission_in_its_folder(tmp_path, monkeypatch):
     assert "FMLEARN_QUICK" in seen["env"]
     assert seen["cwd"] != str(sub.parent) and sub.name in seen["files"]
     assert not any("solution" in f for f in seen["files"])
-    assert any(line.startswith("limits: as 4294967296, cpu") for line in confinement), confinement
+    assert any(re.match(r"limits: address space \d+ \+ 4096 MB, cpu 630 s, file size 64 MB", line)
+               for line in confinement), confinement
+    assert seen["map 8 GiB"] == "MemoryError"
     if not any(line.startswith("landlock ABI") for line in confinement):
         pytest.skip(f"no Landlock here: {confinement}")
     for what in ("read the solutions", "list the course", "write outside", "read the grader's environment"):

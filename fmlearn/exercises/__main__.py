@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     g.add_argument("--full", action="store_true", help="run at the default budget, not in quick mode")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per cell (default 60)")
     g.add_argument("--notebook-timeout", type=float, default=600.0, help="seconds per submission (default 600)")
-    g.add_argument("--memory", type=int, default=4096, help="address space of a submission's process, MB")
+    g.add_argument("--memory", type=int, default=4096, help="MB of address space a submission may add to what "
+                   "Python and torch map (default 4096)")
     args = ap.parse_args(argv)
 
     if args.command == "grade":

@@ -1,8 +1,8 @@
 """What a submission's process does to itself before it runs any of the submission's code (Linux; each layer
 is skipped, and said so, where the system lacks it).
 
-- resource limits (``setrlimit``, hard and soft, so they cannot be raised again): address space, CPU seconds,
-  file size, no core files, and (for a user other than root, which the kernel exempts) the number of processes;
+- resource limits (``setrlimit``, hard and soft, so they cannot be raised again): address space (``memory_mb``
+  beyond what Python and torch map at start), CPU seconds, file size, no core files, and (for a user other than root, which the kernel exempts) the number of processes;
 - Landlock (Linux >= 5.13): files and folders can be written only inside the scratch folder, and read only in
   the Python installation, its packages, fmlearn's own folder and the system folders; no TCP (ABI >= 4); no
   signals to, and no abstract UNIX sockets of, processes outside the sandbox (ABI >= 6); it also stops
@@ -45,19 +45,29 @@ def _syscall(*args) -> int:
     return out
 
 
+def _mapped_mb() -> int:
+    """This process's address space now (torch is imported by then: a CUDA build maps gigabytes more)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) >> 10 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
 def set_limits(memory_mb: int, cpu_seconds: int, file_mb: int) -> str:
+    """Address space: what is mapped now plus ``memory_mb``; CPU seconds; largest file; no core files."""
     import resource
 
-    done = []
-    for name, value in (("RLIMIT_AS", memory_mb << 20), ("RLIMIT_CPU", cpu_seconds), ("RLIMIT_FSIZE", file_mb << 20),
-                        ("RLIMIT_CORE", 0)):
+    mapped = _mapped_mb()
+    done = [f"address space {mapped} + {memory_mb} MB", f"cpu {cpu_seconds} s", f"file size {file_mb} MB"]
+    for name, value in (("RLIMIT_AS", (mapped + memory_mb) << 20), ("RLIMIT_CPU", cpu_seconds),
+                        ("RLIMIT_FSIZE", file_mb << 20), ("RLIMIT_CORE", 0)):
         resource.setrlimit(getattr(resource, name), (value, value))
-        done.append(f"{name[7:].lower()} {value}")
     if os.geteuid() != 0:  # the kernel never counts root's processes against RLIMIT_NPROC
         mine = sum(1 for pid in os.listdir("/proc") if pid.isdigit() and _owner(pid) == os.geteuid())
         resource.setrlimit(resource.RLIMIT_NPROC, (mine + 64,) * 2)
-        done.append(f"nproc {mine + 64}")
-    return "limits: " + ", ".join(done)
+        done.append(f"processes {mine + 64}")
+    return "limits: " + ", ".join(done) + ", no core files"
 
 
 def _owner(pid: str) -> int | None:

@@ -44,7 +44,8 @@ class Limits:
     """What one submission may use.
 
     timeout: seconds for one cell (one of the submission's own cells, or one test cell with the calls it makes);
-    notebook_timeout: seconds for the whole submission; memory_mb: address space of its process;
+    notebook_timeout: seconds for the whole submission; memory_mb: address space its process may add to what
+    Python and torch map;
     file_mb: the largest file it may write; quick: run in the course's quick mode (``FMLEARN_QUICK=1``);
     start_timeout: seconds to start its process (importing torch); max_restarts: fresh processes after a crash
     or a timeout, each replaying the cells that ran before."""
