@@ -2,7 +2,8 @@
 is skipped, and said so, where the system lacks it).
 
 - resource limits (``setrlimit``, hard and soft, so they cannot be raised again): address space (``memory_mb``
-  beyond what Python and torch map at start), CPU seconds, file size, no core files, and (for a user other than root, which the kernel exempts) the number of processes;
+  beyond what Python and torch map at start), CPU seconds, file size, no core files, and (for a user other
+  than root, whom the kernel exempts) the number of processes;
 - Landlock (Linux >= 5.13): files and folders can be written only inside the scratch folder, and read only in
   the Python installation, its packages, fmlearn's own folder and the system folders; no TCP (ABI >= 4); no
   signals to, and no abstract UNIX sockets of, processes outside the sandbox (ABI >= 6); it also stops
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import sys
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446  # the same number on every architecture
 _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 38, 24, 47, 4
@@ -32,9 +34,9 @@ _SECCOMP_ARCH = {  # machine: (AUDIT_ARCH_*, clone, clone3, [fork, vfork, execve
     "x86_64": (0xC000003E, 56, 435, [57, 58, 59, 322]),
     "aarch64": (0xC00000B7, 220, 435, [221, 281]),
 }
-_SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/dev")
+_SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev")
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _syscall(*args) -> int:
@@ -150,6 +152,9 @@ def confine(scratch: str, read_roots: list[str], memory_mb: int, cpu_seconds: in
         applied.append(set_limits(memory_mb, cpu_seconds, file_mb))
     except (ImportError, OSError, ValueError) as err:
         applied.append(f"limits: not applied ({err})")
+    if _libc is None:  # the numbers below are Linux's system calls
+        applied.append(f"{sys.platform}: no Landlock, no seccomp: files outside the scratch folder are NOT protected")
+        return applied
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         applied.append("no_new_privs: not applied")
     try:
