@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .build import build
-from .grade import default_solutions, grade_submission, submission_files
+from .grade import Result, default_solutions, grade_submission, submission_files
 from .report import write_report, write_table
 from .submissions import load_exercises
 
@@ -41,7 +41,10 @@ def _grade(args) -> int:
         files = [f for path in args.submissions for f in (submission_files(path) if path.is_dir() else [path])]
         results = []
         for f in files:
-            results.append(grade_submission(f, args.solution, exercises=exercises, **limits))
+            try:
+                results.append(grade_submission(f, args.solution, exercises=exercises, **limits))
+            except Exception as err:  # noqa: BLE001 - a fault of the grader on one file: the others are graded
+                results.append(Result(str(f), None, [], 0.0, f"the grader failed on it ({type(err).__name__}: {err})"))
             print(f"graded {f} ({results[-1].seconds:.1f} s)", file=sys.stderr)
         print(write_table(results, args.out))
     sandbox = next((r.sandbox for r in results if r.sandbox), [])
