@@ -51,7 +51,7 @@ check_step(heun_step, "heun")
 from fmlearn.exercises import expect_close
 
 _x = torch.randn(3, 2, dtype=torch.float64)
-expect_close("one Heun step of u = t over [0, 1]", heun_step(lambda x, t: x * 0 + t, _x, 0.0, 1.0), _x + 0.5,
+expect_close("one Heun step of u = t over [0, 1]", heun_step(lambda x, t: x * 0 + t, _x.clone(), 0.0, 1.0), _x + 0.5,
              "Heun is the trapezoid rule for u = t: h (u(t) + u(t + h)) / 2 = 0.5")
 ### END HIDDEN TESTS
 
@@ -80,7 +80,7 @@ check_step(rk4_step, "rk4")
 from fmlearn.exercises import expect_close
 
 _x = torch.randn(3, 2, dtype=torch.float64)
-expect_close("one RK4 step of u = t^3 over [0, 1]", rk4_step(lambda x, t: x * 0 + t ** 3, _x, 0.0, 1.0), _x + 0.25,
+expect_close("one RK4 step of u = t^3 over [0, 1]", rk4_step(lambda x, t: x * 0 + t ** 3, _x.clone(), 0.0, 1.0), _x + 0.25,
              "for u = u(t) RK4 is Simpson's rule, exact for t^3: the integral is 1/4")
 ### END HIDDEN TESTS
 
