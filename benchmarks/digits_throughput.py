@@ -30,8 +30,9 @@ def sync(device: torch.device):
 def train_rate(data, device, steps, batch, amp, ema, channels, seed) -> float:
     torch.manual_seed(seed)
     model = fm.TinyUNet(num_classes=10, channels=channels)
-    res = fm.train(model, fm.AffineGaussianPath("condot"), data, steps=steps, batch_size=batch, lr=2e-3, seed=seed,
-                   device=device, conditional=True, label_dropout=0.1, ema=ema, amp=amp, progress=False)
+    res = fm.train(model, fm.CFMObjective(fm.AffineGaussianPath("condot"), data, conditional=True, label_dropout=0.1),
+                   steps=steps, batch_size=batch, lr=2e-3, seed=seed, device=device, ema=ema, amp=amp,
+                   progress=False)
     return steps * batch / res.seconds, model
 
 

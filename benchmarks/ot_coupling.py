@@ -43,8 +43,8 @@ def time_train_step(batch, steps, repeats, device):
     for r in range(repeats + 1):  # the first run warms up and is dropped
         torch.manual_seed(r)
         model = fm.MLP(2, hidden=256, depth=3)
-        run = fm.train(model, path, target, source=source, steps=steps if r else 10, batch_size=batch, seed=r,
-                       device=device, progress=False)
+        run = fm.train(model, fm.CFMObjective(path, target, source=source),
+                       steps=steps if r else 10, batch_size=batch, seed=r, device=device, progress=False)
         if r:
             times.append(run.seconds / steps)
     return statistics.median(times)

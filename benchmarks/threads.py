@@ -31,10 +31,10 @@ threads, steps, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 if threads:
     torch.set_num_threads(threads)
 target, path = fm.GaussianMixture.symmetric_2d(), fm.AffineGaussianPath("condot")
-fm.train(fm.MLP(2, hidden=256, depth=3), path, target, steps=20, batch_size=batch, progress=False, device="cpu")
+fm.train(fm.MLP(2, hidden=256, depth=3), fm.CFMObjective(path, target), steps=20, batch_size=batch, progress=False, device="cpu")
 model = fm.MLP(2, hidden=256, depth=3)
 start = time.perf_counter()
-fm.train(model, path, target, steps=steps, batch_size=batch, progress=False, device="cpu")
+fm.train(model, fm.CFMObjective(path, target), steps=steps, batch_size=batch, progress=False, device="cpu")
 print(json.dumps({"its": steps / (time.perf_counter() - start), "threads": torch.get_num_threads()}))
 """
 

@@ -29,7 +29,8 @@ def main():
     for steps in args.steps:
         fm.seed_everything(0)
         model = fm.MLP(2, hidden=96, depth=4, activation="gelu", n_freqs=2, max_freq=1.0)
-        run = fm.train(model, path, target, steps=steps, batch_size=512, lr=3e-3, seed=0, progress=False)
+        run = fm.train(model, fm.CFMObjective(path, target),
+                       steps=steps, batch_size=512, lr=3e-3, seed=0, progress=False)
         diff = log_p - fm.log_likelihood(model, x, steps=32, method="rk4").cpu().double()
         print(f"{steps:6d} {run.seconds:8.1f} {diff.mean().item():9.4f} {diff.std().item() / math.sqrt(args.n):7.4f}",
               flush=True)

@@ -41,8 +41,8 @@ def hand_loop(model, target, steps, batch, device, seed):
 def fmlearn_loop(model, target, steps, batch, device, seed, amp=None):
     path = fm.AffineGaussianPath("condot")
     start = time.perf_counter()
-    fm.train(model, path, target, steps=steps, batch_size=batch, lr=1e-3, seed=seed, device=device, amp=amp,
-             progress=False)
+    fm.train(model, fm.CFMObjective(path, target),
+             steps=steps, batch_size=batch, lr=1e-3, seed=seed, device=device, amp=amp, progress=False)
     return steps / (time.perf_counter() - start)
 
 

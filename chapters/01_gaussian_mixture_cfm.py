@@ -218,7 +218,10 @@ assert torch.allclose(loss_by_hand, loss_package, rtol=1e-5)
 # ## 4. Training
 #
 # `fm.train` repeats that loss on fresh batches with Adam and a learning rate
-# that decays along a cosine. It trains on the GPU when there is one, keeps
+# that decays along a cosine. What it minimises is an *objective*, here
+# `fm.CFMObjective(path, target)`: the CFM loss on the path, with its data;
+# the loop itself knows nothing of paths (chapter 6 trains its digits
+# classifier through the same loop, on a cross-entropy objective). It trains on the GPU when there is one, keeps
 # the loss of every step, and stops with a clear message if the loss ever
 # becomes NaN or infinite. The model is an MLP of 4 hidden layers of 96 GELU
 # units that takes $x$ and two slowly varying sinusoidal features of $t$
@@ -226,7 +229,8 @@ assert torch.allclose(loss_by_hand, loss_package, rtol=1e-5)
 # with a learning rate of $3\times10^{-3}$.
 
 # %%
-run_sqrt = fm.train(model_sqrt, path_sqrt, target, steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
+run_sqrt = fm.train(model_sqrt, fm.CFMObjective(path_sqrt, target),
+                    steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
 print(f"{TRAIN_STEPS} steps in {run_sqrt.seconds:.1f} s on {run_sqrt.device}")
 plot_loss(run_sqrt.losses, title="CFM loss, sqrt path")
 plt.show()
@@ -489,7 +493,8 @@ for name, formula in formulas.items():
 # %%
 path_ot = fm.AffineGaussianPath("condot")
 model_ot = fm.MLP(dim=2, hidden=96, depth=4, activation="gelu", n_freqs=2, max_freq=1.0)
-run_ot = fm.train(model_ot, path_ot, target, steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
+run_ot = fm.train(model_ot, fm.CFMObjective(path_ot, target),
+                  steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
 solution_ot = fm.sample(model_ot, x0, steps=EULER_STEPS, method="euler", return_trajectory=True)
 samples_ot = solution_ot.x.cpu()
 oracle_ot = fm.MixtureOracle(target, path_ot)

@@ -362,7 +362,7 @@ assert rel < fm.budget(default=0.02, quick=0.06), rel
 
 # %%
 model = fm.MLP(2, hidden=256, depth=3)
-run = fm.train(model, path, target, steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
+run = fm.train(model, fm.CFMObjective(path, target), steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
 
 t_grid = np.linspace(0.01, 0.99, 50)
 errors = np.array([fm.velocity_error(model, oracle, float(t), n=4000, generator=gen) for t in t_grid])

@@ -209,7 +209,8 @@ assert grid_errors["cosine"] < grid_errors["uniform"] < grid_errors["power 2 (de
 
 # %%
 model = fm.MLP(2, hidden=256, depth=3)
-run_uniform = fm.train(model, path, target, steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
+run_uniform = fm.train(model, fm.CFMObjective(path, target),
+                       steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
 start = x0[:300].float()
 learned = fm.sample(model, start, steps=32, method="rk4", return_trajectory=True)
 exact = fm.odeint(oracle, start, steps=32, method="rk4", return_trajectory=True)
@@ -238,8 +239,8 @@ assert endpoint_gap < 1.0, endpoint_gap
 
 # %%
 model_ln = fm.MLP(2, hidden=256, depth=3)
-run_ln = fm.train(model_ln, path, target, steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED,
-                  time_sampler=fm.logit_normal_time(0.0, 1.0))
+run_ln = fm.train(model_ln, fm.CFMObjective(path, target, time_sampler=fm.logit_normal_time(0.0, 1.0)),
+                  steps=TRAIN_STEPS, batch_size=256, lr=1e-3, seed=SEED)
 t_grid = np.linspace(0.01, 0.99, 50)
 
 

@@ -163,7 +163,7 @@ assert abs(spread[16].mean() - div_true.item()) < 4 * spread[16].std() / math.sq
 model = fm.MLP(2, hidden=96, depth=4, activation="gelu", n_freqs=2, max_freq=1.0)
 n_params = {"4 x 96 GELU": model, "3 x 256 SiLU": fm.MLP(2, hidden=256, depth=3)}
 print("parameters:", {k: sum(p.numel() for p in m.parameters()) for k, m in n_params.items()})
-run = fm.train(model, path, target, steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
+run = fm.train(model, fm.CFMObjective(path, target), steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
 print(f"trained {TRAIN_STEPS} steps in {run.seconds:.0f} s on {run.device}")
 x_data = target.sample(N_KL, generator=gen)
 log_q = fm.log_likelihood(model, x_data, steps=ODE_STEPS, method="rk4").cpu().double()

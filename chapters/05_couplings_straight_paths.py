@@ -255,7 +255,7 @@ assert big_costs["exact OT"] < big_costs["Sinkhorn"] < 0.5 * big_costs["independ
 #
 # Two velocity networks, trained the same way on the same data: one on
 # independent pairs, one on exact minibatch-OT pairs of batches of 256. The
-# coupling is one argument of `fm.train`. (The first is what Liu et al. 2022
+# coupling is one argument of the objective, `fm.CFMObjective(..., coupling=...)`. (The first is what Liu et al. 2022
 # call a *rectified flow*: section 5 says what that name covers, and how it
 # differs from *reflow*.)
 
@@ -267,8 +267,8 @@ def new_model():
 
 def fit(coupling=None, steps=TRAIN_STEPS):
     model = new_model()
-    run = fm.train(model, path, target, source=source, steps=steps, batch_size=256, lr=2e-3, seed=SEED,
-                   coupling=coupling)
+    run = fm.train(model, fm.CFMObjective(path, target, source=source, coupling=coupling),
+                   steps=steps, batch_size=256, lr=2e-3, seed=SEED)
     return model, run
 
 
@@ -498,7 +498,8 @@ assert torch.allclose(one_step, d, atol=1e-4) and abs(lhs - rhs) < 1e-5 * lhs
 # %%
 pairs = fm.reflow_pairs(model_ind, N_PAIRS, source, steps=16, method="rk4", generator=gen)
 model_reflow = copy.deepcopy(model_ind)
-run_reflow = fm.train(model_reflow, path, pairs, steps=REFLOW_STEPS, batch_size=256, lr=1e-3, seed=SEED)
+run_reflow = fm.train(model_reflow, fm.CFMObjective(path, pairs),
+                      steps=REFLOW_STEPS, batch_size=256, lr=1e-3, seed=SEED)
 w2["reflow (1 round)"] = w2_by_steps(model_reflow)
 w2_teacher = fm.w2_distance(fm.sample(model_ind, x0_eval, steps=16, method="rk4").x.cpu(), x1_ref)
 print(f"reflow trained in {run_reflow.seconds:.0f} s on {len(pairs)} pairs; its teacher (16 RK4 steps of the "

@@ -98,8 +98,8 @@ x1, labels = mixture.sample(5, generator=gen, return_labels=True)
 print("points:", x1.round(decimals=1).tolist(), "\nlabels (modes):", labels.tolist())
 
 mix_model = fm.ConditionalMLP(2, num_classes=11, hidden=128, depth=3)
-mix_run = fm.train(mix_model, path, mixture, steps=MIX_STEPS, batch_size=256, lr=2e-3, seed=SEED, device=DEVICE,
-                   conditional=True, label_dropout=0.1)
+mix_run = fm.train(mix_model, fm.CFMObjective(path, mixture, conditional=True, label_dropout=0.1),
+                   steps=MIX_STEPS, batch_size=256, lr=2e-3, seed=SEED, device=DEVICE)
 
 # %% [markdown]
 # For this target both fields are known exactly: $u_t(x \mid y = k)$ is the
@@ -233,6 +233,9 @@ assert exact_w2[2] > 1.0 and exact_w2[3] < 0.5
 # the generator imitates. So no image is ever judged by a model that trained
 # on it, and each half is used in full (about 900 images each; a three-way
 # split would leave the classifier 450 training images and a noisy test).
+# `fm.train_classifier` trains it with the same `fm.train` as every flow of the
+# course, on a cross-entropy objective (`fm.CrossEntropyObjective`) instead of
+# the CFM one.
 
 # %%
 train_set, held_set = fm.load_digits()
@@ -257,7 +260,7 @@ assert clf_acc >= CLF_MIN
 # scales and shifts the normalised features. The label embedding has 11 rows,
 # the last one for "no label".
 #
-# Training is `fm.train` as before, with `conditional=True` and label dropout,
+# Training is `fm.train` as before, on an objective with `conditional=True` and label dropout,
 # plus two habits of image models:
 #
 # - **EMA weights**: keep $\bar\theta \leftarrow \lambda \bar\theta + (1 - \lambda)\theta$
@@ -275,8 +278,9 @@ assert clf_acc >= CLF_MIN
 # %%
 unet = fm.TinyUNet(num_classes=10)
 print(f"TinyUNet: {sum(p.numel() for p in unet.parameters()):,} parameters")
-run = fm.train(unet, path, train_set, steps=GEN_STEPS, batch_size=GEN_BATCH, lr=2e-3, seed=SEED, device=DEVICE,
-               conditional=True, label_dropout=0.1, ema=1 - 5 / GEN_STEPS, amp=AMP)
+run = fm.train(unet, fm.CFMObjective(path, train_set, conditional=True, label_dropout=0.1),
+               steps=GEN_STEPS, batch_size=GEN_BATCH, lr=2e-3, seed=SEED, device=DEVICE, ema=1 - 5 / GEN_STEPS,
+               amp=AMP)
 print(f"{GEN_STEPS} steps in {run.seconds:.0f} s on {run.device}: {GEN_STEPS * GEN_BATCH / run.seconds:,.0f} images/s")
 plot_loss(run.losses, window=50, title="digits: CFM loss of the TinyUNet")
 plt.show()

@@ -387,7 +387,7 @@ assert pc[2] < pc[0] - 0.05
 
 # %%
 model = fm.MLP(2, hidden=96, depth=4, activation="gelu", n_freqs=2, max_freq=1.0)
-run = fm.train(model, path, target, steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
+run = fm.train(model, fm.CFMObjective(path, target), steps=TRAIN_STEPS, batch_size=512, lr=3e-3, seed=SEED)
 print(f"trained {TRAIN_STEPS} steps in {run.seconds:.0f} s on {run.device}")
 
 # %% [markdown]

@@ -3,13 +3,14 @@
 One module per idea, in the course's order:
 
 config        budget (FMLEARN_QUICK), device (FMLEARN_DEVICE), seeding
-distributions Gaussian, GaussianMixture: exact sample, log_prob, score
+distributions Gaussian, GaussianMixture: exact sample, log_prob, score; PairedData (fixed pairs, for reflow)
 toys          moons, 8 Gaussians, checkerboard, two spirals (samplers)
 schedules     alpha_t / beta_t schedules: CondOT, sqrt, cosine, polynomial, VP
 paths         the affine Gaussian conditional path and its velocity
 oracle        exact marginal velocity and score of a mixture target
 models        velocity networks called as model(x, t, **cond)
-training      the CFM loss, the training loop, checkpoints
+objectives    what training minimises: the CFM regression on a path, cross-entropy of a categorical model
+training      the one training loop (Adam, cosine decay, EMA, mixed precision, checkpoints) for any objective
 stepping      the time-stepping core: the Solution type, time grids, tuple states, fixed-step steppers
 spaces        where a state lives: how an increment is applied (x + dx in R^d), tangent projection, exp/log, distance
 adaptive      the adaptive Dormand-Prince 5(4) method with error control
@@ -44,7 +45,7 @@ from .config import budget, describe, get_device, is_quick, seed_everything, sho
 from .couplings import (OTCoupling, SinkhornCoupling, optimal_assignment, ot_plan_exact, path_energy, reflow_pairs,
                         sinkhorn_plan, squared_distances, straightness)
 from .digits import DigitClassifier, Digits, class_energy_distances, load_digits, train_classifier
-from .distributions import Gaussian, GaussianMixture, Sampleable
+from .distributions import Gaussian, GaussianMixture, PairedData, Sampleable
 from .likelihood import bits_per_dim, divergence_exact, divergence_hutchinson, log_likelihood
 from .metrics import (energy_distance, energy_distance_floor, energy_distance_mode_matched,
                       energy_distance_mode_matched_floor, energy_distance_to, fraction_near_modes,
@@ -60,8 +61,8 @@ from .sde import diffusion_noise, langevin_step, sde_sample
 from .spaces import Euclidean
 from .stepping import Solution, check_grid, time_grid
 from .toys import Checkerboard, EightGaussians, Moons, TwoSpirals
-from .training import (NonFiniteLossError, PairedData, TrainResult, cfm_loss, load_checkpoint, logit_normal_time,
-                       save_checkpoint, train)
+from .objectives import CFMObjective, CrossEntropyObjective, cfm_loss, logit_normal_time, uniform_time
+from .training import NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
 
 __version__ = "0.1.0"
 
@@ -72,7 +73,7 @@ __all__ = [
     "OTCoupling", "SinkhornCoupling", "optimal_assignment", "ot_plan_exact", "path_energy", "reflow_pairs",
     "sinkhorn_plan", "squared_distances", "straightness",
     "DigitClassifier", "Digits", "class_energy_distances", "load_digits", "train_classifier",
-    "Gaussian", "GaussianMixture", "Sampleable",
+    "Gaussian", "GaussianMixture", "PairedData", "Sampleable",
     "bits_per_dim", "divergence_exact", "divergence_hutchinson", "log_likelihood",
     "energy_distance", "energy_distance_floor", "energy_distance_mode_matched", "energy_distance_mode_matched_floor",
     "energy_distance_to", "fraction_near_modes", "fraction_near_modes_exact", "mode_fractions", "velocity_error",
@@ -87,8 +88,8 @@ __all__ = [
     "Euclidean",
     "Solution", "check_grid", "time_grid",
     "Checkerboard", "EightGaussians", "Moons", "TwoSpirals",
-    "NonFiniteLossError", "PairedData", "TrainResult", "cfm_loss", "load_checkpoint", "logit_normal_time",
-    "save_checkpoint", "train",
+    "CFMObjective", "CrossEntropyObjective", "cfm_loss", "logit_normal_time", "uniform_time",
+    "NonFiniteLossError", "TrainResult", "load_checkpoint", "save_checkpoint", "train",
 ]
 
 if _TORCH_WAS_LOADED and threads_note().startswith("busy"):

@@ -9,7 +9,7 @@ coupling re-pairs each batch so that the total squared distance is smallest:
                C_ij = |x0_i - x1_j|^2,  H(P) = -sum_ij P_ij (log P_ij - 1),  a = 1/n, b = 1/m,
 
 the second solved by Sinkhorn's iterations in the log domain. Both are callables ``f(x0, x1) -> x0``
-for ``fmlearn.train(..., coupling=f)``. Data of any shape (batch, *data_shape) are flattened for the cost.
+for ``fmlearn.CFMObjective(..., coupling=f)``. Data of any shape (batch, *data_shape) are flattened for the cost.
 The cost is the squared distance of a space (:mod:`fmlearn.spaces`): Euclidean by default, e.g. the
 great-circle distance of :class:`fmlearn.manifolds.Sphere` for points on the sphere.
 :func:`optimal_assignment` is the package's one exact solver of the assignment problem (the exact
@@ -23,11 +23,10 @@ import math
 import torch
 
 from ._checks import check_positive_int, check_real
-from .distributions import Sampleable
+from .distributions import PairedData, Sampleable
 from .solvers import sample
 from .spaces import check_metric_space
 from .stepping import Solution
-from .training import PairedData
 
 
 def _flat_pair(x0, x1, equal: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,7 +245,7 @@ def reflow_pairs(model, n: int, source: Sampleable | None = None, *, steps: int 
     x1 = the model's ODE solution from x0 at t = 0 to t = 1 (``steps`` steps of ``method``).
 
     ``source`` defaults to N(0, I) of ``data_shape`` (default ``(model.dim,)``). The solve runs in chunks
-    of ``chunk`` points on the model's device; returns :class:`~fmlearn.training.PairedData` there.
+    of ``chunk`` points on the model's device; returns :class:`~fmlearn.distributions.PairedData` there.
     """
     check_positive_int("n", n)
     check_positive_int("chunk", chunk)

@@ -17,6 +17,8 @@ from torch import nn
 from ._checks import check_positive_int, model_context
 from .distributions import Sampleable, generator_device
 from .metrics import energy_distance
+from .objectives import CrossEntropyObjective
+from .training import train
 
 DIGITS_SHAPE = (1, 8, 8)
 NUM_DIGITS = 10
@@ -170,26 +172,17 @@ def random_shift(x: torch.Tensor, generator: torch.Generator | None = None, max_
 
 def train_classifier(data: Digits, *, steps: int = 1500, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                      device=None) -> DigitClassifier:
-    """Train a :class:`DigitClassifier` on ``data`` with cross-entropy, Adam (cosine-decayed learning
-    rate) and random one-pixel shifts; returns it in eval mode."""
-    from .config import get_device
-
+    """Train a :class:`DigitClassifier` on ``data``: :func:`fmlearn.train` on the cross-entropy of its labels
+    (:class:`~fmlearn.objectives.CrossEntropyObjective`) with random one-pixel shifts, Adam with a cosine-decayed
+    learning rate, no progress bar; the weights are initialised from ``torch.manual_seed(seed)``. Returns it
+    in eval mode."""
     if not isinstance(data, Digits):
         raise TypeError(f"data must be a Digits set, got {type(data).__name__}")
     check_positive_int("steps", steps)
-    dev = get_device(device)
     torch.manual_seed(seed)
-    model = DigitClassifier().to(dev)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for step in range(steps):
-        x, y = data.sample(batch_size, generator=gen, device=dev, return_labels=True)
-        loss = nn.functional.cross_entropy(model(random_shift(x, gen)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-        opt.step()
+    model = DigitClassifier()
+    train(model, CrossEntropyObjective(data, augment=random_shift), steps=steps, batch_size=batch_size, lr=lr,
+          seed=seed, device=device, amp=False, progress=False)
     return model.eval()
 
 

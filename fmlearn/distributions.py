@@ -164,3 +164,46 @@ class GaussianMixture(Sampleable):
 
     def __repr__(self):
         return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
+
+
+class PairedData:
+    """Fixed (x0, x1) pairs, drawn in random minibatches by :class:`~fmlearn.objectives.CFMObjective`: e.g. the (noise, sample)
+    pairs of a trained flow, to train a rectified ("reflowed") flow on them.
+
+    Args:
+        x0, x1: tensors of the same shape (n, *data_shape): pair i is (x0[i], x1[i]).
+    """
+
+    def __init__(self, x0: torch.Tensor, x1: torch.Tensor):
+        if not (isinstance(x0, torch.Tensor) and isinstance(x1, torch.Tensor)):
+            raise TypeError(f"x0 and x1 must be tensors, got {type(x0).__name__} and {type(x1).__name__}")
+        if x0.shape != x1.shape or x0.ndim < 2:
+            raise ValueError(f"x0 and x1 must have the same shape (n, *data_shape), got {tuple(x0.shape)} "
+                             f"and {tuple(x1.shape)}")
+        if not (torch.isfinite(x0).all() and torch.isfinite(x1).all()):
+            raise ValueError("x0 and x1 must be finite")
+        self.x0, self.x1 = x0.detach(), x1.detach()
+        self._on = {}  # device -> (x0, x1) copies, made once
+
+    def _tensors(self, dev: torch.device):
+        if dev == self.x0.device:
+            return self.x0, self.x1
+        if dev not in self._on:
+            self._on[dev] = (self.x0.to(dev), self.x1.to(dev))
+        return self._on[dev]
+
+    def __len__(self):
+        return self.x0.shape[0]
+
+    def sample_pairs(self, n: int, generator: torch.Generator | None = None, device=None):
+        """n pairs drawn uniformly with replacement, on ``device`` (default the generator's device)."""
+        check_positive_int("n", n)
+        dev = torch.device(device) if device is not None else \
+            (generator.device if generator is not None else self.x0.device)
+        idx = torch.randint(len(self), (n,), generator=generator, device=dev)
+        x0, x1 = self._tensors(dev)
+        return x0[idx], x1[idx]
+
+    def __repr__(self):
+        return f"PairedData(n={len(self)}, shape={tuple(self.x0.shape[1:])})"
+

@@ -2,8 +2,8 @@
 
 One network learns both the conditional velocity u(x, t, y) and the unconditional one u(x, t, none):
 in training, each label is replaced by the "no label" index ``model.num_classes`` with probability
-``label_dropout`` (``fmlearn.train(..., conditional=True, label_dropout=0.1)``). Sampling then follows
-the guided field, with guidance weight w:
+``label_dropout`` (``fmlearn.CFMObjective(path, data, conditional=True, label_dropout=0.1)``). Sampling then
+follows the guided field, with guidance weight w:
 
     u_w(x, t, y) = (1 + w) u(x, t, y) - w u(x, t, none) = u(x, t, y) + w [u(x, t, y) - u(x, t, none)].
 

@@ -1,10 +1,8 @@
-"""The conditional flow matching (CFM) loss and the training loop.
+"""The training loop: one loop for every objective (:mod:`fmlearn.objectives`).
 
-CFM loss, for x0 ~ source, x1 ~ data, t ~ U[0, 1], x_t on the conditional path:
-
-    L(theta) = E || u_theta(x_t, t) - (d_alpha_t x1 + d_beta_t x0) ||^2
-
-(squared norm over the data dimensions, mean over the batch).
+Each step draws a batch from the objective (``objective.draw(n, generator, device)``), computes its loss
+(``objective.loss(model, batch)``, under bfloat16 autocast on CUDA when ``amp``), and takes an Adam step with
+a cosine-decayed learning rate; an optional EMA of the weights is loaded into the model at the end.
 
 The loop keeps the device busy: losses stay on the device and are read back,
 checked for NaN/inf and shown in the progress bar once every ``log_every``
@@ -30,7 +28,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,8 +36,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_positive_int, check_real
 from .config import get_device, show_progress
-from .distributions import Sampleable
-from .paths import AffineGaussianPath, PathSample
+from .objectives import check_objective
 
 
 #: Below this many parameters, bfloat16 autocast slows a training step down on CUDA: the step is bound by
@@ -51,52 +47,6 @@ AMP_MIN_PARAMS = 4_000_000
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or inf."""
-
-
-def cfm_loss(model: nn.Module, path: AffineGaussianPath, x0: torch.Tensor, x1: torch.Tensor,
-             t: torch.Tensor, **cond) -> torch.Tensor:
-    """The CFM loss on one batch (x0, x1, t): mean over the batch of ||u_theta(x_t, t) - dx_t||^2."""
-    return _regression_loss(model, path.sample(x0, x1, t), **cond)
-
-
-def _regression_loss(model, ps: PathSample, **cond) -> torch.Tensor:
-    pred = model(ps.xt, ps.t, **cond)
-    return (pred.float() - ps.dxt.float()).pow(2).flatten(1).sum(1).mean()
-
-
-def uniform_time(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    """t ~ U[0, 1), shape (n,)."""
-    return torch.rand(n, generator=generator, device=device)
-
-
-_T_EDGE = 2.0 ** -24  # the float32 neighbour of 1 is 1 - 2^-24
-
-
-def logit_normal_time(mean: float = 0.0, std: float = 1.0) -> Callable:
-    """A time sampler for :func:`train`: t = sigmoid(mean + std z), z ~ N(0, 1), i.e. logit(t) ~ N(mean, std^2).
-
-    Density and CDF on (0, 1), with logit(t) = log(t / (1 - t)) and Phi the standard normal CDF:
-
-        p(t) = exp(-(logit(t) - mean)^2 / (2 std^2)) / (std sqrt(2 pi) t (1 - t)),
-        P(T <= t) = Phi((logit(t) - mean) / std).
-
-    mean = 0, std = 1 (Esser et al. 2024, Stable Diffusion 3) puts more samples at intermediate times
-    than at the ends; mean > 0 shifts them towards t = 1; with mean = 0, std > sqrt(2) makes the density
-    bimodal (peaks near both ends).
-
-    Returns:
-        ``f(n, generator, device) -> t`` of shape (n,), like :func:`uniform_time`. Its values are clamped
-        into [2^-24, 1 - 2^-24], so float32 rounding never gives exactly 0 or 1; this moves the probability
-        Phi((-16.6 -/+ mean) / std) at each end, which is nil unless std is several units.
-    """
-    mean, std = check_real("mean", mean), check_real("std", std, positive=True)
-
-    def sample_time(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-        z = torch.randn(n, generator=generator, device=device)
-        return torch.sigmoid(mean + std * z).clamp(_T_EDGE, 1 - _T_EDGE)
-
-    sample_time.__qualname__ = sample_time.__name__ = f"logit_normal_time(mean={mean}, std={std})"
-    return sample_time
 
 
 @dataclass
@@ -146,33 +96,27 @@ class _DeferredInterrupt:
         self._handler = None
 
 
-def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, steps: int,
-          batch_size: int = 256, lr: float = 1e-3, source: Sampleable | None = None, seed: int = 0,
-          device=None, amp: bool | None = None, cosine_decay: bool = True,
-          time_sampler: Callable = uniform_time, log_every: int = 100, progress: bool | None = None,
-          checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-          ema: float | None = None, coupling: Callable | None = None, conditional: bool = False,
-          label_dropout: float = 0.0) -> TrainResult:
-    """Train ``model`` in place with the CFM loss and Adam.
+def train(model: nn.Module, objective, *, steps: int, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+          device=None, amp: bool | None = None, cosine_decay: bool = True, log_every: int = 100,
+          progress: bool | None = None, checkpoint: str | os.PathLike | None = None,
+          checkpoint_every: int | None = None, ema: float | None = None) -> TrainResult:
+    """Train ``model`` in place on ``objective`` with Adam.
 
     Args:
-        model: a velocity field ``model(x, t)``; moved to ``device``.
-        path: the conditional path (its schedule sets the regression target).
-        target: the data distribution (anything with ``sample(n, generator, device)``), or paired data
-            with ``sample_pairs(n, generator, device) -> (x0, x1)`` (e.g. :class:`PairedData` for reflow),
-            which then supplies the source points too.
+        model: the network the objective's loss calls (e.g. a velocity field ``model(x, t)``); moved to ``device``.
+        objective: what to minimise, with ``draw(n, generator, device)`` and ``loss(model, batch)`` (and
+            optionally ``bind(model)``, called once before the first step): e.g.
+            ``fmlearn.CFMObjective(path, data)``, or :class:`~fmlearn.objectives.CrossEntropyObjective`.
+            The data, source, coupling, time sampler, conditioning and label dropout belong to it.
         steps: number of optimizer steps in total (a resumed run continues up to it).
         batch_size, lr: batch size and Adam's learning rate (cosine-decayed to 0 when ``cosine_decay``).
-        source: the source distribution; default N(0, I) of the data's shape.
-        seed: seeds the generator of x0, x1, t (and labels, label dropout), so a run is reproducible. It does
+        seed: seeds the generator the objective draws its batches from, so a run is reproducible. It does
             not set the model's initial weights: the model was built before train() is called, from the
             global torch seed of that moment, so seed that (``fmlearn.seed_everything(seed)`` or
             ``torch.manual_seed(seed)``) before building the model; train() never re-initialises it.
         device: where to train; default CUDA when present (``FMLEARN_DEVICE`` overrides).
-        amp: bfloat16 autocast; default on CUDA for models of at least ``AMP_MIN_PARAMS`` parameters
-            (where it pays), off otherwise and always off on the CPU.
-        time_sampler: ``f(n, generator, device) -> t`` of shape (n,); default uniform, see also
-            :func:`logit_normal_time`.
+        amp: bfloat16 autocast of the loss; default on CUDA for models of at least ``AMP_MIN_PARAMS``
+            parameters (where it pays), off otherwise and always off on the CPU.
         log_every: steps between loss read-backs (progress bar, NaN check).
         progress: show a progress bar; default: yes, unless ``FMLEARN_PROGRESS=0`` or ``CI`` is set
             (:func:`fmlearn.config.show_progress`: a headless run stores no stale bar in its outputs).
@@ -187,13 +131,6 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
             into ``model`` at the end: averaged weights are less noisy than the last step's.
         checkpoint_every: also save every this many steps (at the next loss read-back), so an
             interrupted run can resume exactly where the last save left it.
-        coupling: ``f(x0, x1) -> x0`` re-pairing each batch's source points with its data points
-            (e.g. a minibatch optimal-transport coupling); default: independent pairs.
-        conditional: train a conditional field ``model(x, t, y=labels)``: the target must offer
-            ``sample(n, generator, device, return_labels=True) -> (x1, labels)`` and the model a
-            ``num_classes`` attribute; label ``num_classes`` means "no label".
-        label_dropout: with ``conditional``, the probability of replacing a label by the "no label"
-            index, so that the same model also learns the unconditional field (classifier-free guidance).
 
     Returns:
         a :class:`TrainResult` with the loss of every step.
@@ -209,37 +146,17 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
     lr = check_real("lr", lr, positive=True)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-    for name, value in (("ema", ema), ("label_dropout", label_dropout)):
-        if isinstance(value, bool):
-            raise TypeError(f"{name} must be a number, got bool {value!r}")
+    if isinstance(ema, bool):
+        raise TypeError(f"ema must be a number, got bool {ema!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(path, AffineGaussianPath):
-        raise TypeError(f"path must be an AffineGaussianPath, got {type(path).__name__}")
-    if not (hasattr(target, "sample") or hasattr(target, "sample_pairs")):
-        raise TypeError("target must have a sample(n, generator, device) or a sample_pairs(n, generator, device) "
-                        f"method, got {type(target).__name__}")
+    check_objective(objective)
     if checkpoint_every is not None:
         check_positive_int("checkpoint_every", checkpoint_every)
     if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
         raise ValueError(f"ema must be None or a decay in (0, 1) such as 0.999, got {ema!r}")
-    if coupling is not None and not callable(coupling):
-        raise TypeError(f"coupling must be a callable f(x0, x1) -> x0, got {type(coupling).__name__}")
-    paired = hasattr(target, "sample_pairs")
-    if paired and source is not None:
-        raise ValueError("target supplies (x0, x1) pairs through sample_pairs; pass source=None")
-    if not (isinstance(label_dropout, (int, float)) and 0.0 <= label_dropout < 1.0):
-        raise ValueError(f"label_dropout must be a probability in [0, 1), got {label_dropout!r}")
-    if label_dropout and not conditional:
-        raise ValueError(f"label_dropout={label_dropout} needs conditional=True")
-    null_label = None
-    if conditional:
-        null_label = getattr(model, "num_classes", None)
-        if not isinstance(null_label, int) or null_label < 1:
-            raise TypeError("conditional=True needs a model with an integer num_classes attribute "
-                            f"(label num_classes means 'no label'); {type(model).__name__} has {null_label!r}")
-        if paired:
-            raise ValueError("conditional=True needs labelled samples, not sample_pairs data")
+    if callable(getattr(objective, "bind", None)):
+        objective.bind(model)
 
     dev = get_device(device)
     if amp is None:
@@ -293,12 +210,9 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
             for step in range(start, steps):
                 if checkpoint is not None:
                     snapshot = gen.get_state()  # a CPU copy of a few KB, no host sync
-                x0, x1, cond = _draw_batch(target, source, batch_size, gen, dev, paired, null_label, label_dropout)
-                if coupling is not None:
-                    x0 = coupling(x0, x1)
-                t = time_sampler(batch_size, gen, dev)
+                batch = objective.draw(batch_size, gen, dev)
                 with _amp_context(amp, dev):
-                    loss = _regression_loss(model, path.sample_unchecked(x0, x1, t), **cond)
+                    loss = objective.loss(model, batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cosine_decay:  # lr_i = lr (1 + cos(pi i / steps)) / 2, set by hand: no scheduler object per step
@@ -351,67 +265,6 @@ def train(model: nn.Module, path: AffineGaussianPath, target: Sampleable, *, ste
             for p, e in zip(params, ema_params):
                 p.copy_(e)
     return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(dev), steps_run=steps - start)
-
-
-def _draw_batch(target, source, n, gen, dev, paired, null_label, label_dropout):
-    """One batch (x0, x1, conditioning kwargs) for :func:`train`."""
-    cond = {}
-    if paired:
-        x0, x1 = target.sample_pairs(n, generator=gen, device=dev)
-        return x0, x1, cond
-    if null_label is not None:
-        x1, y = target.sample(n, generator=gen, device=dev, return_labels=True)
-        if label_dropout:
-            drop = torch.rand(n, generator=gen, device=dev) < label_dropout
-            y = torch.where(drop, torch.full_like(y, null_label), y)
-        cond["y"] = y
-    else:
-        x1 = target.sample(n, generator=gen, device=dev)
-    x0 = source.sample(n, generator=gen, device=dev) if source is not None else \
-        torch.randn(x1.shape, generator=gen, device=dev)
-    return x0, x1, cond
-
-
-class PairedData:
-    """Fixed (x0, x1) pairs, drawn in random minibatches by :func:`train`: e.g. the (noise, sample)
-    pairs of a trained flow, to train a rectified ("reflowed") flow on them.
-
-    Args:
-        x0, x1: tensors of the same shape (n, *data_shape): pair i is (x0[i], x1[i]).
-    """
-
-    def __init__(self, x0: torch.Tensor, x1: torch.Tensor):
-        if not (isinstance(x0, torch.Tensor) and isinstance(x1, torch.Tensor)):
-            raise TypeError(f"x0 and x1 must be tensors, got {type(x0).__name__} and {type(x1).__name__}")
-        if x0.shape != x1.shape or x0.ndim < 2:
-            raise ValueError(f"x0 and x1 must have the same shape (n, *data_shape), got {tuple(x0.shape)} "
-                             f"and {tuple(x1.shape)}")
-        if not (torch.isfinite(x0).all() and torch.isfinite(x1).all()):
-            raise ValueError("x0 and x1 must be finite")
-        self.x0, self.x1 = x0.detach(), x1.detach()
-        self._on = {}  # device -> (x0, x1) copies, made once
-
-    def _tensors(self, dev: torch.device):
-        if dev == self.x0.device:
-            return self.x0, self.x1
-        if dev not in self._on:
-            self._on[dev] = (self.x0.to(dev), self.x1.to(dev))
-        return self._on[dev]
-
-    def __len__(self):
-        return self.x0.shape[0]
-
-    def sample_pairs(self, n: int, generator: torch.Generator | None = None, device=None):
-        """n pairs drawn uniformly with replacement, on ``device`` (default the generator's device)."""
-        check_positive_int("n", n)
-        dev = torch.device(device) if device is not None else \
-            (generator.device if generator is not None else self.x0.device)
-        idx = torch.randint(len(self), (n,), generator=generator, device=dev)
-        x0, x1 = self._tensors(dev)
-        return x0[idx], x1[idx]
-
-    def __repr__(self):
-        return f"PairedData(n={len(self)}, shape={tuple(self.x0.shape[1:])})"
 
 
 def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):

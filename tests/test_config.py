@@ -124,8 +124,8 @@ def test_train_and_sample_on_cuda():
     """On CUDA, a tiny model trains (finite, decreasing loss) and samples land on the GPU near the target mean."""
     target = fmlearn.Gaussian(mean=[3.0, -2.0], std=0.5)
     model = fmlearn.MLP(2, hidden=64, depth=2)
-    res = fmlearn.train(model, fmlearn.AffineGaussianPath("condot"), target, steps=300, batch_size=256,
-                        lr=3e-3, device="cuda", progress=False)
+    res = fmlearn.train(model, fmlearn.CFMObjective(fmlearn.AffineGaussianPath("condot"), target),
+                        steps=300, batch_size=256, lr=3e-3, device="cuda", progress=False)
     assert res.device.startswith("cuda")
     assert next(model.parameters()).device.type == "cuda"
     assert res.losses[-50:].mean() < res.losses[:50].mean()

@@ -81,8 +81,8 @@ def trained_mlp():
     """A Part I model: an MLP trained for 300 steps of CFM on the 11-mode mixture (seeded)."""
     fm.seed_everything(0)
     model = fm.MLP(2, hidden=64, depth=3)
-    fm.train(model, fm.AffineGaussianPath("condot"), fm.GaussianMixture.symmetric_2d(), steps=300, batch_size=256,
-             seed=0, progress=False)
+    fm.train(model, fm.CFMObjective(fm.AffineGaussianPath("condot"), fm.GaussianMixture.symmetric_2d()),
+             steps=300, batch_size=256, seed=0, progress=False)
     return model
 
 

@@ -55,8 +55,8 @@ def test_ot_coupling_in_train():
         calls.append(x0.shape)
         return OTCoupling()(x0, x1)
 
-    res = fm.train(model, fm.AffineGaussianPath(), fm.Moons(), source=fm.EightGaussians(), steps=3, batch_size=8,
-                   coupling=coupling, progress=False)
+    res = fm.train(model, fm.CFMObjective(fm.AffineGaussianPath(), fm.Moons(), source=fm.EightGaussians(), coupling=coupling),
+                   steps=3, batch_size=8, progress=False)
     assert calls == [torch.Size([8, 2])] * 3 and np.isfinite(res.losses).all()
 
 

@@ -156,8 +156,8 @@ def test_label_dropout_rate_in_train(p):
     (binomial 5-sigma band); the other labels keep the target's proportions."""
     mix = fm.GaussianMixture(torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]]), 0.5, weights=[0.5, 0.25, 0.25])
     rec = LabelRecorder()
-    fm.train(rec, fm.AffineGaussianPath("condot"), mix, steps=40, batch_size=250, conditional=True, label_dropout=p,
-             progress=False, device="cpu")
+    fm.train(rec, fm.CFMObjective(fm.AffineGaussianPath("condot"), mix, conditional=True, label_dropout=p),
+             steps=40, batch_size=250, progress=False, device="cpu")
     y = torch.cat(rec.seen)
     n = y.numel()
     assert n == 40 * 250 and int(y.max()) <= 3

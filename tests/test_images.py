@@ -126,8 +126,8 @@ def test_train_on_digits_with_the_unet(split):
     """fm.train(conditional=True) runs on Digits with the conv net and lowers the CFM loss."""
     torch.manual_seed(0)
     model = TinyUNet(10, channels=4, hidden=16, cond_dim=16)
-    res = fm.train(model, fm.AffineGaussianPath("condot"), split[0], steps=40, batch_size=32, lr=5e-3,
-                   conditional=True, label_dropout=0.1, progress=False, device="cpu")
+    res = fm.train(model, fm.CFMObjective(fm.AffineGaussianPath("condot"), split[0], conditional=True, label_dropout=0.1),
+                   steps=40, batch_size=32, lr=5e-3, progress=False, device="cpu")
     assert np.mean(res.losses[-10:]) < 0.8 * np.mean(res.losses[:10])
 
 

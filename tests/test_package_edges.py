@@ -25,10 +25,12 @@ def small_model(seed=0, hidden=32):
 
 
 def quick_train(model, steps, **kw):
+    """train on CFMObjective(condot, TARGET, label_dropout=... if given) with the loop's arguments in kw."""
+    objective = {"label_dropout": kw.pop("label_dropout")} if "label_dropout" in kw else {}
     kw.setdefault("batch_size", 64)
     kw.setdefault("progress", False)
     kw.setdefault("device", "cpu")
-    return fm.train(model, fm.AffineGaussianPath("condot"), TARGET, steps=steps, **kw)
+    return fm.train(model, fm.CFMObjective(fm.AffineGaussianPath("condot"), TARGET, **objective), steps=steps, **kw)
 
 
 def same_weights(a: nn.Module, b: nn.Module):

@@ -21,11 +21,17 @@ def small_model(seed=0, hidden=32):
     return MLP(2, hidden=hidden, depth=2)
 
 
+OBJECTIVE_ARGS = ("source", "coupling", "time_sampler", "conditional", "label_dropout")
+
+
 def quick_train(model, steps, **kw):
+    """train on CFMObjective(path, target, <its arguments in kw>) with the loop's arguments in kw."""
+    objective = {k: kw.pop(k) for k in OBJECTIVE_ARGS if k in kw}
     kw.setdefault("batch_size", 64)
     kw.setdefault("progress", False)
     kw.setdefault("device", "cpu")
-    return train(model, kw.pop("path", AffineGaussianPath("condot")), kw.pop("target", TARGET), steps=steps, **kw)
+    path, target = kw.pop("path", AffineGaussianPath("condot")), kw.pop("target", TARGET)
+    return train(model, fmlearn.CFMObjective(path, target, **objective), steps=steps, **kw)
 
 
 def _vp(t):
@@ -283,8 +289,8 @@ def test_load_missing_checkpoint(tmp_path):
     (dict(lr=float("inf")), ValueError, "lr"),
     (dict(log_every=0), ValueError, "log_every"),
     (dict(model=lambda x, t: x), TypeError, "model must be a torch.nn.Module"),
-    (dict(path="condot"), TypeError, "path must be an AffineGaussianPath"),
-    (dict(target=[1, 2, 3]), TypeError, "target must have a sample"),
+    (dict(path="condot"), TypeError, "path must have a sample_unchecked"),
+    (dict(target=[1, 2, 3]), TypeError, "data must have a sample"),
     (dict(device="cuda:0" if not torch.cuda.is_available() else "warp"), ValueError, "device"),
 ])
 def test_bad_inputs(kwargs, exc, match):
@@ -292,7 +298,7 @@ def test_bad_inputs(kwargs, exc, match):
     args = dict(model=small_model(), path=AffineGaussianPath(), target=TARGET, steps=5, progress=False)
     args.update(kwargs)
     with pytest.raises(exc, match=match):
-        train(args.pop("model"), args.pop("path"), args.pop("target"), **args)
+        train(args.pop("model"), fmlearn.CFMObjective(args.pop("path"), args.pop("target")), **args)
 
 
 def test_smoothed_vs_numpy_running_mean():

@@ -16,7 +16,7 @@ from .. import metrics as fm_metrics
 from ..paths import AffineGaussianPath
 from ..schedules import get_schedule
 from ..solvers import sample as fm_sample
-from ..training import cfm_loss as fm_cfm_loss
+from ..objectives import cfm_loss as fm_cfm_loss
 from ._base import ExerciseCheckError, _call, _fail, _max_err, _ok, _tensor
 
 
