@@ -247,12 +247,14 @@ for g in (0.0, 0.5, 1.0):
 # and the reverse-time SDE of that noising process (Anderson, 1982) is our
 # family's member with this $g_t$. Its drift simplifies to
 # $u + \frac{\beta_t D_t}{\alpha_t}\, s = 2u - \frac{\dot\alpha_t}{\alpha_t} x$.
-# On the variance-preserving (VP) path, $g_t^2 = \beta_{\min} + (\beta_{\max} - \beta_{\min})(1 - t)$:
-# DDPM's noise rate $\beta(s)$ at diffusion time $s = 1 - t$. `fm.diffusion_noise(path)` returns this $g_t$;
+# On the variance-preserving (VP) path, $g_t^2 = b_{\min} + (b_{\max} - b_{\min})(1 - t)$:
+# DDPM's noise rate (which DDPM calls $\beta(s)$; here $\beta_t$ is the noise's
+# std, so `fm.VP(rate_min, rate_max)` names the rates $b$) at diffusion time
+# $s = 1 - t$. `fm.diffusion_noise(path)` returns this $g_t$;
 # check it against DDPM's formula, then sample the mixture with it:
 
 # %%
-vp = fm.AffineGaussianPath(fm.VP(0.1, 20.0))
+vp = fm.AffineGaussianPath(fm.VP(rate_min=0.1, rate_max=20.0))
 g_ddpm = fm.diffusion_noise(vp)
 for t in (0.0, 0.5, 1.0):
     assert abs(g_ddpm(t) ** 2 - (0.1 + 19.9 * (1 - t))) < 1e-6 * 20

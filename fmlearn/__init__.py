@@ -5,7 +5,7 @@ One module per idea, in the course's order:
 config        budget (FMLEARN_QUICK), device (FMLEARN_DEVICE), seeding
 distributions Gaussian, GaussianMixture: exact sample, log_prob, score; PairedData (fixed pairs, for reflow)
 toys          moons, 8 Gaussians, checkerboard, two spirals (samplers)
-schedules     alpha_t / beta_t schedules: CondOT, sqrt, cosine, polynomial, VP
+schedules     alpha_t / beta_t schedules: CondOT, sqrt, cosine, polynomial, VP, VE; the convex (kappa) family
 paths         the affine Gaussian conditional path and its velocity
 oracle        exact marginal velocity and score of a mixture target
 models        velocity networks called as model(x, t, **cond)
@@ -55,7 +55,7 @@ from .guidance import ConditionalMixtureOracle, GuidedVelocity, guided_sample, g
 from .models import MLP, ConditionalMLP, TinyUNet
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath, PathSample
-from .schedules import VE, VP, CondOT, Cosine, Polynomial, Schedule, Sqrt, get_schedule
+from .schedules import VE, VP, CondOT, Cosine, KappaSchedule, Polynomial, Schedule, Sqrt, get_schedule
 from .solvers import odeint, sample
 from .sde import diffusion_noise, langevin_step, sde_sample
 from .spaces import Euclidean
@@ -63,6 +63,7 @@ from .stepping import Solution, check_grid, time_grid
 from .toys import Checkerboard, EightGaussians, Moons, TwoSpirals
 from .objectives import CFMObjective, CrossEntropyObjective, cfm_loss, logit_normal_time, uniform_time
 from .training import NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
+from . import discrete, generators, manifolds  # noqa: E402  the Part II namespaces: fm.discrete.Categorical, ...
 
 __version__ = "0.1.0"
 
@@ -82,7 +83,7 @@ __all__ = [
     "MLP", "ConditionalMLP", "TinyUNet",
     "MixtureOracle",
     "AffineGaussianPath", "PathSample",
-    "VE", "VP", "CondOT", "Cosine", "Polynomial", "Schedule", "Sqrt", "get_schedule",
+    "VE", "VP", "CondOT", "Cosine", "KappaSchedule", "Polynomial", "Schedule", "Sqrt", "get_schedule",
     "odeint", "sample",
     "diffusion_noise", "langevin_step", "sde_sample",
     "Euclidean",

@@ -12,9 +12,17 @@ import torch
 
 
 def as_tensor(name: str, value, *, dtype=None, device=None) -> torch.Tensor:
-    """Convert ``value`` to a floating tensor, refusing what cannot be one."""
+    """Convert ``value`` to a floating tensor, refusing what cannot be one.
+
+    Python numbers and lists of them become floats (default dtype, or ``dtype``); a tensor of integers is refused
+    with a TypeError: floats are meant here, and an integer tensor is most likely tokens or labels, which a silent
+    cast would turn into meaningless numbers (tokens belong to :mod:`fmlearn.discrete`; cast numbers with .float()).
+    """
     if isinstance(value, torch.Tensor):
         out = value
+        if out.dtype != torch.bool and not out.is_floating_point() and not out.is_complex():
+            raise TypeError(f"{name} must be a floating tensor, got integers (dtype {out.dtype}): floats are meant "
+                            "here; integer tokens belong to fmlearn.discrete, and numbers can be cast with .float()")
     else:
         try:  # convert straight to the asked dtype: a list of floats must not pass through float32
             out = torch.as_tensor(value, dtype=dtype) if dtype is not None else torch.as_tensor(value)
@@ -47,24 +55,31 @@ def check_points(name: str, x, dim: int | None = None) -> torch.Tensor:
     return check_finite(name, x)
 
 
-def check_time(t, x: torch.Tensor, name: str = "t", check_values: bool = True) -> torch.Tensor:
-    """Time as a (batch,) tensor on x's device and dtype.
+def time_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of time for a state x: x's own if it is floating, else (integer tokens) the default float dtype."""
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
-    Accepts a float or a tensor of shape (), (1,) or (batch,), with values in
-    [0, 1]; returns shape (batch,). A float's range is always checked; a
-    tensor's values only when ``check_values`` (a host sync: models skip it so
-    the training loop never waits on the device).
+
+def check_time(t, x: torch.Tensor, name: str = "t", check_values: bool = True) -> torch.Tensor:
+    """Time as a floating (batch,) tensor on x's device, in :func:`time_dtype` (x's dtype, or the default float
+    dtype when x holds integer tokens: time is never cast to integers).
+
+    Accepts a float or a floating tensor of shape (), (1,) or (batch,), with values in [0, 1]; returns shape
+    (batch,). An integer tensor is refused (TypeError). A float's range is always checked; a tensor's values
+    only when ``check_values`` (a host sync: models skip it so the training loop never waits on the device).
     """
-    batch = x.shape[0]
+    batch, dtype = x.shape[0], time_dtype(x)
     if isinstance(t, (int, float)) and not isinstance(t, bool):
         if not 0.0 <= t <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {t}")
-        return torch.full((batch,), float(t), dtype=x.dtype, device=x.device)
+        return torch.full((batch,), float(t), dtype=dtype, device=x.device)
     if check_values:
         t = as_tensor(name, t)
     elif not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a float or a tensor, got {type(t).__name__}")
-    t = t.to(dtype=x.dtype, device=x.device)
+    elif not t.is_floating_point():
+        raise TypeError(f"{name} must be a float or a floating tensor, got dtype {t.dtype}")
+    t = t.to(dtype=dtype, device=x.device)
     if t.ndim == 0 or t.shape == (1,):
         t = t.reshape(1).expand(batch)
     elif t.shape != (batch,):

@@ -7,6 +7,13 @@ beta_0 = sigma_max), which checks its own end points and is left out of
 ``SCHEDULES``. Derivatives are closed form; the tests compare them with finite
 differences.
 
+Convex schedules. A mixture path (the discrete paths of chapter 8) moves probability from the source to
+the data at the rate of one function, kappa_t, from kappa_0 = 0 to kappa_1 = 1: it is mixed as
+(1 - kappa_t) p_0 + kappa_t delta_{x1}, and its generator needs d_kappa_t / (1 - kappa_t).
+:class:`KappaSchedule` is that family; the affine Gaussian schedules whose alpha and beta are such a
+pair, alpha_t = kappa_t and beta_t = 1 - kappa_t (CondOT: kappa_t = t; Polynomial: kappa_t = t^n), are
+members of it rather than copies.
+
 Endpoints. ``d_beta`` of the sqrt schedule, -1 / (2 sqrt(1 - t)), diverges at
 t = 1. We evaluate it at min(t, 1 - T_EPS) so that it stays finite (about -500
 at t = 1); the product ``beta * d_beta`` = d(beta^2)/dt / 2, which is what the
@@ -66,22 +73,46 @@ class Schedule:
         return f"{type(self).__name__}()"
 
 
-class CondOT(Schedule):
-    """alpha_t = t, beta_t = 1 - t: straight lines from x0 to x1 (conditional OT)."""
+class KappaSchedule(Schedule):
+    """A convex schedule: kappa_t from kappa_0 = 0 to kappa_1 = 1, its derivative d_kappa_t, and the jump rate
+    of a mixture path, d_kappa_t / (1 - kappa_t) (:meth:`rate`). As an affine Gaussian schedule it is
+    alpha_t = kappa_t, beta_t = 1 - kappa_t. Subclasses define ``kappa`` and ``d_kappa`` on tensors."""
+
+    def kappa(self, t):
+        raise NotImplementedError
+
+    def d_kappa(self, t):
+        raise NotImplementedError
+
+    def rate(self, t):
+        """d_kappa_t / (1 - kappa_t), evaluated at min(t, 1 - T_EPS): it diverges at t = 1 (all the remaining
+        mass must jump), so the guard keeps it finite there (1e6 for CondOT)."""
+        s = torch.clamp(t, max=1 - T_EPS)
+        return self.d_kappa(s) / (1 - self.kappa(s))
+
+    def alpha(self, t):
+        return self.kappa(t)
+
+    def beta(self, t):
+        return 1 - self.kappa(t)
+
+    def d_alpha(self, t):
+        return self.d_kappa(t)
+
+    def d_beta(self, t):
+        return -self.d_kappa(t)
+
+
+class CondOT(KappaSchedule):
+    """kappa_t = t: alpha_t = t, beta_t = 1 - t, straight lines from x0 to x1 (conditional OT)."""
 
     name = "CondOT"
 
-    def alpha(self, t):
+    def kappa(self, t):
         return t
 
-    def beta(self, t):
-        return 1 - t
-
-    def d_alpha(self, t):
+    def d_kappa(self, t):
         return torch.ones_like(t)
-
-    def d_beta(self, t):
-        return -torch.ones_like(t)
 
     # The same formulas in one kernel each (the training loop calls these every step).
     def interpolate(self, x0, x1, t):
@@ -130,8 +161,8 @@ class Cosine(Schedule):
         return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
 
 
-class Polynomial(Schedule):
-    """alpha_t = t^n, beta_t = 1 - t^n (n >= 1): n = 1 is CondOT; larger n lingers near the noise.
+class Polynomial(KappaSchedule):
+    """kappa_t = t^n: alpha_t = t^n, beta_t = 1 - t^n (n >= 1): n = 1 is CondOT; larger n lingers near the noise.
 
     (n < 1 would start with infinite speed, d_alpha_0 = inf, so it is refused.)
     """
@@ -144,17 +175,11 @@ class Polynomial(Schedule):
         self.n = float(n)
         super().__init__()
 
-    def alpha(self, t):
+    def kappa(self, t):
         return t**self.n
 
-    def beta(self, t):
-        return 1 - t**self.n
-
-    def d_alpha(self, t):
+    def d_kappa(self, t):
         return self.n * t ** (self.n - 1)
-
-    def d_beta(self, t):
-        return -self.d_alpha(t)
 
     def __repr__(self):
         return f"Polynomial(n={self.n:g})"
@@ -163,8 +188,9 @@ class Polynomial(Schedule):
 class VP(Schedule):
     """The variance-preserving (DDPM) schedule in flow-matching time.
 
-    With s = 1 - t and T(s) = beta_min s + (beta_max - beta_min) s^2 / 2:
-    alpha_t = exp(-T(1 - t) / 2), beta_t = sqrt(1 - alpha_t^2).
+    With s = 1 - t, the forward process's noise rate b(s) = rate_min + (rate_max - rate_min) s (DDPM's
+    "beta(s)"; here beta_t names the noise std, as in every schedule) and T(s) = int_0^s b =
+    rate_min s + (rate_max - rate_min) s^2 / 2: alpha_t = exp(-T(1 - t) / 2), beta_t = sqrt(1 - alpha_t^2).
     Its noise end is approximate: alpha_0 = exp(-T(1) / 2) ~ 6.6e-3 for the
     usual (0.1, 20); the check at t = 0 allows for that.
     """
@@ -172,14 +198,14 @@ class VP(Schedule):
     name = "VP"
     alpha0_tol = 1e-2
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        if not 0 <= beta_min < beta_max:
-            raise ValueError(f"beta_min and beta_max must satisfy 0 <= beta_min < beta_max, got {beta_min}, {beta_max}")
-        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+    def __init__(self, rate_min: float = 0.1, rate_max: float = 20.0):
+        if not 0 <= rate_min < rate_max:
+            raise ValueError(f"rate_min and rate_max must satisfy 0 <= rate_min < rate_max, got {rate_min}, {rate_max}")
+        self.rate_min, self.rate_max = float(rate_min), float(rate_max)
         super().__init__()
 
     def _T(self, s):
-        return self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2
+        return self.rate_min * s + 0.5 * (self.rate_max - self.rate_min) * s**2
 
     def alpha(self, t):
         return torch.exp(-0.5 * self._T(1 - t))
@@ -189,7 +215,7 @@ class VP(Schedule):
 
     def d_alpha(self, t):
         s = 1 - t
-        return 0.5 * (self.beta_min + (self.beta_max - self.beta_min) * s) * self.alpha(t)
+        return 0.5 * (self.rate_min + (self.rate_max - self.rate_min) * s) * self.alpha(t)
 
     def d_beta(self, t):
         b = torch.clamp(self.beta(t), min=math.sqrt(T_EPS))
@@ -199,7 +225,7 @@ class VP(Schedule):
         return -self.alpha(t) * self.d_alpha(t)
 
     def __repr__(self):
-        return f"VP(beta_min={self.beta_min}, beta_max={self.beta_max})"
+        return f"VP(rate_min={self.rate_min}, rate_max={self.rate_max})"
 
 
 class VE(Schedule):

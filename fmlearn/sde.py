@@ -92,7 +92,7 @@ def diffusion_noise(path: AffineGaussianPath, scale: float = 1.0) -> Callable[[f
 
     D_t = d_alpha beta - alpha d_beta; beta_t D_t is computed as in :func:`~fmlearn.paths.conversion_levels`,
     exact at t = 1. scale = 1 gives the reverse-time SDE of the forward noising process: for VP,
-    g_t^2 = beta_min + (beta_max - beta_min)(1 - t) (DDPM's beta(s) at s = 1 - t); for VE,
+    g_t^2 = rate_min + (rate_max - rate_min)(1 - t) (DDPM's noise rate at s = 1 - t); for VE,
     g_t^2 = -d(sigma_t^2)/dt (NCSN). It vanishes like sqrt(beta_t) at the data end where beta_t D_t -> 0,
     and is infinite where alpha_t = 0 (t = 0 for CondOT): there the returned function raises ValueError.
     """

@@ -29,7 +29,7 @@ def test_end_values(cls):
 
 
 def test_vp_alpha0_formula():
-    """VP's alpha_0 vs exp(-(beta_min + (beta_max - beta_min) / 2) / 2) computed by hand (~6.6e-3)."""
+    """VP's alpha_0 vs exp(-(rate_min + (rate_max - rate_min) / 2) / 2) computed by hand (~6.6e-3)."""
     a0 = float(VP().alpha(torch.tensor(0.0, dtype=torch.float64)))
     assert a0 == pytest.approx(math.exp(-0.5 * (0.1 + 0.5 * 19.9)), rel=1e-12)
 
@@ -89,21 +89,21 @@ def test_variance_preserving(cls):
 
 
 def test_vp_custom_betas_end_value():
-    """VP(beta_min, beta_max) alpha_0 vs exp(-(beta_min + beta_max) / 4) computed by hand."""
-    s = VP(beta_min=1.0, beta_max=30.0)
+    """VP(rate_min, rate_max) alpha_0 vs exp(-(rate_min + rate_max) / 4) computed by hand."""
+    s = VP(rate_min=1.0, rate_max=30.0)
     assert float(s.alpha(torch.tensor(0.0, dtype=torch.float64))) == pytest.approx(math.exp(-31 / 4), rel=1e-12)
 
 
 def test_vp_bad_betas():
-    """VP with beta_min >= beta_max raises ValueError naming them."""
-    with pytest.raises(ValueError, match="beta_min"):
-        VP(beta_min=5.0, beta_max=1.0)
+    """VP with rate_min >= rate_max raises ValueError naming them."""
+    with pytest.raises(ValueError, match="rate_min"):
+        VP(rate_min=5.0, rate_max=1.0)
 
 
 def test_vp_too_weak_fails_end_check():
     """A VP whose alpha_0 misses 0 by more than 1e-2 is refused at construction (exp(-(0.1+2)/4) ~ 0.59)."""
     with pytest.raises(ValueError, match="alpha_0"):
-        VP(beta_min=0.1, beta_max=2.0)
+        VP(rate_min=0.1, rate_max=2.0)
 
 
 class _Shifted(CondOT):
@@ -136,7 +136,7 @@ def test_get_schedule_by_name(name, cls):
 
 def test_get_schedule_passes_instances_through():
     """A Schedule instance is returned as is."""
-    s = VP(beta_min=0.5, beta_max=25.0)
+    s = VP(rate_min=0.5, rate_max=25.0)
     assert get_schedule(s) is s
 
 
@@ -177,3 +177,25 @@ def test_interpolate_and_velocity_match_the_coefficients(cls):
     t = torch.rand(64, 1, generator=g, dtype=torch.float64)
     torch.testing.assert_close(s.interpolate(x0, x1, t), s.alpha(t) * x1 + s.beta(t) * x0)
     torch.testing.assert_close(s.velocity(x0, x1, t), s.d_alpha(t) * x1 + s.d_beta(t) * x0)
+
+
+@pytest.mark.parametrize("schedule, kappa, rate", [
+    (CondOT(), lambda t: t, lambda t: 1 / (1 - t)),
+    (Polynomial(3.0), lambda t: t**3, lambda t: 3 * t**2 / (1 - t**3)),
+])
+def test_kappa_schedules(schedule, kappa, rate):
+    """CondOT and Polynomial are KappaSchedules: alpha = kappa, beta = 1 - kappa, d_kappa by finite differences,
+    rate = d_kappa / (1 - kappa) against its closed form below t = 1 and finite (guarded) at t = 1."""
+    from fmlearn.schedules import T_EPS, KappaSchedule
+
+    assert isinstance(schedule, KappaSchedule)
+    t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+    torch.testing.assert_close(schedule.kappa(t), kappa(t))
+    torch.testing.assert_close(schedule.alpha(t), kappa(t))
+    torch.testing.assert_close(schedule.beta(t), 1 - kappa(t))
+    h = 1e-6
+    torch.testing.assert_close(schedule.d_kappa(t), (kappa(t + h) - kappa(t - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(schedule.rate(t), rate(t))
+    at_one = schedule.rate(torch.tensor([1.0], dtype=torch.float64))
+    assert torch.isfinite(at_one).all()
+    torch.testing.assert_close(at_one, rate(torch.tensor([1 - T_EPS], dtype=torch.float64)))

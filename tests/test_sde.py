@@ -159,7 +159,7 @@ def test_one_em_step_with_diffusion_noise():
 
 
 def test_diffusion_noise_closed_forms():
-    """VP: g^2 = beta_min + (beta_max - beta_min)(1 - t) (DDPM); VE: g^2 = -d(sigma^2)/dt (finite difference);
+    """VP: g^2 = rate_min + (rate_max - rate_min)(1 - t) (DDPM); VE: g^2 = -d(sigma^2)/dt (finite difference);
     CondOT: g^2 = 2 (1 - t) / t, infinite at t = 0 (ValueError naming t)."""
     vp, ve = fm.AffineGaussianPath(fm.VP(0.1, 20.0)), fm.AffineGaussianPath(VE(0.01, 20.0))
     for t in (0.0, 0.3, 0.9, 1.0):
