@@ -173,7 +173,7 @@ def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Gene
 
 
 def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence: str = "exact", probes: int = 10,
-                   generator: torch.Generator | None = None, source=None, return_x0: bool = False):
+                   generator: torch.Generator | None = None, source=None) -> torch.Tensor:
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
     Integrates the pair (x, a), a tuple state of shapes (batch, *data) and (batch,), of
@@ -196,7 +196,7 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
             ``log_prob`` (or is callable), giving (batch,); one with ``dim`` = D (an
             fmlearn distribution) gets x_0.flatten(1).
     Returns log p_1(x), shape (batch,), in x's dtype (float64 x and a float32 model: the ODE is
-    integrated in float64); with ``return_x0``, (log p_1(x), x_0).
+    integrated in float64). (The source points x_0 themselves reach ``source``: a callable source sees them.)
     """
     _check_velocity(model, "model")
     check_positive_int("steps", steps)
@@ -229,8 +229,7 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
             if not isinstance(log_p0, torch.Tensor) or tuple(log_p0.shape) != (batch,):
                 got = tuple(log_p0.shape) if isinstance(log_p0, torch.Tensor) else type(log_p0).__name__
                 raise ValueError(f"source log-density must return shape (batch,) = ({batch},), got {got}")
-    out = log_p0.to(x.dtype) + a0
-    return (out, x0) if return_x0 else out
+    return log_p0.to(x.dtype) + a0
 
 
 def bits_per_dim(log_likelihood, data_shape_or_dim):
