@@ -29,8 +29,8 @@ from fractions import Fraction as F
 import torch
 
 from ._checks import check_positive_int, check_real
-from .spaces import EUCLIDEAN
-from .stepping import Field, Solution, leaves, stack_states, tree_map
+from .spaces import EUCLIDEAN, Space
+from .stepping import Field, Solution, State, leaves, stack_states, tree_map
 
 # The Butcher tableau, as exact fractions (the tests check the order conditions on them).
 C = (F(0), F(1, 5), F(3, 10), F(4, 5), F(8, 9), F(1), F(1))
@@ -100,9 +100,9 @@ def _initial_step(u, step, x0, t0, k1, direction, span, rtol, atol):
     return min(100 * h0, h1)
 
 
-def dopri5(field: Field, x0, t0: float = 0.0, t1: float = 1.0, *, rtol: float = 1e-5, atol: float = 1e-5,
+def dopri5(field: Field, x0: State, t0: float = 0.0, t1: float = 1.0, *, rtol: float = 1e-5, atol: float = 1e-5,
            first_step: float | None = None, max_steps: int = 10_000, return_trajectory: bool = False,
-           space=EUCLIDEAN) -> Solution:
+           space: Space = EUCLIDEAN) -> Solution:
     """Integrate dx/dt = field(x, t) from t0 to t1 with Dormand-Prince 5(4), choosing the steps.
 
     Called by ``fmlearn.odeint(..., method="dopri5")``, which documents the arguments; here ``field`` is

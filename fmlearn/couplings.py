@@ -25,7 +25,7 @@ import torch
 from ._checks import check_positive_int, check_real
 from .distributions import PairedData, Sampleable
 from .solvers import sample
-from .spaces import check_metric_space
+from .spaces import Space, check_metric_space
 from .stepping import Solution
 
 
@@ -45,7 +45,7 @@ def _flat_pair(x0, x1, equal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return x0.detach().flatten(1).to(dtype), x1.detach().flatten(1).to(x0.device, dtype)
 
 
-def squared_distances(x0: torch.Tensor, x1: torch.Tensor, space=None) -> torch.Tensor:
+def squared_distances(x0: torch.Tensor, x1: torch.Tensor, space: Space | None = None) -> torch.Tensor:
     """The cost matrix C_ij = d(x0_i, x1_j)^2 (flattened data), shape (n, m).
 
     Euclidean (``space=None``, the default): |x0_i|^2 + |x1_j|^2 - 2 <x0_i, x1_j>, one matrix product (fast on
@@ -73,7 +73,7 @@ def optimal_assignment(cost: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(cols, dtype=torch.long)
 
 
-def ot_plan_exact(x0: torch.Tensor, x1: torch.Tensor, space=None) -> torch.Tensor:
+def ot_plan_exact(x0: torch.Tensor, x1: torch.Tensor, space: Space | None = None) -> torch.Tensor:
     """The optimal permutation between two equal batches x0, x1 of shape (n, *data_shape).
 
     Returns ``perm``, a long tensor of shape (n,) on x0's device, such that the pairs (x0[perm[j]], x1[j])
@@ -95,7 +95,7 @@ def _logsumexp(z: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def sinkhorn_plan(x0: torch.Tensor, x1: torch.Tensor, reg: float, *, iters: int = 1000, tol: float | None = 1e-5,
-                  check_every: int = 25, log: bool = False, space=None) -> torch.Tensor:
+                  check_every: int = 25, log: bool = False, space: Space | None = None) -> torch.Tensor:
     """The entropic OT plan between uniform weights on x0 (n, *shape) and x1 (m, *shape), shape (n, m).
 
     Minimises <P, C> - reg H(P) over plans with row sums 1/n and column sums 1/m, C_ij = d(x0_i, x1_j)^2

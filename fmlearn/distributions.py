@@ -18,7 +18,7 @@ import torch
 from ._checks import as_tensor, check_finite, check_points, check_positive_int
 
 
-def generator_device(generator: torch.Generator | None, device) -> torch.device:
+def generator_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
     """Where to draw: the generator's device (a ValueError if ``device`` names another kind), else ``device``,
     else the CPU."""
     if generator is not None:
@@ -34,7 +34,8 @@ class Sampleable:
 
     dim: int
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -62,19 +63,20 @@ class Gaussian(Sampleable):
         check_positive_int("dim", dim)
         return cls(torch.zeros(dim), torch.ones(dim))
 
-    def sample(self, n, generator=None, device=None):
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> torch.Tensor:
         check_positive_int("n", n)
         dev = generator_device(generator, device)
         z = torch.randn(n, self.dim, generator=generator, device=dev)
         return self.mean.to(dev) + self.std.to(dev) * z
 
-    def log_prob(self, x):
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         x = check_points("x", x, self.dim)
         m, s = self.mean.to(x), self.std.to(x)
         z = (x - m) / s
         return -0.5 * (z**2).sum(-1) - torch.log(s).sum() - 0.5 * self.dim * math.log(2 * math.pi)
 
-    def score(self, x):
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         x = check_points("x", x, self.dim)
         return -(x - self.mean.to(x)) / self.std.to(x) ** 2
 
@@ -133,7 +135,7 @@ class GaussianMixture(Sampleable):
         means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
         return cls(means.float(), std)
 
-    def component_log_probs(self, x):
+    def component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log w_k + log N(x; mu_k, s_k^2), shape (batch, K)."""
         x = check_points("x", x, self.dim)
         m, s, w = self.means.to(x), self.stds.to(x), self.weights.to(x)
@@ -141,20 +143,21 @@ class GaussianMixture(Sampleable):
         log_norm = -torch.log(s).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
         return torch.log(w) + log_norm - 0.5 * (z**2).sum(-1)
 
-    def responsibilities(self, x):
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior p(k | x), shape (batch, K)."""
         return torch.softmax(self.component_log_probs(x), dim=-1)
 
-    def log_prob(self, x):
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self.component_log_probs(x), dim=-1)
 
-    def score(self, x):
+    def score(self, x: torch.Tensor) -> torch.Tensor:
         x = check_points("x", x, self.dim)
         r = self.responsibilities(x)
         m, s = self.means.to(x), self.stds.to(x)
         return (r[:, :, None] * (m[None] - x[:, None, :]) / s[None] ** 2).sum(1)
 
-    def sample(self, n, generator=None, device=None, return_labels: bool = False):
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               return_labels: bool = False) -> torch.Tensor:
         check_positive_int("n", n)
         dev = generator_device(generator, device)
         labels = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
@@ -195,7 +198,8 @@ class PairedData:
     def __len__(self):
         return self.x0.shape[0]
 
-    def sample_pairs(self, n: int, generator: torch.Generator | None = None, device=None):
+    def sample_pairs(self, n: int, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n pairs drawn uniformly with replacement, on ``device`` (default the generator's device)."""
         check_positive_int("n", n)
         dev = torch.device(device) if device is not None else \

@@ -55,7 +55,7 @@ class GuidedVelocity(nn.Module):
         self.model = model
         self.w = check_real("w", w)
 
-    def forward(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: float | torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a tensor, got {type(x).__name__}")
         if y is None:
@@ -91,7 +91,7 @@ class ConditionalMixtureOracle(nn.Module):
                       for i in range(k)]
         self.whole = MixtureOracle(mixture, path)
 
-    def forward(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: float | torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         y = check_labels(y, self.num_classes, x)
         t = check_time(t, x)
         out = torch.empty_like(x)

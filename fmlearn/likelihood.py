@@ -17,6 +17,7 @@ their dtype and its velocity cast back (a float32 network, float64 divergences).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch.func import vjp, vmap
@@ -104,7 +105,8 @@ def _exact(velocity, x, t, create_graph, impl):
     return (*_exact_loop(velocity, x, t, create_graph), "loop")
 
 
-def divergence_exact(velocity, x, t, *, create_graph: bool = False, impl: str = "auto"):
+def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor, *,
+                     create_graph: bool = False, impl: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """v = velocity(x, t) and its exact divergence div_b = sum_i d v[b, i] / d x[b, i].
 
     Args:
@@ -140,8 +142,10 @@ def _draw_probes(x, probes, kind, generator):
     return eps.to(x.device)
 
 
-def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Generator | None = None,
-                          kind: str = "rademacher", noise: torch.Tensor | None = None, *, create_graph: bool = False):
+def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor,
+                          probes: int = 1, generator: torch.Generator | None = None,
+                          kind: str = "rademacher", noise: torch.Tensor | None = None, *,
+                          create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """v = velocity(x, t) and Hutchinson's estimate of its divergence,
 
         div_b ~ (1/k) sum_{j=1}^k eps_j[b]^T (dv[b]/dx[b]) eps_j[b],   E[eps eps^T] = I,
@@ -172,7 +176,8 @@ def divergence_hutchinson(velocity, x, t, probes: int = 1, generator: torch.Gene
     return v, total / probes
 
 
-def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence: str = "exact", probes: int = 10,
+def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps: int = 32, method: str = "rk4",
+                   divergence: str = "exact", probes: int = 10,
                    generator: torch.Generator | None = None, source=None) -> torch.Tensor:
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
@@ -232,7 +237,7 @@ def log_likelihood(model, x, *, steps: int = 32, method: str = "rk4", divergence
     return log_p0.to(x.dtype) + a0
 
 
-def bits_per_dim(log_likelihood, data_shape_or_dim):
+def bits_per_dim(log_likelihood, data_shape_or_dim) -> torch.Tensor:
     """-log p(x) / (D ln 2), bits per dimension, of the shape of ``log_likelihood`` (nats).
 
     data_shape_or_dim: D, or the data shape without batch (e.g. (1, 28, 28)), D its product.

@@ -16,12 +16,15 @@ pairwise distances ``space.cdist`` they use; the default is Euclidean, |x - y| o
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ._checks import check_points, model_context
 from .couplings import optimal_assignment
 from .distributions import GaussianMixture, Sampleable
-from .spaces import EUCLIDEAN, check_metric_space
+from .oracle import MixtureOracle
+from .spaces import EUCLIDEAN, Space, check_metric_space
 
 
 def _mean_pairwise_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048, space=EUCLIDEAN) -> torch.Tensor:
@@ -31,7 +34,7 @@ def _mean_pairwise_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 2048,
     return total / (a.shape[0] * b.shape[0])
 
 
-def energy_distance(x, y, space=None) -> float:
+def energy_distance(x: torch.Tensor, y: torch.Tensor, space: Space | None = None) -> float:
     """The energy distance (V-statistic) between sample sets x (n, d) and y (m, d), with the distances of
     ``space`` (default Euclidean)."""
     space = check_metric_space(space)
@@ -57,7 +60,8 @@ def energy_distance_floor(dist: Sampleable, n: int, n_ref: int = 5000,
     return float(2 * _mean_pairwise_distance(a, b) / n)
 
 
-def energy_distance_to(dist: Sampleable, x, repeats: int = 4, generator: torch.Generator | None = None) -> float:
+def energy_distance_to(dist: Sampleable, x: torch.Tensor, repeats: int = 4,
+                       generator: torch.Generator | None = None) -> float:
     """Mean energy distance between samples ``x`` (n, d) and ``repeats`` fresh sets
     of n true samples: averaging over reference sets removes most of their noise,
     so what remains is the model's (compare with :func:`energy_distance_floor`)."""
@@ -67,7 +71,7 @@ def energy_distance_to(dist: Sampleable, x, repeats: int = 4, generator: torch.G
     return sum(energy_distance(x, dist.sample(x.shape[0], generator=generator)) for _ in range(repeats)) / repeats
 
 
-def mode_fractions(mixture: GaussianMixture, x) -> torch.Tensor:
+def mode_fractions(mixture: GaussianMixture, x: torch.Tensor) -> torch.Tensor:
     """Fraction of samples whose most probable component is k, shape (K,).
 
     Each sample goes to argmax_k p(k | x), the Bayes assignment under the mixture.
@@ -77,7 +81,7 @@ def mode_fractions(mixture: GaussianMixture, x) -> torch.Tensor:
     return torch.bincount(labels, minlength=mixture.n_components).double() / x.shape[0]
 
 
-def fraction_near_modes(mixture: GaussianMixture, x, n_std: float = 4.0) -> float:
+def fraction_near_modes(mixture: GaussianMixture, x: torch.Tensor, n_std: float = 4.0) -> float:
     """Fraction of samples within ``n_std`` standard deviations of some mode's mean
     (samples stranded between modes count against a model)."""
     x = check_points("x", x, mixture.dim).float().cpu()
@@ -110,7 +114,7 @@ def _mode_matched_reference(mixture: GaussianMixture, x: torch.Tensor, generator
     return mixture.means[labels] + mixture.stds[labels] * torch.randn(len(labels), mixture.dim, generator=generator)
 
 
-def energy_distance_mode_matched(mixture: GaussianMixture, x, repeats: int = 4,
+def energy_distance_mode_matched(mixture: GaussianMixture, x: torch.Tensor, repeats: int = 4,
                                  generator: torch.Generator | None = None) -> float:
     """Mean energy distance between samples x (n, d) and ``repeats`` sets of true samples drawn with the
     same number of points in each component as x (as in :func:`w2_mode_matched`).
@@ -139,7 +143,8 @@ def energy_distance_mode_matched_floor(mixture: GaussianMixture, n: int, repeats
                for _ in range(draws)) / draws
 
 
-def velocity_error(model, oracle, t: float, n: int = 4000, generator: torch.Generator | None = None) -> tuple[float, float]:
+def velocity_error(model: Callable[..., torch.Tensor], oracle: MixtureOracle, t: float, n: int = 4000,
+                   generator: torch.Generator | None = None) -> tuple[float, float]:
     """How far a learned velocity is from the exact one at time t, on n samples x ~ p_t.
 
     Returns (relative, rms): ||u_theta - u_t|| / ||u_t|| (norms over all n samples) and
@@ -155,7 +160,7 @@ def velocity_error(model, oracle, t: float, n: int = 4000, generator: torch.Gene
     return float(diff.norm() / exact.norm()), float(diff.pow(2).sum(1).mean().sqrt())
 
 
-def w2_distance(x, y, space=None) -> float:
+def w2_distance(x: torch.Tensor, y: torch.Tensor, space: Space | None = None) -> float:
     """The exact 2-Wasserstein distance between two equal-size sample sets x, y of shape (n, *shape):
 
         W2(x, y) = sqrt( min_sigma (1/n) sum_i d(x_i, y_sigma(i))^2 ),
@@ -183,7 +188,7 @@ def w2_floor(dist: Sampleable, n: int, repeats: int = 4, generator: torch.Genera
                for _ in range(repeats)) / repeats
 
 
-def w2_mode_matched(mixture: GaussianMixture, x, generator: torch.Generator | None = None) -> float:
+def w2_mode_matched(mixture: GaussianMixture, x: torch.Tensor, generator: torch.Generator | None = None) -> float:
     """Exact W2 between samples x (n, d) and true samples of ``mixture`` drawn with the same number of
     points in each component as x has (each x_i assigned to its most probable component).
 

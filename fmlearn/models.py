@@ -68,7 +68,7 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, t, **cond) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: float | torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
         if cond:
             raise TypeError(f"MLP is unconditional; got conditioning arguments {sorted(cond)}")
         _check_flat(x, self.dim)
@@ -76,7 +76,8 @@ class MLP(nn.Module):
         return self.net(torch.cat([x, self.time_embedding(t)], dim=1))
 
 
-def check_labels(y, num_classes: int, x: torch.Tensor, check_values: bool = True) -> torch.Tensor:
+def check_labels(y: torch.Tensor | None, num_classes: int, x: torch.Tensor,
+                 check_values: bool = True) -> torch.Tensor:
     """Class labels as a (batch,) int64 tensor on x's device.
 
     ``y`` is None (every row gets the "no label" index ``num_classes``), an int, or an integer tensor
@@ -127,7 +128,8 @@ class ConditionalMLP(MLP):
         first = self.net[0]
         self.net[0] = nn.Linear(first.in_features + label_dim, first.out_features)
 
-    def forward(self, x: torch.Tensor, t, y=None, **cond) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: float | torch.Tensor, y: torch.Tensor | None = None,
+                **cond: torch.Tensor) -> torch.Tensor:
         if cond:
             raise TypeError(f"ConditionalMLP takes only the conditioning argument y; got {sorted(cond)}")
         _check_flat(x, self.dim)
@@ -197,7 +199,8 @@ class TinyUNet(nn.Module):
         self.out_norm = nn.GroupNorm(min(8, c), c)
         self.out = nn.Conv2d(c, in_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, t, y=None, **cond) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: float | torch.Tensor, y: torch.Tensor | None = None,
+                **cond: torch.Tensor) -> torch.Tensor:
         if cond:
             raise TypeError(f"TinyUNet takes only the conditioning argument y; got {sorted(cond)}")
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.image_shape:

@@ -25,7 +25,7 @@ an object with ``xt``, ``t`` and ``dxt`` (the target velocity), such as :class:`
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -33,10 +33,18 @@ from torch import nn
 from ._checks import check_real
 from .paths import AffineGaussianPath
 
+class Objective(Protocol):
+    """What :func:`fmlearn.train` minimises (see the module docstring)."""
+
+    def draw(self, n: int, generator: torch.Generator | None, device: torch.device | str | None) -> Any: ...
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor: ...
+
+
 _T_EDGE = 2.0 ** -24  # the float32 neighbour of 1 is 1 - 2^-24
 
 
-def uniform_time(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+def uniform_time(n: int, generator: torch.Generator | None, device: torch.device | str | None) -> torch.Tensor:
     """t ~ U[0, 1), shape (n,)."""
     return torch.rand(n, generator=generator, device=device)
 
@@ -69,14 +77,14 @@ def logit_normal_time(mean: float = 0.0, std: float = 1.0) -> Callable:
     return sample_time
 
 
-def regression_loss(model: nn.Module, ps: Any, **cond) -> torch.Tensor:
+def regression_loss(model: nn.Module, ps: Any, **cond: torch.Tensor) -> torch.Tensor:
     """mean over the batch of ||model(x_t, t, **cond) - dx_t||^2 on a path sample ``ps`` (xt, t, dxt), in float32."""
     pred = model(ps.xt, ps.t, **cond)
     return (pred.float() - ps.dxt.float()).pow(2).flatten(1).sum(1).mean()
 
 
 def cfm_loss(model: nn.Module, path: AffineGaussianPath, x0: torch.Tensor, x1: torch.Tensor,
-             t: torch.Tensor, **cond) -> torch.Tensor:
+             t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
     """The CFM loss on one batch (x0, x1, t): mean over the batch of ||u_theta(x_t, t) - dx_t||^2."""
     return regression_loss(model, path.sample(x0, x1, t), **cond)
 
@@ -141,7 +149,7 @@ class CFMObjective:
                                 f"(label num_classes means 'no label'); {type(model).__name__} has {k!r}")
             self._null_label = k
 
-    def draw(self, n: int, generator: torch.Generator | None, device) -> tuple[Any, dict]:
+    def draw(self, n: int, generator: torch.Generator | None, device: torch.device | str | None) -> tuple[Any, dict]:
         """(the path sample at the batch's times, the conditioning keyword arguments)."""
         cond = {}
         if self.paired:
@@ -190,7 +198,8 @@ class CrossEntropyObjective:
     def bind(self, model: nn.Module) -> None:
         """Nothing to read from the model."""
 
-    def draw(self, n: int, generator: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, n: int, generator: torch.Generator | None,
+             device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.data.sample(n, generator=generator, device=device, return_labels=True)
         if self.augment is not None:
             x = self.augment(x, generator)
@@ -210,7 +219,7 @@ class CrossEntropyObjective:
         return f"CrossEntropyObjective({type(self.data).__name__})"
 
 
-def check_objective(objective) -> Any:
+def check_objective(objective: Any) -> Any:
     """The objective itself, refused unless it has draw(n, generator, device) and loss(model, batch)."""
     for name in ("draw", "loss"):
         if not callable(getattr(objective, name, None)):

@@ -53,12 +53,12 @@ class MixtureOracle:
     def _posterior(self, log_comp):
         return torch.softmax(log_comp, dim=-1)[:, :, None]  # r_k(x), (B, K, 1)
 
-    def score(self, x, t) -> torch.Tensor:
+    def score(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """grad_x log p_t(x), shape (batch, dim)."""
         *_, var, diff, log_comp = self._terms(x, t)
         return (self._posterior(log_comp) * (-diff / var)).sum(1)
 
-    def velocity(self, x, t) -> torch.Tensor:
+    def velocity(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The marginal velocity u_t(x), shape (batch, dim)."""
         t, a, m, sd, var, diff, log_comp = self._terms(x, t)
         s = self.path.schedule
@@ -82,7 +82,7 @@ class MixtureOracle:
         stds = torch.sqrt(a**2 * tgt.stds.double() ** 2 + b**2)
         return GaussianMixture((a * tgt.means.double()).float(), stds.float(), tgt.weights.double())
 
-    def log_prob(self, x, t) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """log p_t(x), shape (batch,)."""
         *_, log_comp = self._terms(x, t)
         return torch.logsumexp(log_comp, dim=-1)

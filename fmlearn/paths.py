@@ -43,7 +43,7 @@ class AffineGaussianPath:
     def __init__(self, schedule: Schedule | str = "condot"):
         self.schedule = get_schedule(schedule)
 
-    def sample(self, x0, x1, t) -> PathSample:
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> PathSample:
         """x_t and its conditional velocity for batches x0, x1 (same shape) at times t.
 
         t: a float or a (batch,) tensor in [0, 1].
@@ -60,7 +60,7 @@ class AffineGaussianPath:
         return PathSample(x0=x0, x1=x1, t=t, xt=self.schedule.interpolate(x0, x1, te),
                           dxt=self.schedule.velocity(x0, x1, te))
 
-    def conditional_velocity(self, x0, x1, t) -> torch.Tensor:
+    def conditional_velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """u_t(x_t | x0, x1) = d_alpha_t x1 + d_beta_t x0."""
         return self.sample(x0, x1, t).dxt
 
@@ -75,7 +75,7 @@ class AffineGaussianPath:
     # beta D = beta^2 d_alpha - alpha (beta d_beta) is computed with the closed-form beta d_beta, so it stays
     # exact where d_beta alone diverges (sqrt and VP at t = 1, where beta D = 1/2 and d_alpha_1 are positive).
 
-    def x0_from_velocity(self, u, x, t) -> torch.Tensor:
+    def x0_from_velocity(self, u: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """Noise prediction x0_hat = (d_alpha x - alpha u) / D_t from a velocity u at (x, t), shape of x.
 
         Valid where D_t = d_alpha beta - alpha d_beta > LEVEL_MIN: all of [0, 1] for CondOT, sqrt, cosine, VP
@@ -85,7 +85,7 @@ class AffineGaussianPath:
         u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("D_t",), "x0_from_velocity")
         return (da * x - a * u) / (da * b - a * db)
 
-    def x1_from_velocity(self, u, x, t) -> torch.Tensor:
+    def x1_from_velocity(self, u: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """Data prediction x1_hat = (beta u - d_beta x) / D_t from a velocity u at (x, t), shape of x.
 
         Same valid range as :meth:`x0_from_velocity`.
@@ -93,7 +93,7 @@ class AffineGaussianPath:
         u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("D_t",), "x1_from_velocity")
         return (b * u - db * x) / (da * b - a * db)
 
-    def velocity_from_x0(self, x0_hat, x, t) -> torch.Tensor:
+    def velocity_from_x0(self, x0_hat: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The velocity from a noise prediction: u = d_alpha x1_hat + d_beta x0_hat, x1_hat = (x - beta x0_hat) / alpha.
 
         Needs alpha_t > LEVEL_MIN: t > 0 for paths that start at pure noise.
@@ -101,7 +101,7 @@ class AffineGaussianPath:
         x0_hat, x, (a, b, da, db, bdb) = self._inputs("x0_hat", x0_hat, x, t, ("alpha_t",), "velocity_from_x0")
         return da * (x - b * x0_hat) / a + db * x0_hat
 
-    def velocity_from_x1(self, x1_hat, x, t) -> torch.Tensor:
+    def velocity_from_x1(self, x1_hat: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The velocity from a data prediction: u = d_alpha x1_hat + d_beta x0_hat, x0_hat = (x - alpha x1_hat) / beta.
 
         Needs beta_t > LEVEL_MIN: t < 1 for paths that end at the data.
@@ -109,7 +109,7 @@ class AffineGaussianPath:
         x1_hat, x, (a, b, da, db, bdb) = self._inputs("x1_hat", x1_hat, x, t, ("beta_t",), "velocity_from_x1")
         return da * x1_hat + db * (x - a * x1_hat) / b
 
-    def score_from_velocity(self, u, x, t) -> torch.Tensor:
+    def score_from_velocity(self, u: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The marginal score from the marginal velocity: s = -x0_hat / beta = (alpha u - d_alpha x) / (beta D_t).
 
         x, u: (batch, *data); t: a float or (batch,) tensor. Needs beta_t D_t > LEVEL_MIN: t < 1 for CondOT,
@@ -120,7 +120,7 @@ class AffineGaussianPath:
         u, x, (a, b, da, db, bdb) = self._inputs("u", u, x, t, ("beta_t D_t",), "score_from_velocity")
         return (a * u - da * x) / (b**2 * da - a * bdb)
 
-    def velocity_from_score(self, score, x, t) -> torch.Tensor:
+    def velocity_from_score(self, score: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The marginal velocity from the marginal score: u = (d_alpha / alpha)(x + beta^2 s) - (beta d_beta) s.
 
         Needs alpha_t > LEVEL_MIN: t > 0 for the schedules that start at pure noise (at t = 0 the

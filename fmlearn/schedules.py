@@ -45,27 +45,27 @@ class Schedule:
             if abs(float(got) - want) > tol:
                 raise ValueError(f"{type(self).__name__}: {key} must be {want} (within {tol:g}), got {float(got):.6g}")
 
-    def alpha(self, t):
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def d_alpha(self, t):
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def d_beta(self, t):
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def beta_d_beta(self, t):
+    def beta_d_beta(self, t: torch.Tensor) -> torch.Tensor:
         """beta_t * d beta_t / dt = (d/dt beta_t^2) / 2, finite at both ends."""
         return self.beta(t) * self.d_beta(t)
 
-    def interpolate(self, x0, x1, t):
+    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t = alpha_t x1 + beta_t x0 (t broadcastable against x0 and x1)."""
         return self.alpha(t) * x1 + self.beta(t) * x0
 
-    def velocity(self, x0, x1, t):
+    def velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The conditional velocity d_alpha_t x1 + d_beta_t x0 (t broadcastable)."""
         return self.d_alpha(t) * x1 + self.d_beta(t) * x0
 
@@ -78,28 +78,28 @@ class KappaSchedule(Schedule):
     of a mixture path, d_kappa_t / (1 - kappa_t) (:meth:`rate`). As an affine Gaussian schedule it is
     alpha_t = kappa_t, beta_t = 1 - kappa_t. Subclasses define ``kappa`` and ``d_kappa`` on tensors."""
 
-    def kappa(self, t):
+    def kappa(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def d_kappa(self, t):
+    def d_kappa(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def rate(self, t):
+    def rate(self, t: torch.Tensor) -> torch.Tensor:
         """d_kappa_t / (1 - kappa_t), evaluated at min(t, 1 - T_EPS): it diverges at t = 1 (all the remaining
         mass must jump), so the guard keeps it finite there (1e6 for CondOT)."""
         s = torch.clamp(t, max=1 - T_EPS)
         return self.d_kappa(s) / (1 - self.kappa(s))
 
-    def alpha(self, t):
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return self.kappa(t)
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         return 1 - self.kappa(t)
 
-    def d_alpha(self, t):
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         return self.d_kappa(t)
 
-    def d_beta(self, t):
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
         return -self.d_kappa(t)
 
 
@@ -108,17 +108,17 @@ class CondOT(KappaSchedule):
 
     name = "CondOT"
 
-    def kappa(self, t):
+    def kappa(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
-    def d_kappa(self, t):
+    def d_kappa(self, t: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(t)
 
     # The same formulas in one kernel each (the training loop calls these every step).
-    def interpolate(self, x0, x1, t):
+    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.lerp(x0, x1, t)
 
-    def velocity(self, x0, x1, t):
+    def velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return x1 - x0
 
 
@@ -127,19 +127,19 @@ class Sqrt(Schedule):
 
     name = "sqrt"
 
-    def alpha(self, t):
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return t
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(torch.clamp(1 - t, min=0))
 
-    def d_alpha(self, t):
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(t)
 
-    def d_beta(self, t):
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
         return -0.5 / torch.sqrt(torch.clamp(1 - t, min=T_EPS))
 
-    def beta_d_beta(self, t):
+    def beta_d_beta(self, t: torch.Tensor) -> torch.Tensor:
         return torch.full_like(t, -0.5)
 
 
@@ -148,16 +148,16 @@ class Cosine(Schedule):
 
     name = "cosine"
 
-    def alpha(self, t):
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sin(0.5 * math.pi * t)
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         return torch.cos(0.5 * math.pi * t)
 
-    def d_alpha(self, t):
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         return 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
 
-    def d_beta(self, t):
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
         return -0.5 * math.pi * torch.sin(0.5 * math.pi * t)
 
 
@@ -175,10 +175,10 @@ class Polynomial(KappaSchedule):
         self.n = float(n)
         super().__init__()
 
-    def kappa(self, t):
+    def kappa(self, t: torch.Tensor) -> torch.Tensor:
         return t**self.n
 
-    def d_kappa(self, t):
+    def d_kappa(self, t: torch.Tensor) -> torch.Tensor:
         return self.n * t ** (self.n - 1)
 
     def __repr__(self):
@@ -207,21 +207,21 @@ class VP(Schedule):
     def _T(self, s):
         return self.rate_min * s + 0.5 * (self.rate_max - self.rate_min) * s**2
 
-    def alpha(self, t):
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.5 * self._T(1 - t))
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(torch.clamp(-torch.expm1(-self._T(1 - t)), min=0))
 
-    def d_alpha(self, t):
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         s = 1 - t
         return 0.5 * (self.rate_min + (self.rate_max - self.rate_min) * s) * self.alpha(t)
 
-    def d_beta(self, t):
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
         b = torch.clamp(self.beta(t), min=math.sqrt(T_EPS))
         return -self.alpha(t) * self.d_alpha(t) / b
 
-    def beta_d_beta(self, t):
+    def beta_d_beta(self, t: torch.Tensor) -> torch.Tensor:
         return -self.alpha(t) * self.d_alpha(t)
 
     def __repr__(self):
@@ -264,16 +264,16 @@ class VE(Schedule):
             raise ValueError(f"VE: expected alpha = 1 and beta = ({self.sigma_max}, {self.sigma_min}) at t = (0, 1), "
                              f"got alpha = {a.tolist()}, beta = {b.tolist()}")
 
-    def alpha(self, t):
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(t)
 
-    def beta(self, t):
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.sigma_max * torch.exp(-self._log_ratio * t)
 
-    def d_alpha(self, t):
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(t)
 
-    def d_beta(self, t):
+    def d_beta(self, t: torch.Tensor) -> torch.Tensor:
         return -self._log_ratio * self.beta(t)
 
     def __repr__(self):

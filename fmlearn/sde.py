@@ -39,13 +39,13 @@ more reason to let g_t fade.
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 import torch
 
 from ._checks import as_tensor, check_finite, check_positive_int, check_real, model_context
 from .paths import LEVEL_MIN, AffineGaussianPath, conversion_levels
-from .spaces import check_space
+from .spaces import Space, check_space
 from .stepping import Solution, check_grid, march, time_grid
 
 #: A noise scale (or a Langevin step size): a number, or a function of t (a Python float) returning one.
@@ -139,9 +139,11 @@ def _no_score_message(path: AffineGaussianPath, t: float, gt: float, level: floa
             f"give from the velocity there (beta_t D_t = {level:.3g} <= {LEVEL_MIN:g}): {why}")
 
 
-def sde_sample(velocity, path: AffineGaussianPath, x0: torch.Tensor, *, steps: int | None = None, times=None,
+def sde_sample(velocity: Callable[..., torch.Tensor], path: AffineGaussianPath, x0: torch.Tensor, *,
+               steps: int | None = None, times: Sequence[float] | torch.Tensor | None = None,
                g: Scale = 1.0, generator: torch.Generator | None = None, corrector_steps: int = 0,
-               corrector_eps: Scale = 0.01, space=None, return_trajectory: bool = False, **cond) -> Solution:
+               corrector_eps: Scale = 0.01, space: Space | None = None, return_trajectory: bool = False,
+               **cond: torch.Tensor) -> Solution:
     """Euler-Maruyama for dX = [u + (g_t^2 / 2) s] dt + g_t dW from times[0] to times[-1].
 
     velocity: a model or function called as velocity(x, t, **cond) with t a Python float; a model runs in

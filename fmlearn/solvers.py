@@ -9,12 +9,14 @@ map on a manifold; a jump on tokens. States may be tuples of tensors.
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import torch
 
 from ._checks import model_context
 from .adaptive import dopri5
-from .spaces import check_space
-from .stepping import STEPPERS, Field, Solution, check_grid, grid_from, march, time_grid
+from .spaces import Space, check_space
+from .stepping import STEPPERS, Field, Solution, State, check_grid, grid_from, march, time_grid
 
 METHODS = (*sorted(STEPPERS), "dopri5")
 
@@ -34,9 +36,10 @@ def _checked(field: Field, space) -> Field:
     return u
 
 
-def odeint(field: Field, x0, *, method: str = "euler", steps: int | None = None, times=None,
+def odeint(field: Field, x0: State, *, method: str = "euler", steps: int | None = None,
+           times: Sequence[float] | torch.Tensor | None = None,
            rtol: float | None = None, atol: float | None = None, first_step: float | None = None,
-           max_steps: int = 10_000, space=None, return_trajectory: bool = False) -> Solution:
+           max_steps: int = 10_000, space: Space | None = None, return_trajectory: bool = False) -> Solution:
     """Integrate dx/dt = field(x, t) from times[0] to times[-1].
 
     Args:
@@ -85,9 +88,11 @@ def _ends(times) -> tuple[float, float]:
     return float(grid[0]), float(grid[1])
 
 
-def sample(model, x0: torch.Tensor, *, method: str = "euler", steps: int | None = None, times=None,
-           rtol: float | None = None, atol: float | None = None, space=None, return_trajectory: bool = False,
-           **cond) -> Solution:
+def sample(model: Callable[..., torch.Tensor], x0: torch.Tensor, *, method: str = "euler", steps: int | None = None,
+           times: Sequence[float] | torch.Tensor | None = None,
+           rtol: float | None = None, atol: float | None = None, space: Space | None = None,
+           return_trajectory: bool = False,
+           **cond: torch.Tensor) -> Solution:
     """Push source samples x0 through a velocity model from t = 0 to t = 1: :func:`odeint` of
     ``model(x, t, **cond)``, with 100 steps when a fixed-step method gets neither ``steps`` nor ``times``.
 

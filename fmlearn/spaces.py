@@ -19,20 +19,30 @@ adds tuple states leaf by leaf. The sphere lives in :mod:`fmlearn.manifolds`, to
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from ._checks import check_velocity_output
-from .stepping import tree_map
+from .stepping import State, tree_map
+
+
+class Space(Protocol):
+    """What a solver needs of a space: apply an increment, and check a field's value against a state."""
+
+    def step(self, x: State, dx: State) -> State: ...
+
+    def check_field(self, v: State, x: State, name: str = "velocity") -> State: ...
 
 
 class Euclidean:
     """Flat R^d: the space of Part I (any data shape, batch first; tuple states leaf by leaf)."""
 
-    def step(self, x, dx):
+    def step(self, x: State, dx: State) -> State:
         """x + dx."""
         return tree_map(torch.add, x, dx)
 
-    def check_field(self, v, x, name: str = "velocity"):
+    def check_field(self, v: State, x: State, name: str = "velocity") -> State:
         """v must have x's structure and each leaf x's shape (reads shapes only: no host sync)."""
         if isinstance(x, tuple):
             if not isinstance(v, tuple) or len(v) != len(x):
@@ -71,7 +81,7 @@ class Euclidean:
 EUCLIDEAN = Euclidean()
 
 
-def check_space(space) -> object:
+def check_space(space: Space | None) -> object:
     """The space itself (``None``: Euclidean), refused unless it has step and check_field."""
     if space is None:
         return EUCLIDEAN
@@ -81,7 +91,7 @@ def check_space(space) -> object:
     return space
 
 
-def check_metric_space(space) -> object:
+def check_metric_space(space: Space | None) -> object:
     """The space itself (``None``: Euclidean), refused unless it has cdist (the metrics' and transport's cost)."""
     if space is None:
         return EUCLIDEAN
@@ -91,4 +101,4 @@ def check_metric_space(space) -> object:
     return space
 
 
-__all__ = ["EUCLIDEAN", "Euclidean", "check_metric_space", "check_space"]
+__all__ = ["EUCLIDEAN", "Euclidean", "Space", "check_metric_space", "check_space"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 
@@ -57,19 +57,19 @@ class Solution:
     rejected_steps: int | None = None
 
 
-def tree_map(fn: Callable, *states):
+def tree_map(fn: Callable, *states: State) -> State:
     """fn applied leaf by leaf to states of one structure (a tensor, or nested tuples of tensors)."""
     if isinstance(states[0], tuple):
         return tuple(tree_map(fn, *parts) for parts in zip(*states))
     return fn(*states)
 
 
-def leaves(state) -> list:
+def leaves(state: State) -> list:
     """The tensors of a state, in order."""
     return [leaf for part in state for leaf in leaves(part)] if isinstance(state, tuple) else [state]
 
 
-def stack_states(states: list):
+def stack_states(states: list) -> State:
     """A list of states of one structure stacked along a new first axis (a trajectory)."""
     return tree_map(lambda *xs: torch.stack(xs), *states)
 
@@ -104,7 +104,7 @@ def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0, *, kind: str = "unif
     return (1 - w) * t0 + w * t1
 
 
-def check_grid(times, name: str = "times") -> torch.Tensor:
+def check_grid(times: Sequence[float] | torch.Tensor, name: str = "times") -> torch.Tensor:
     """A time grid as a float64 CPU tensor of shape (n,), n >= 2, finite and strictly monotone
     (increasing, or decreasing to run backwards); a ValueError names what is wrong."""
     times = check_finite(name, as_tensor(name, times, dtype=torch.float64, device="cpu")).reshape(-1)
@@ -116,7 +116,7 @@ def check_grid(times, name: str = "times") -> torch.Tensor:
     return times
 
 
-def grid_from(steps: int | None, times) -> torch.Tensor:
+def grid_from(steps: int | None, times: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """The grid of a fixed-step solve: ``steps`` equal steps on [0, 1], or the grid ``times`` (exactly one)."""
     if (steps is None) == (times is None):
         raise ValueError("give exactly one of steps (equal steps on [0, 1]) or times (a grid)")
@@ -160,7 +160,7 @@ def _rk4(u, step, x, t, h):
 STEPPERS = {"euler": (_euler, 1), "heun": (_heun, 2), "midpoint": (_midpoint, 2), "rk4": (_rk4, 4)}
 
 
-def march(advance: Callable[[Any, float, float], Any], x0, grid: torch.Tensor, *,
+def march(advance: Callable[[Any, float, float], Any], x0: State, grid: torch.Tensor, *,
           return_trajectory: bool = False) -> tuple[Any, Any]:
     """The time loop: x <- advance(x, t, t_next) over consecutive points of ``grid``.
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_positive_int, check_real
 from .config import get_device, show_progress
-from .objectives import check_objective
+from .objectives import Objective, check_objective
 
 
 #: Below this many parameters, bfloat16 autocast slows a training step down on CUDA: the step is bound by
@@ -96,8 +96,10 @@ class _DeferredInterrupt:
         self._handler = None
 
 
-def train(model: nn.Module, objective, *, steps: int, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
-          device=None, amp: bool | None = None, cosine_decay: bool = True, log_every: int = 100,
+def train(model: nn.Module, objective: Objective, *, steps: int, batch_size: int = 256, lr: float = 1e-3,
+          seed: int = 0,
+          device: torch.device | str | None = None, amp: bool | None = None, cosine_decay: bool = True,
+          log_every: int = 100,
           progress: bool | None = None, checkpoint: str | os.PathLike | None = None,
           checkpoint_every: int | None = None, ema: float | None = None) -> TrainResult:
     """Train ``model`` in place on ``objective`` with Adam.

@@ -26,7 +26,7 @@ class Categorical:
         self.num_states = num_states
         self.generator = generator
 
-    def check_field(self, v, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
+    def check_field(self, v: torch.Tensor, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
         """x must hold integer tokens and v be floating rates of shape (*x.shape, num_states)."""
         if x.is_floating_point() or x.dtype == torch.bool:
             raise TypeError(f"x must hold integer tokens, got dtype {x.dtype}")

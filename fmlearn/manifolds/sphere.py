@@ -56,7 +56,7 @@ class Sphere:
         y = x + dx
         return y / y.norm(dim=-1, keepdim=True)
 
-    def check_field(self, v, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
+    def check_field(self, v: torch.Tensor, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
         """A field value is a vector of x's shape (its normal part is dropped by step)."""
         return check_velocity_output(v, x, name)
 
