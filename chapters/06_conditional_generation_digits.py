@@ -265,9 +265,10 @@ assert clf_acc >= CLF_MIN
 #
 # - **EMA weights**: keep $\bar\theta \leftarrow \lambda \bar\theta + (1 - \lambda)\theta$
 #   after every step and sample with $\bar\theta$, less noisy than the last
-#   step's weights. We set $\lambda = 1 - 5/\text{steps}$, so the random
-#   initial weights keep a share $\lambda^{\text{steps}} \approx e^{-5}$ of under 1%
-#   (with 0.999 and only 1000 steps they would keep 37%).
+#   step's weights. We set $\lambda = 1 - 5/\text{steps}$; `fm.train` warms the
+#   decay up, $\lambda_k = \min(\lambda, (1 + k)/(10 + k))$ at step $k$, so the
+#   random initial weights leave the average within the first steps (with a
+#   constant 0.999 and only 1000 steps they would keep a share $0.999^{1000}$ = 37%).
 # - **mixed precision** on a GPU: the forward pass in bfloat16 under autocast
 #   (`amp=True`); off on a CPU, where it does not pay.
 #

@@ -129,8 +129,11 @@ def train(model: nn.Module, objective: Objective, *, steps: int, batch_size: int
             done so far, prints where, and re-raises: calling train again with the same arguments resumes.
             Ctrl-C then lets the current step finish first; a second Ctrl-C interrupts at once.
         ema: keep an exponential moving average of the weights with this decay (e.g. 0.999),
-            theta_ema <- decay * theta_ema + (1 - decay) * theta after every step, and load it
-            into ``model`` at the end: averaged weights are less noisy than the last step's.
+            theta_ema <- d_k * theta_ema + (1 - d_k) * theta after step k = 0, 1, ..., and load it
+            into ``model`` at the end: averaged weights are less noisy than the last step's. The decay
+            warms up, d_k = min(ema, (1 + k) / (10 + k)) (as TensorFlow's ExponentialMovingAverage with
+            num_updates): early averages follow the weights closely, so the random initial weights do not
+            linger in the average (with d_k = ema from the start they keep a share ema^steps of it).
         checkpoint_every: also save every this many steps (at the next loss read-back), so an
             interrupted run can resume exactly where the last save left it.
 
@@ -224,7 +227,8 @@ def train(model: nn.Module, objective: Objective, *, steps: int, batch_size: int
                 opt.step()
                 if ema_params is not None:
                     with torch.no_grad():
-                        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - ema)
+                        decay = min(ema, (1 + step) / (10 + step))
+                        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - decay)
                 pending.append(loss.detach())
                 completed, snapshot, updating = step + 1, None, False
                 if (completed - start) % log_every == 0 or completed == steps:

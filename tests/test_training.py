@@ -437,8 +437,10 @@ def test_train_with_logit_normal_time():
 
 
 def test_ema_weights_equal_a_hand_computed_average():
-    """ema=0.8: the final weights equal theta_ema_k = 0.8 theta_ema_(k-1) + 0.2 theta_k, computed by hand from the
-    weights of k-step runs (constant lr, so a k-step run is the first k steps of a longer one)."""
+    """ema=0.8: the final weights equal theta_ema_k = d theta_ema_(k-1) + (1 - d) theta_k with the warmed-up decay
+    d = min(0.8, k / (9 + k)) (k = 1, 2, ...), computed by hand from the weights of k-step runs (constant lr, so
+    a k-step run is the first k steps of a longer one); without the warm-up (d = 0.8 throughout, which keeps
+    0.8^5 = 33% of the random initial weights) they would differ."""
     decay, n = 0.8, 5
     snapshots = [small_model().state_dict()]
     for k in range(1, n + 1):
@@ -446,13 +448,17 @@ def test_ema_weights_equal_a_hand_computed_average():
         quick_train(m, k, cosine_decay=False)
         snapshots.append(m.state_dict())
     manual = {key: v.clone() for key, v in snapshots[0].items()}
-    for snap in snapshots[1:]:
+    flat = {key: v.clone() for key, v in snapshots[0].items()}
+    for k, snap in enumerate(snapshots[1:], start=1):
+        d = min(decay, k / (9 + k))
         for key in manual:
-            manual[key] = decay * manual[key] + (1 - decay) * snap[key]
+            manual[key] = d * manual[key] + (1 - d) * snap[key]
+            flat[key] = decay * flat[key] + (1 - decay) * snap[key]
     m = small_model()
     quick_train(m, n, cosine_decay=False, ema=decay)
     for key, value in m.state_dict().items():
         torch.testing.assert_close(value, manual[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert max(float((value - flat[key]).abs().max()) for key, value in m.state_dict().items()) > 1e-3
 
 
 @pytest.mark.parametrize("ema", [1.0, 0.0, 2, "0.9"])
@@ -571,3 +577,4 @@ def test_paired_data_bad_input():
         PairedData([[0.0]], torch.zeros(1, 1))
     with pytest.raises(ValueError, match="pass source=None"):
         quick_train(small_model(), 1, target=PairedData(torch.zeros(4, 2), torch.ones(4, 2)), source=TARGET)
+
