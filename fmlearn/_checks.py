@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 
-def as_tensor(name: str, value, *, dtype=None, device=None) -> torch.Tensor:
+def as_tensor(name: str, value: Any, *, dtype: torch.dtype | None = None,
+              device: torch.device | str | None = None) -> torch.Tensor:
     """Convert ``value`` to a floating tensor, refusing what cannot be one.
 
     Python numbers and lists of them become floats (default dtype, or ``dtype``); a tensor of integers is refused
@@ -43,7 +44,7 @@ def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def check_points(name: str, x, dim: int | None = None) -> torch.Tensor:
+def check_points(name: str, x: Any, dim: int | None = None) -> torch.Tensor:
     """A batch of points: shape (batch, dim) with batch >= 1, finite (an empty batch has no mean: refused)."""
     x = as_tensor(name, x)
     want = f"(batch, {dim})" if dim is not None else "(batch, dim)"
@@ -60,7 +61,7 @@ def time_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype if x.is_floating_point() else torch.get_default_dtype()
 
 
-def check_time(t, x: torch.Tensor, name: str = "t", check_values: bool = True) -> torch.Tensor:
+def check_time(t: float | torch.Tensor, x: torch.Tensor, name: str = "t", check_values: bool = True) -> torch.Tensor:
     """Time as a floating (batch,) tensor on x's device, in :func:`time_dtype` (x's dtype, or the default float
     dtype when x holds integer tokens: time is never cast to integers).
 
@@ -89,7 +90,7 @@ def check_time(t, x: torch.Tensor, name: str = "t", check_values: bool = True) -
     return t
 
 
-def check_positive_int(name: str, value) -> int:
+def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
     if value <= 0:
@@ -102,7 +103,7 @@ def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def check_real(name: str, value, *, positive: bool = False) -> float:
+def check_real(name: str, value: Any, *, positive: bool = False) -> float:
     """A finite real number (positive if asked) as a Python float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
@@ -112,7 +113,7 @@ def check_real(name: str, value, *, positive: bool = False) -> float:
     return value
 
 
-def model_dtype_device(model) -> tuple[torch.dtype | None, torch.device | None]:
+def model_dtype_device(model: Any) -> tuple[torch.dtype | None, torch.device | None]:
     """The dtype and device of a module's first floating parameter (else buffer); (None, None) for a plain
     function or a module without floating tensors."""
     if isinstance(model, torch.nn.Module):
@@ -122,7 +123,7 @@ def model_dtype_device(model) -> tuple[torch.dtype | None, torch.device | None]:
     return None, None
 
 
-def at_dtype(fn, dtype: torch.dtype | None):
+def at_dtype(fn: Callable[..., Any], dtype: torch.dtype | None) -> Callable[..., Any]:
     """``fn(x, t, **kw)`` called with x cast to ``dtype`` and its output cast back to x's dtype, so a float32
     network can drive a float64 state and the reverse (the casts are differentiable). ``fn`` itself if
     dtype is None."""
@@ -136,7 +137,7 @@ def at_dtype(fn, dtype: torch.dtype | None):
     return call
 
 
-def check_velocity_output(v, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
+def check_velocity_output(v: Any, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
     """Refuse a velocity whose value is not a tensor of x's shape (it would broadcast silently in x + h v).
     Reads shapes only: no host sync."""
     if not isinstance(v, torch.Tensor):
@@ -148,7 +149,7 @@ def check_velocity_output(v, x: torch.Tensor, name: str = "velocity") -> torch.T
 
 
 @contextlib.contextmanager
-def model_context(model, x: torch.Tensor | None = None, *, grad: bool = False
+def model_context(model: Any, x: torch.Tensor | None = None, *, grad: bool = False
                   ) -> Iterator[tuple[Callable, torch.Tensor | None]]:
     """Run a model for evaluation: ``with model_context(model, x) as (net, x): ...``.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ def is_quick() -> bool:
     raise ValueError(f"FMLEARN_QUICK must be one of 0/1/true/false, got {raw!r}")
 
 
-def budget(default, quick):
+def budget(default: Any, quick: Any) -> Any:
     """Return ``quick`` in quick mode and ``default`` otherwise.
 
     Used for every knob that trades run time for quality (steps, sample counts)

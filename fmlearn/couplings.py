@@ -19,6 +19,7 @@ coupling here, the exact W2 of :mod:`fmlearn.metrics`).
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence
 
 import torch
 
@@ -206,7 +207,7 @@ def _trajectory(trajectory, times) -> tuple[torch.Tensor, torch.Tensor]:
     return trajectory.detach().double().flatten(2), times.to(trajectory.device)
 
 
-def path_energy(trajectory, times=None) -> float:
+def path_energy(trajectory: Solution | torch.Tensor, times: Sequence[float] | torch.Tensor | None = None) -> float:
     """Kinetic energy of the polyline through a trajectory, averaged over particles:
 
         E = (1/n) sum_i sum_k h_k |v_ik|^2,   v_ik = (x_i(t_k+1) - x_i(t_k)) / h_k,   h_k = t_k+1 - t_k,
@@ -222,7 +223,7 @@ def path_energy(trajectory, times=None) -> float:
     return float((h * v.pow(2).sum(-1)).sum(0).mean())
 
 
-def straightness(trajectory, times=None) -> float:
+def straightness(trajectory: Solution | torch.Tensor, times: Sequence[float] | torch.Tensor | None = None) -> float:
     """How far paths are from straight lines run at constant speed; 0 exactly for those:
 
         S = (1/n) sum_i sum_k h_k |v_ik - d_i|^2,   d_i = (x_i(t_T) - x_i(t_0)) / (t_T - t_0),
@@ -238,7 +239,8 @@ def straightness(trajectory, times=None) -> float:
     return float((h * (v - d[None]).pow(2).sum(-1)).sum(0).mean())
 
 
-def reflow_pairs(model, n: int, source: Sampleable | None = None, *, steps: int = 100, method: str = "rk4",
+def reflow_pairs(model: Callable[..., torch.Tensor], n: int, source: Sampleable | None = None, *, steps: int = 100,
+                 method: str = "rk4",
                  data_shape: tuple[int, ...] | None = None, generator: torch.Generator | None = None,
                  chunk: int = 8192) -> PairedData:
     """(x0, x1) pairs of a trained flow, to train a rectified ("reflowed") flow on: x0 ~ source, and

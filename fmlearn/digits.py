@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from torch import nn
 
 from ._checks import check_positive_int, model_context
@@ -61,7 +62,8 @@ class Digits(Sampleable):
             self._on[dev] = (self.images.to(dev), self.labels.to(dev))
         return self._on[dev]
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device=None, return_labels: bool = False):
+    def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               return_labels: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """n images drawn uniformly with replacement: (n, 1, 8, 8), and their labels (n,) if asked."""
         check_positive_int("n", n)
         dev = generator_device(generator, device)
@@ -93,7 +95,7 @@ def image_grid(images: torch.Tensor, ncols: int, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def plot_digits(images: torch.Tensor, ncols: int = 10, ax=None, title: str = ""):
+def plot_digits(images: torch.Tensor, ncols: int = 10, ax: Axes | None = None, title: str = "") -> Axes:
     """Show images (n, 1, h, w) in [-1, 1] as a grid (:func:`image_grid`), ink dark on white; returns the axes."""
     import matplotlib.pyplot as plt
 
@@ -171,7 +173,7 @@ def random_shift(x: torch.Tensor, generator: torch.Generator | None = None, max_
 
 
 def train_classifier(data: Digits, *, steps: int = 1500, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
-                     device=None) -> DigitClassifier:
+                     device: torch.device | str | None = None) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on ``data``: :func:`fmlearn.train` on the cross-entropy of its labels
     (:class:`~fmlearn.objectives.CrossEntropyObjective`) with random one-pixel shifts, Adam with a cosine-decayed
     learning rate, no progress bar; the weights are initialised from ``torch.manual_seed(seed)``. Returns it

@@ -17,7 +17,7 @@ their dtype and its velocity cast back (a float32 network, float64 divergences).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.func import vjp, vmap
@@ -178,7 +178,7 @@ def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor
 
 def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps: int = 32, method: str = "rk4",
                    divergence: str = "exact", probes: int = 10,
-                   generator: torch.Generator | None = None, source=None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, source: Any = None) -> torch.Tensor:
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
     Integrates the pair (x, a), a tuple state of shapes (batch, *data) and (batch,), of
@@ -237,7 +237,7 @@ def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps
     return log_p0.to(x.dtype) + a0
 
 
-def bits_per_dim(log_likelihood, data_shape_or_dim) -> torch.Tensor:
+def bits_per_dim(log_likelihood: torch.Tensor | float, data_shape_or_dim: int | Sequence[int]) -> torch.Tensor:
     """-log p(x) / (D ln 2), bits per dimension, of the shape of ``log_likelihood`` (nats).
 
     data_shape_or_dim: D, or the data shape without batch (e.g. (1, 28, 28)), D its product.

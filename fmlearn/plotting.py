@@ -7,8 +7,12 @@ from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 import numpy as np
 import torch
+
+from .oracle import MixtureOracle
 
 Extent = tuple[float, float, float, float]
 DEFAULT_EXTENT: Extent = (-15.0, 15.0, -15.0, 15.0)
@@ -44,8 +48,9 @@ def grid_points(extent: Extent = DEFAULT_EXTENT, n: int = 200) -> tuple[np.ndarr
     return X, Y, torch.tensor(np.stack([X.ravel(), Y.ravel()], 1), dtype=torch.float32)
 
 
-def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], ax=None, extent: Extent = DEFAULT_EXTENT,
-                 n: int = 200, title: str = "density", cmap: str = "viridis", contour: bool = False):
+def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], ax: Axes | None = None,
+                 extent: Extent = DEFAULT_EXTENT,
+                 n: int = 200, title: str = "density", cmap: str = "viridis", contour: bool = False) -> Axes:
     """exp(log_prob) on a grid, as a heat map or (``contour=True``) as thin grey contour
     lines drawn beneath whatever is plotted on the axes; ``log_prob`` maps (m, 2) points to (m,)."""
     ax = _ax(ax)
@@ -59,8 +64,9 @@ def plot_density(log_prob: Callable[[torch.Tensor], torch.Tensor], ax=None, exte
     return _finish(ax, title, extent)
 
 
-def plot_samples(x, ax=None, extent: Extent | None = DEFAULT_EXTENT, title: str = "samples",
-                 color: str = "C0", s: float = 2.0, alpha: float = 0.5, label: str | None = None):
+def plot_samples(x: torch.Tensor | np.ndarray, ax: Axes | None = None, extent: Extent | None = DEFAULT_EXTENT,
+                 title: str = "samples",
+                 color: str = "C0", s: float = 2.0, alpha: float = 0.5, label: str | None = None) -> Axes:
     """Scatter plot of 2-D samples of shape (n, 2)."""
     ax = _ax(ax)
     x = _np(x)
@@ -68,9 +74,10 @@ def plot_samples(x, ax=None, extent: Extent | None = DEFAULT_EXTENT, title: str 
     return _finish(ax, title, extent)
 
 
-def plot_marginals(trajectory, times: Sequence[float], show_at: Sequence[float] = (0, 0.25, 0.5, 0.75, 1.0),
+def plot_marginals(trajectory: torch.Tensor | np.ndarray, times: Sequence[float], show_at: Sequence[float] = (0,
+                   0.25, 0.5, 0.75, 1.0),
                    densities: Callable[[float], Callable] | None = None, extent: Extent = DEFAULT_EXTENT,
-                   suptitle: str = "marginals p_t"):
+                   suptitle: str = "marginals p_t") -> Figure:
     """One panel per t in ``show_at``: samples of the trajectory (T, n, 2) at that time, over thin contour
     lines of the exact density ``densities(t)`` (a log_prob) if given.
 
@@ -92,8 +99,9 @@ def plot_marginals(trajectory, times: Sequence[float], show_at: Sequence[float] 
     return fig
 
 
-def plot_trajectories(trajectory, ax=None, n: int = 100, extent: Extent | None = DEFAULT_EXTENT,
-                      title: str = "trajectories"):
+def plot_trajectories(trajectory: torch.Tensor | np.ndarray, ax: Axes | None = None, n: int = 100,
+                      extent: Extent | None = DEFAULT_EXTENT,
+                      title: str = "trajectories") -> Axes:
     """Paths of ``n`` particles from a trajectory (T, batch, 2): start (black), end (red)."""
     ax = _ax(ax)
     tr = _np(trajectory)[:, :n]
@@ -104,8 +112,9 @@ def plot_trajectories(trajectory, ax=None, n: int = 100, extent: Extent | None =
     return _finish(ax, title, extent)
 
 
-def plot_vector_field(velocity: Callable, t: float, ax=None, extent: Extent = DEFAULT_EXTENT, n: int = 21,
-                      title: str | None = None, color: str = "C0", scale: float | None = None):
+def plot_vector_field(velocity: Callable, t: float, ax: Axes | None = None, extent: Extent = DEFAULT_EXTENT,
+                      n: int = 21,
+                      title: str | None = None, color: str = "C0", scale: float | None = None) -> Axes:
     """Arrows of ``velocity(x, t)`` on an n x n grid at time t.
 
     By default matplotlib scales the arrows to fit each panel; give ``scale`` (velocity
@@ -121,8 +130,9 @@ def plot_vector_field(velocity: Callable, t: float, ax=None, extent: Extent = DE
     return _finish(ax, title or f"velocity at t = {t:.2f}", extent)
 
 
-def plot_marginal_field(oracle, t: float, ax=None, extent: Extent = DEFAULT_EXTENT, n_arrows: int = 15,
-                        title: str | None = None, scale: float = 5.0):
+def plot_marginal_field(oracle: MixtureOracle, t: float, ax: Axes | None = None, extent: Extent = DEFAULT_EXTENT,
+                        n_arrows: int = 15,
+                        title: str | None = None, scale: float = 5.0) -> Axes:
     """The exact marginal p_t (heat map) and marginal velocity u_t (arrows, ``scale``
     velocity units per data unit, the same in every panel) of a
     :class:`~fmlearn.oracle.MixtureOracle` at time t: one panel of the path explorer."""
@@ -132,8 +142,9 @@ def plot_marginal_field(oracle, t: float, ax=None, extent: Extent = DEFAULT_EXTE
     return _finish(ax, title or f"{oracle.path.schedule.name}, t = {t:.2f}", extent)
 
 
-def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", color: str = "C0",
-              label: str | None = None):
+def plot_loss(losses: Sequence[float] | np.ndarray, ax: Axes | None = None, window: int = 100,
+              title: str = "training loss", color: str = "C0",
+              label: str | None = None) -> Axes:
     """Per-step loss (faint) and its running median over ``window`` steps (labelled ``label``).
 
     A median, not a mean: one heavy-tailed batch would lift a running mean for
@@ -157,7 +168,8 @@ def plot_loss(losses, ax=None, window: int = 100, title: str = "training loss", 
     return ax
 
 
-def plot_mode_fractions(fractions, ax=None, tolerance: float = 0.03, title: str = "share of samples per mode"):
+def plot_mode_fractions(fractions: torch.Tensor | np.ndarray, ax: Axes | None = None, tolerance: float = 0.03,
+                        title: str = "share of samples per mode") -> Axes:
     """Bar chart of per-mode fractions, with the ideal 1/K and a +-``tolerance`` band."""
     ax = _ax(ax)
     f = _np(fractions)

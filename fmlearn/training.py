@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -283,8 +284,10 @@ def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):
             "or a schedule whose velocity diverges at the times you sample.")
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, *, step: int, losses, generator=None,
-                    planned_steps: int | None = None, ema: list | None = None, settings: dict | None = None):
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any = None, *, step: int, losses: Sequence[float] | np.ndarray,
+                    generator: torch.Generator | None = None,
+                    planned_steps: int | None = None, ema: list | None = None, settings: dict | None = None) -> None:
     """Save training state to ``path`` atomically (write a temporary file, then rename).
 
     ``settings``: a dict of numbers (and None) that a resumed run must repeat; :func:`train` stores its
@@ -323,7 +326,8 @@ _RESUME_KEYS = ("optimizer", "generator")
 _ZIP_SIGNATURE = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None) -> dict:
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: Any = None) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` or :func:`train` into ``model`` (and ``optimizer``,
     ``scheduler`` when given and saved); return the whole saved dict. ``weights_only=True``: no code is unpickled.
 

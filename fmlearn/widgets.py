@@ -6,19 +6,20 @@ shows the static figure that every explorer also draws.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from .distributions import GaussianMixture
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath
-from .plotting import DEFAULT_EXTENT, plot_marginal_field
+from .plotting import DEFAULT_EXTENT, Extent, plot_marginal_field
 from .schedules import SCHEDULES, get_schedule
 
 
 def path_grid(target: GaussianMixture, schedules: Sequence[str] = ("condot", "sqrt", "cosine", "polynomial", "vp"),
-              times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), extent=DEFAULT_EXTENT):
+              times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), extent: Extent = DEFAULT_EXTENT) -> Figure:
     """The static explorer: one row per schedule, one column per t, each panel the
     exact marginal density and velocity (see :func:`~fmlearn.plotting.plot_marginal_field`)."""
     fig, axes = plt.subplots(len(schedules), len(times), figsize=(2.6 * len(times), 2.6 * len(schedules)),
@@ -34,7 +35,7 @@ def path_grid(target: GaussianMixture, schedules: Sequence[str] = ("condot", "sq
     return fig
 
 
-def path_explorer(target: GaussianMixture, extent=DEFAULT_EXTENT):
+def path_explorer(target: GaussianMixture, extent: Extent = DEFAULT_EXTENT) -> Any:
     """An ipywidgets explorer: pick a schedule and a time, see p_t and u_t.
 
     Returns the widget (display it as a cell's last expression). Without a live
