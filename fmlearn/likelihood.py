@@ -12,6 +12,20 @@ x's shape; divergences and log-likelihoods are (batch,). Both take derivatives o
 sum_b v[b] through the batch, so samples must not interact (true in eval mode).
 Dtypes: results have x's dtype; a module with floating parameters gets x cast to
 their dtype and its velocity cast back (a float32 network, float64 divergences).
+
+On a manifold (``space=``, e.g. :class:`fmlearn.manifolds.Sphere`) the same formula holds with the
+Riemannian divergence and the volume of the manifold. For a manifold embedded in R^D with tangent
+projection P(x), the divergence of a tangent field u is the trace over tangent directions only,
+
+    div_M u = tr(P J P) = sum_i (P e_i)^T J (P e_i),    J = du/dx (ambient),
+
+so the basis vectors (or Hutchinson's probes) are projected, ``space.proj(x, e)``, before the
+vector-Jacobian product (E[(P eps)(P eps)^T] = P keeps Hutchinson unbiased). The likelihood integrates
+the projected field P u with the space's step, so x stays on the manifold, and the source density is
+the space's uniform one. The ambient divergence tr(J) of P(x) v equals div_M only when P = I - x x^T / |x|^2
+(the sphere's proj); with I - x x^T it is off by -2 x . v. For the flat torus in angle coordinates P = I:
+the Euclidean divergence. ``space=None`` (or a :class:`~fmlearn.spaces.Euclidean`) is R^D, bit for bit
+the computation without a space.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from torch.func import vjp, vmap
 
 from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_context, model_dtype_device
 from .solvers import odeint
+from .spaces import Euclidean, Space
 from .stepping import time_grid
 
 IMPLS = ("auto", "func", "loop")
@@ -53,16 +68,23 @@ def _check_out(v, shape):
         raise ValueError(f"velocity must return a tensor of the shape of x {tuple(shape)}, got {got}")
 
 
-def _exact_func(velocity, x, t, create_graph):
+def _tangent(proj, x):
+    """The projection of vectors of x's shape onto the tangent space at x (None: no projection, R^D)."""
+    return (lambda e: e) if proj is None else (lambda e: proj(x.detach(), e))
+
+
+def _exact_func(velocity, x, t, create_graph, proj=None):
     """torch.func: one forward pass on the batch, then the D vector-Jacobian products with
-    the basis vectors e_i (the same in every sample) vmapped into batched backward passes."""
+    the basis vectors e_i (the same in every sample; projected at each x_b on a manifold)
+    vmapped into batched backward passes."""
     batch, d = x.shape[0], x[0].numel()
+    tangent = _tangent(proj, x)
     with torch.enable_grad() if create_graph else torch.no_grad():
         v, vjp_fn = vjp(lambda y: velocity(y, t), x)
         _check_out(v, x.shape)
 
         def diagonal(e):  # e_i^T (dv[b]/dx[b]) e_i = d v[b, i] / d x[b, i], shape (batch,)
-            e = e.expand(batch, d).reshape(x.shape)
+            e = tangent(e.expand(batch, d).reshape(x.shape))
             return (vjp_fn(e)[0] * e).reshape(batch, d).sum(1)
 
         chunk = max(1, CHUNK_ELEMENTS // (batch * d))  # bounds the (chunk, batch, D) intermediates
@@ -87,27 +109,40 @@ def _vjp_forms(velocity, x, t, vectors, n, create_graph):
     return (v, total) if create_graph else (v.detach(), total.detach())
 
 
-def _exact_loop(velocity, x, t, create_graph):
+def _exact_loop(velocity, x, t, create_graph, proj=None):
     """autograd: e_i = the i-th basis vector in every sample gives d v[b, i] / d x[b, i] (samples must not interact)."""
     d, basis = x[0].numel(), torch.eye(x[0].numel(), dtype=x.dtype, device=x.device)
-    vectors = (basis[i].expand(x.shape[0], d).reshape(x.shape) for i in range(d))
+    tangent = _tangent(proj, x)
+    vectors = (tangent(basis[i].expand(x.shape[0], d).reshape(x.shape)) for i in range(d))
     return _vjp_forms(velocity, x, t, vectors, d, create_graph)
 
 
-def _exact(velocity, x, t, create_graph, impl):
+def _exact(velocity, x, t, create_graph, impl, proj=None):
     """(v, div, the implementation that ran): "auto" tries "func" and falls back to "loop"."""
     if impl in ("auto", "func"):
         try:
-            return (*_exact_func(velocity, x, t, create_graph), "func")
+            return (*_exact_func(velocity, x, t, create_graph, proj), "func")
         except Exception:
             if impl == "func":
                 raise
-    return (*_exact_loop(velocity, x, t, create_graph), "loop")
+    return (*_exact_loop(velocity, x, t, create_graph, proj), "loop")
+
+
+def _projection(space):
+    """None for R^D (no projection: the Part I computation, unchanged), else the space's proj(x, v)."""
+    if space is None or isinstance(space, Euclidean):
+        return None
+    if not callable(getattr(space, "proj", None)):
+        raise TypeError(f"space must have a proj(x, v) method, the tangent projection (e.g. "
+                        f"fmlearn.manifolds.Sphere()), got {type(space).__name__}")
+    return space.proj
 
 
 def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor, *,
-                     create_graph: bool = False, impl: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """v = velocity(x, t) and its exact divergence div_b = sum_i d v[b, i] / d x[b, i].
+                     create_graph: bool = False, impl: str = "auto",
+                     space: Space | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """v = velocity(x, t) and its exact divergence div_b = sum_i d v[b, i] / d x[b, i]; on a manifold the
+    Riemannian divergence div_b = sum_i (P e_i)^T (dv[b]/dx[b]) (P e_i) = tr(P J P), P = ``space.proj(x[b], .)``.
 
     Args:
         velocity: ``velocity(x, t)`` of x's shape; x: (batch, *data), D = prod(data);
@@ -119,6 +154,8 @@ def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: 
             ``"loop"``: plain autograd, one backward per dimension i, of sum_b v[b, i]; for
             velocities torch.func cannot transform (e.g. a torch.autograd.Function without
             setup_context). ``"auto"`` (default): "func", and "loop" if that raises.
+        space: None (R^D) or a space with ``proj`` (module docstring): the divergence of v as a field on the
+            manifold, right for a v tangent at the points x (its values off the manifold do not matter).
 
     Returns (v, div), shapes (batch, *data) and (batch,), in x's dtype (a module with floating
     parameters is called on x cast to their dtype). Cost: one forward pass and
@@ -127,7 +164,8 @@ def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: 
     _check_velocity(velocity)
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
-    return _exact(at_dtype(velocity, model_dtype_device(velocity)[0]), _check_x(x), t, create_graph, impl)[:2]
+    return _exact(at_dtype(velocity, model_dtype_device(velocity)[0]), _check_x(x), t, create_graph, impl,
+                  _projection(space))[:2]
 
 
 def _draw_probes(x, probes, kind, generator):
@@ -145,7 +183,7 @@ def _draw_probes(x, probes, kind, generator):
 def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor,
                           probes: int = 1, generator: torch.Generator | None = None,
                           kind: str = "rademacher", noise: torch.Tensor | None = None, *,
-                          create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                          create_graph: bool = False, space: Space | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """v = velocity(x, t) and Hutchinson's estimate of its divergence,
 
         div_b ~ (1/k) sum_{j=1}^k eps_j[b]^T (dv[b]/dx[b]) eps_j[b],   E[eps eps^T] = I,
@@ -158,7 +196,9 @@ def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor
         generator: seeds them; kind: ``"rademacher"`` or ``"gaussian"``;
         noise: the probes themselves, shape (probes, *x.shape), e.g. the same ones at
         every step of an ODE solve (then generator and kind are unused);
-        create_graph: keep the autograd graph (default: detached values).
+        create_graph: keep the autograd graph (default: detached values);
+        space: None (R^D) or a space with ``proj``: each probe is projected, P eps, at its point first, an
+            unbiased estimate of tr(P J P) (see :func:`divergence_exact`).
     Returns (v, div_estimate), shapes (batch, *data) and (batch,), in x's dtype (as :func:`divergence_exact`).
     """
     _check_velocity(velocity)
@@ -172,13 +212,31 @@ def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor
         got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
         raise ValueError(f"noise must be a tensor of shape (probes, *x.shape) = {(probes, *x.shape)}, got {got}")
     noise = noise.to(dtype=x.dtype, device=x.device)
+    proj = _projection(space)
+    if proj is not None:
+        noise = torch.stack([proj(x.detach(), e) for e in noise])
     v, total = _vjp_forms(at_dtype(velocity, model_dtype_device(velocity)[0]), x, t, noise, probes, create_graph)
     return v, total / probes
 
 
+class _WithLogDensity:
+    """The space of the likelihood's state (x, a): x steps on ``space``, the running integral a adds."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def step(self, state, dx):
+        return self.space.step(state[0], dx[0]), state[1] + dx[1]
+
+    def check_field(self, v, state, name="velocity"):
+        self.space.check_field(v[0], state[0], name)
+        return v
+
+
 def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps: int = 32, method: str = "rk4",
                    divergence: str = "exact", probes: int = 10,
-                   generator: torch.Generator | None = None, source: Any = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, source: Any = None,
+                   space: Space | None = None) -> torch.Tensor:
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
     Integrates the pair (x, a), a tuple state of shapes (batch, *data) and (batch,), of
@@ -197,11 +255,16 @@ def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps
         divergence: ``"exact"`` (divergence_exact, impl "auto" decided at the first
             evaluation) or ``"hutchinson"`` (``probes`` Rademacher probes per sample,
             drawn once from ``generator``, reused at every step: unbiased).
-        source: log p_0. Default N(0, I): -|x_0|^2 / 2 - D/2 log(2 pi). Otherwise has
-            ``log_prob`` (or is callable), giving (batch,); one with ``dim`` = D (an
-            fmlearn distribution) gets x_0.flatten(1).
+        source: log p_0. Default N(0, I): -|x_0|^2 / 2 - D/2 log(2 pi) (on a manifold: the space's
+            ``uniform_log_prob``). Otherwise has ``log_prob`` (or is callable), giving (batch,); one with
+            ``dim`` = D (an fmlearn distribution) gets x_0.flatten(1).
+        space: None (R^D, the computation of Part I unchanged) or a manifold such as
+            :class:`fmlearn.manifolds.Sphere`: x must lie on it (its ``check_points``); the field is
+            u_t = space.proj(x, model(x, t)), its divergence the Riemannian one (module docstring), and the
+            solver steps with ``space.step``, so x_t stays on the manifold (up to rounding) at every step.
     Returns log p_1(x), shape (batch,), in x's dtype (float64 x and a float32 model: the ODE is
     integrated in float64). (The source points x_0 themselves reach ``source``: a callable source sees them.)
+    Densities on a manifold are with respect to its volume (area on S^2, d theta on the flat torus).
     """
     _check_velocity(model, "model")
     check_positive_int("steps", steps)
@@ -212,21 +275,33 @@ def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps
         raise TypeError(f"method must be a string such as 'rk4', got {type(method).__name__}")
     if source is not None and not (hasattr(source, "log_prob") or callable(source)):
         raise TypeError(f"source must have a log_prob method or be callable, got {type(source).__name__}")
+    proj = _projection(space)
+    if proj is not None:
+        if not callable(getattr(space, "step", None)):
+            raise TypeError(f"space must have a step(x, dx) method, got {type(space).__name__}")
+        if source is None and not callable(getattr(space, "uniform_log_prob", None)):
+            raise TypeError(f"{type(space).__name__} has no uniform_log_prob(x): pass the source density as source=")
+        if callable(getattr(space, "check_points", None)):
+            space.check_points("x", x)
     x = check_finite("x", _check_x(x))
     batch, d = x.shape[0], x[0].numel()
     impl = ["auto"]
     with model_context(model, x) as (net, x):
         noise = _draw_probes(x, probes, "rademacher", generator) if divergence == "hutchinson" else None
+        field = net if proj is None else (lambda y, t: proj(y, net(y, t)))
 
         def augmented(state, t):
             if noise is None:
-                v, div, impl[0] = _exact(net, state[0], t, False, impl[0])
+                v, div, impl[0] = _exact(field, state[0], t, False, impl[0], proj)
             else:
-                v, div = divergence_hutchinson(net, state[0], t, probes, noise=noise)
+                v, div = divergence_hutchinson(field, state[0], t, probes, noise=noise, space=space)
             return v, div.to(x.dtype)
 
-        x0, a0 = odeint(augmented, (x, x.new_zeros(batch)), times=time_grid(steps, 1.0, 0.0), method=method).x
-        if source is None:
+        x0, a0 = odeint(augmented, (x, x.new_zeros(batch)), times=time_grid(steps, 1.0, 0.0), method=method,
+                        space=None if proj is None else _WithLogDensity(space)).x
+        if source is None and proj is not None:
+            log_p0 = space.uniform_log_prob(x0)
+        elif source is None:
             log_p0 = -0.5 * (x0.reshape(batch, d) ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
         else:
             fn = source.log_prob if hasattr(source, "log_prob") else source

@@ -14,16 +14,24 @@ The path also converts between the four things a network can predict at (x, t):
 the marginal velocity, the score, the noise x0_hat and the data x1_hat (the
 formulas are above :meth:`AffineGaussianPath.x0_from_velocity`). Each conversion
 refuses the end point where it would divide by zero, with a ValueError naming t.
+
+On a space with exp and log maps (:mod:`fmlearn.spaces`, :mod:`fmlearn.manifolds`), the geodesic path
+(:class:`GeodesicPath`, Riemannian flow matching) follows the geodesic from x0 to x1 at the pace kappa_t:
+
+    x_t = exp_{x0}(kappa_t log_{x0}(x1)),   u_t(x_t | x0, x1) = d/dt x_t = d_kappa_t / (1 - kappa_t) log_{x_t}(x1),
+
+which in R^d is the CondOT path for kappa_t = t.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ._checks import as_tensor, check_finite, check_time, expand_time
-from .schedules import Schedule, get_schedule
+from .schedules import KappaSchedule, Schedule, get_schedule
 
 
 @dataclass
@@ -171,3 +179,73 @@ def conversion_levels(schedule: Schedule, t: torch.Tensor) -> dict[str, torch.Te
     a, b, da = schedule.alpha(t), schedule.beta(t), schedule.d_alpha(t)
     return {"alpha_t": a, "beta_t": b, "D_t": da * b - a * schedule.d_beta(t),
             "beta_t D_t": b**2 * da - a * schedule.beta_d_beta(t)}
+
+
+def geodesic(space: Any, x0: torch.Tensor, x1: torch.Tensor, s: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The point x_s = exp_{x0}(s log_{x0}(x1)) of the geodesic from x0 (s = 0) to x1 (s = 1), and its velocity
+    d x_s / ds, shapes (batch, *data); s a float or a tensor broadcasting against x0.
+
+    The space's own closed form ``space.geodesic(x0, x1, s)`` when it has one (the sphere's slerp, the torus's
+    wrapped line). Otherwise from exp and log alone: the velocity is the parallel transport of log_{x0}(x1) to
+    x_s, which a geodesic gives as log_{x_s}(x1) / (1 - s) and as -log_{x_s}(x0) / s; the first is used for
+    s < 1/2 and the second from 1/2 on, so neither divides by less than 1/2 and both ends are exact.
+    """
+    if callable(getattr(space, "geodesic", None)):
+        return space.geodesic(x0, x1, s)
+    s = torch.as_tensor(s, dtype=x0.dtype, device=x0.device)
+    xs = space.exp(x0, s * space.log(x0, x1))
+    early = s < 0.5
+    ahead = space.log(xs, x1) / torch.where(early, 1 - s, torch.ones_like(s))
+    behind = -space.log(xs, x0) / torch.where(early, torch.ones_like(s), s)
+    return xs, torch.where(early, ahead, behind)
+
+
+class GeodesicPath:
+    """The geodesic conditional path of Riemannian flow matching on ``space``, at the pace of a convex schedule:
+
+        x_t = exp_{x0}(kappa_t log_{x0}(x1)),   dx_t = d_kappa_t * (d x_s / ds at s = kappa_t)   (see :func:`geodesic`),
+
+    so x_0 = x0 and x_1 = x1, and the speed is d_kappa_t dist(x0, x1) along the whole path. For the loss of
+    :class:`~fmlearn.objectives.CFMObjective`, ||u_theta(x_t, t) - dx_t||^2, the Euclidean norm of the ambient
+    coordinates is the Riemannian one for tangent vectors of the sphere and for angles of the flat torus.
+
+    Args:
+        space: anything with ``exp`` and ``log`` (optionally ``geodesic`` and ``check_points``): e.g.
+            :class:`~fmlearn.manifolds.Sphere`, :class:`~fmlearn.manifolds.FlatTorus`, or
+            :class:`~fmlearn.spaces.Euclidean`, where the path is the affine CondOT path for kappa_t = t.
+        schedule: a :class:`~fmlearn.schedules.KappaSchedule` or its name (default ``"condot"``, kappa_t = t).
+    """
+
+    def __init__(self, space: Any, schedule: KappaSchedule | str = "condot"):
+        if not (callable(getattr(space, "exp", None)) and callable(getattr(space, "log", None))):
+            raise TypeError(f"space must have exp(x, v) and log(x, y) methods (e.g. fmlearn.manifolds.Sphere()), "
+                            f"got {type(space).__name__}")
+        self.space, self.schedule = space, get_schedule(schedule)
+        if not isinstance(self.schedule, KappaSchedule):
+            raise TypeError(f"schedule must be a convex schedule kappa_t (a KappaSchedule such as 'condot'), got "
+                            f"{self.schedule!r}")
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> PathSample:
+        """x_t and its conditional velocity for batches x0, x1 of points of the space at times t in [0, 1]
+        (a float or a (batch,) tensor); points off the space are refused (its ``check_points``)."""
+        x0 = check_finite("x0", as_tensor("x0", x0))
+        x1 = check_finite("x1", as_tensor("x1", x1, dtype=x0.dtype, device=x0.device))
+        if x0.shape != x1.shape or x0.ndim < 2:
+            raise ValueError(f"x0 and x1 must have the same shape (batch, *data), got {tuple(x0.shape)} and {tuple(x1.shape)}")
+        if callable(getattr(self.space, "check_points", None)):
+            self.space.check_points("x0", x0)
+            self.space.check_points("x1", x1)
+        return self.sample_unchecked(x0, x1, check_time(t, x0))
+
+    def sample_unchecked(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
+        """:meth:`sample` without input checks, for the training loop (no host sync)."""
+        te = expand_time(t, x0)
+        xt, velocity = geodesic(self.space, x0, x1, self.schedule.kappa(te))
+        return PathSample(x0=x0, x1=x1, t=t, xt=xt, dxt=self.schedule.d_kappa(te) * velocity)
+
+    def conditional_velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        """u_t(x_t | x0, x1) = d_kappa_t times the geodesic's velocity at s = kappa_t."""
+        return self.sample(x0, x1, t).dxt
+
+    def __repr__(self) -> str:
+        return f"GeodesicPath({self.space!r}, {self.schedule!r})"
