@@ -14,7 +14,8 @@ training      the one training loop (Adam, cosine decay, EMA, mixed precision, c
 stepping      the time-stepping core: the Solution type, time grids, tuple states, fixed-step steppers
 spaces        where a state lives: how an increment is applied (x + dx in R^d), tangent projection, exp/log, distance
 adaptive      the adaptive Dormand-Prince 5(4) method with error control
-solvers       one entry point, odeint(method=...), fixed-step and adaptive; sampling a velocity model
+solvers       one entry point, odeint(method=...), fixed-step and adaptive; sampling a velocity model;
+              a process's Step (flow_step; the jump steps of generators) run by simulate
 sde           SDE samplers with the flow's marginals (Euler-Maruyama), Langevin corrector
 couplings     minibatch OT couplings (exact, Sinkhorn) under a space's cost, the one exact assignment solver,
               straightness, path energy, reflow pairs
@@ -28,7 +29,8 @@ Part II, in namespaces that plug into the same core (stepping, spaces, solvers):
 
 discrete      token spaces: Categorical, whose solver step is a CTMC jump
 manifolds     manifolds as spaces: Sphere (projection, exp and log maps, distances)
-generators    generator matching (empty for now)
+generators    generators of flows, diffusions, jumps and CTMCs; Bregman losses; jump processes in R^d,
+              a learned jump model, the Markov superposition of a flow and jumps
 """
 
 import os as _os
@@ -56,7 +58,7 @@ from .models import MLP, ConditionalMLP, TinyUNet
 from .oracle import MixtureOracle
 from .paths import AffineGaussianPath, PathSample
 from .schedules import VE, VP, CondOT, Cosine, KappaSchedule, Polynomial, Schedule, Sqrt, get_schedule
-from .solvers import odeint, sample
+from .solvers import Step, flow_step, odeint, sample, simulate
 from .sde import diffusion_noise, langevin_step, sde_sample
 from .spaces import Euclidean
 from .stepping import Solution, check_grid, time_grid
@@ -84,7 +86,7 @@ __all__ = [
     "MixtureOracle",
     "AffineGaussianPath", "PathSample",
     "VE", "VP", "CondOT", "Cosine", "KappaSchedule", "Polynomial", "Schedule", "Sqrt", "get_schedule",
-    "odeint", "sample",
+    "Step", "flow_step", "odeint", "sample", "simulate",
     "diffusion_noise", "langevin_step", "sde_sample",
     "Euclidean",
     "Solution", "check_grid", "time_grid",

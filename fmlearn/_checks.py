@@ -113,6 +113,13 @@ def check_real(name: str, value: Any, *, positive: bool = False) -> float:
     return value
 
 
+def check_unit_interval(name: str, value: Any) -> float:
+    """A real number in [0, 1] (a weight, a probability), as a float; a ValueError names the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def model_dtype_device(model: Any) -> tuple[torch.dtype | None, torch.device | None]:
     """The dtype and device of a module's first floating parameter (else buffer); (None, None) for a plain
     function or a module without floating tensors."""

@@ -9,11 +9,12 @@ map on a manifold; a jump on tokens. States may be tuples of tensors.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Any, Callable, Sequence
 
 import torch
 
-from ._checks import model_context
+from ._checks import at_dtype, check_unit_interval, model_context, model_dtype_device
 from .adaptive import dopri5
 from .spaces import Space, check_space
 from .stepping import STEPPERS, Field, Solution, State, check_grid, grid_from, march, time_grid
@@ -110,4 +111,63 @@ def sample(model: Callable[..., torch.Tensor], x0: torch.Tensor, *, method: str 
                       atol=atol, space=space, return_trajectory=return_trajectory)
 
 
-__all__ = ["METHODS", "Solution", "odeint", "sample", "time_grid"]
+class Step:
+    """One step of a process, ``step(x, t, t_next) -> the state at t_next``: the unit the time loop
+    (:func:`fmlearn.stepping.march`) advances, and what :func:`simulate` runs.
+
+    ``evals`` is the number of network evaluations per step; ``models`` the modules it calls (put in eval
+    mode and on x's device by :func:`simulate`). Composing steps (one after the other over the same
+    interval) gives the generator's sum to first order in the step: see :func:`fmlearn.generators.superpose`.
+    """
+
+    def __init__(self, advance: Callable[[Any, float, float], Any], evals: int, models: tuple = ()):
+        self.advance, self.evals, self.models = advance, evals, tuple(models)
+
+    def __call__(self, x: Any, t: float, t_next: float) -> Any:
+        return self.advance(x, t, t_next)
+
+
+def flow_step(velocity: Field, *, method: str = "euler", weight: float = 1.0, space: Space | None = None,
+              **cond: torch.Tensor) -> Step:
+    """The step of the flow dx/dt = weight * velocity(x, t, **cond) by a fixed-step ``method`` (as in
+    :func:`odeint`), applied through ``space``. weight in [0, 1] scales the generator (Markov superposition)."""
+    space = check_space(space)
+    if method not in STEPPERS:
+        raise ValueError(f"method must be one of {sorted(STEPPERS)} for a step, got {method!r}")
+    weight = check_unit_interval("weight", weight)
+    stepper, evals = STEPPERS[method]
+    net = at_dtype(velocity, model_dtype_device(velocity)[0])
+
+    def u(x, t):
+        return weight * net(x, t, **cond)
+
+    u = _checked(u, space)
+
+    def advance(x, t, t_next):
+        return stepper(u, space.step, x, t, t_next - t)
+
+    return Step(advance, evals, (velocity,) if isinstance(velocity, torch.nn.Module) else ())
+
+
+def simulate(step: Step, x0: torch.Tensor, *, steps: int | None = None,
+             times: Sequence[float] | torch.Tensor | None = None, return_trajectory: bool = False) -> Solution:
+    """Run a :class:`Step` (a flow, jump or superposed step) from x0 over a grid: ``steps`` equal steps on
+    [0, 1], or the grid ``times``. Without gradients, its modules in eval mode (restored after), x0 moved to
+    their device. Returns a :class:`~fmlearn.stepping.Solution` (nfe = evaluations per step x steps)."""
+    if not isinstance(step, Step):
+        raise TypeError(f"step must be a fmlearn Step (e.g. fmlearn.flow_step(model) or fmlearn.generators."
+                        f"jump_step(model)), got {type(step).__name__}")
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+    grid = grid_from(steps, times)
+    with contextlib.ExitStack() as stack:
+        for m in step.models:
+            _, moved = stack.enter_context(model_context(m, x0))
+            x0 = moved
+        with torch.no_grad():
+            x, traj = march(step, x0, grid, return_trajectory=return_trajectory)
+    n = len(grid) - 1
+    return Solution(x=x, times=grid, nfe=step.evals * n, trajectory=traj, accepted_steps=n, rejected_steps=0)
+
+
+__all__ = ["METHODS", "Solution", "Step", "flow_step", "odeint", "sample", "simulate", "time_grid"]
