@@ -5,6 +5,8 @@ import pytest
 import torch
 from scipy import stats
 
+import fmlearn as fm
+
 from fmlearn import (Gaussian, GaussianMixture, energy_distance, energy_distance_floor, energy_distance_to,
                      fraction_near_modes, mode_fractions)
 
@@ -302,3 +304,10 @@ def test_velocity_error_runs_a_float64_model_on_float32_samples():
     e32 = velocity_error(model32, oracle, 0.5, n=500, generator=torch.Generator().manual_seed(1))
     e64 = velocity_error(model64, oracle, 0.5, n=500, generator=torch.Generator().manual_seed(1))
     assert e64 == pytest.approx(e32, rel=1e-5)
+
+
+def test_w2_on_the_line_sorts_and_matches_the_assignment():
+    """In 1-D the exact W2 pairs sorted samples; the general assignment solver (space given) agrees."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 1, generator=g), 1.3 * torch.randn(400, 1, generator=g) + 0.2
+    assert fm.w2_distance(x, y) == pytest.approx(fm.w2_distance(x, y, space=fm.Euclidean()), rel=1e-9)
