@@ -94,13 +94,14 @@ class ManifoldMixture:
         return float(-log_p.mean()), float(log_p.std() / math.sqrt(n))
 
     def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-               return_labels: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """n exact samples (float32, shape (n, dim)), drawn on the generator's device (else ``device``, else
-        the CPU); with ``return_labels`` also their components (n,)."""
+               return_labels: bool = False, dtype: torch.dtype = torch.float32
+               ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """n exact samples of shape (n, dim) (computed in float64, returned in ``dtype``), drawn on the generator's
+        device (else ``device``, else the CPU); with ``return_labels`` also their components (n,)."""
         check_positive_int("n", n)
         dev = generator_device(generator, device)
         labels = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
-        x = self.sample_components(labels, generator).float()
+        x = self.sample_components(labels, generator).to(dtype)
         return (x, labels) if return_labels else x
 
     def sample_components(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
