@@ -12,6 +12,7 @@ baselines     per-position categorical and EM mixture of product categoricals (h
 data          the chapter's data as tokens: checkerboard, digits (17 grey levels), dates
 """
 
+from . import baselines, data
 from .categorical import Categorical, draw, jump_probabilities
 from .elbo import ELBOEstimate, elbo
 from .exact import (ExactPosterior, JointLaw, all_states, euler_law, generator_matrix, marginal_law, model_law,

@@ -17,8 +17,8 @@ token i is masked and 0 otherwise, and P(masked) = 1 - kappa_t, so
     E_{x_t}[D_i] = kappa'_t E_{x_t | token i masked}[-log p^theta(x1^i | x_t)]:
 
 for each position i, mask it, draw the others from the path, and weight by kappa'_t (L model evaluations
-per sequence, each term bounded). With ``positions=k`` a pass uses k positions drawn at random (the same for
-the whole pass) and multiplies their sum by L / k: still unbiased, k / L of the cost.
+per sequence, each term bounded). With ``positions=k`` a pass masks, k times, one position drawn at random for
+each sequence, and multiplies the sum by L / k: still unbiased, at k / L of the cost.
 """
 
 from __future__ import annotations
@@ -56,18 +56,20 @@ def _stratified_times(n: int, generator: torch.Generator | None, device) -> torc
 
 
 def _pass(model, path: MixturePath, x1: torch.Tensor, t: torch.Tensor, estimator: str,
-          generator: torch.Generator | None, chosen: list[int]) -> torch.Tensor:
+          generator: torch.Generator | None, positions: int | None) -> torch.Tensor:
     """The integrand (nats) of each sequence at its time t, shape (N,)."""
     if estimator == "plain":
         x = path.sample_given(x1, t, generator)
         return token_losses(path, model(x, t), x, x1, t, "gkl").sum(-1)
     n, length = x1.shape
+    rows = torch.arange(n, device=x1.device)
     total = torch.zeros(n, device=x1.device)
-    for i in chosen:
+    for k in range(positions or length):
+        i = torch.randint(length, (n,), generator=generator).to(x1.device) if positions else torch.full_like(rows, k)
         x = path.sample_given(x1, t, generator)
-        x[:, i] = path.mask
-        total += -path.log_posterior(model(x, t), x)[:, i].gather(-1, x1[:, i:i + 1]).squeeze(-1)
-    return total * path.schedule.d_kappa(t) * (length / len(chosen))
+        x[rows, i] = path.mask
+        total += -path.log_posterior(model(x, t), x)[rows, i].gather(-1, x1[rows, i, None]).squeeze(-1)
+    return total * path.schedule.d_kappa(t) * (length / (positions or length))
 
 
 def elbo(model: PosteriorModel, path: MixturePath, x1: torch.Tensor, *, repeats: int = 8,
@@ -97,9 +99,7 @@ def elbo(model: PosteriorModel, path: MixturePath, x1: torch.Tensor, *, repeats:
     with model_context(model):
         for _ in range(repeats):
             t = _stratified_times(len(x1), generator, x1.device)
-            chosen = list(range(length)) if positions is None else \
-                torch.randperm(length, generator=generator)[:positions].tolist()
-            parts = [_pass(model, path, x1[i:i + batch_size], t[i:i + batch_size], estimator, generator, chosen)
+            parts = [_pass(model, path, x1[i:i + batch_size], t[i:i + batch_size], estimator, generator, positions)
                      for i in range(0, len(x1), batch_size)]
             means.append(float(torch.cat(parts).double().mean()) / math.log(2))
     m = torch.tensor(means, dtype=torch.float64)

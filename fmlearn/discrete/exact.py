@@ -54,7 +54,7 @@ class ExactPosterior:
         check_tokens("support", support, path.vocab_size)
         self.support, self.path, self.chunk = support.long(), path, chunk
         m = support.shape[0]
-        self.log_q = torch.full((m,), -math.log(m)) if probs is None else probs.double().log().float()
+        self.q = torch.full((m,), 1.0 / m, dtype=torch.float64) if probs is None else probs.double()
         self.onehot = torch.nn.functional.one_hot(self.support, path.vocab_size).float()
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
@@ -63,16 +63,17 @@ class ExactPosterior:
                           for i in range(0, len(x), self.chunk)])
 
     def _logits(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        k = self.path.schedule.kappa(t).clamp_max(1 - 1e-6)[:, None]  # the limit t -> 1 (masks still possible)
-        p0 = self.path.source_probs(torch.float32)[x]                       # p_0(x_t^j), (b, L)
-        log_miss, log_hit = torch.log((1 - k) * p0), torch.log((1 - k) * p0 + k)
-        match = self.support[None].to(x.device) == x[:, None]               # (b, M, L)
-        log_q = self.log_q.to(x.device)
-        loglik = torch.where(match, log_hit[:, None], log_miss[:, None]).sum(-1) + log_q
-        possible = torch.isfinite(loglik.max(1, keepdim=True).values)  # x_t impossible under p_t: the prior
-        loglik = torch.where(possible, loglik, log_q)
-        w = torch.softmax(loglik, dim=1)
-        probs = torch.einsum("bm,mlv->blv", w, self.onehot.to(x.device))
+        k = self.path.schedule.kappa(t.double()).clamp_max(1 - 1e-6)[:, None]  # the limit t -> 1 (masks possible)
+        miss = (1 - k) * self.path.source_probs().to(x.device)[x]            # p_t(x_t^j | s^j), s^j != x_t^j: (b, L)
+        support = self.support.to(x.device)
+        lik = torch.ones(x.shape[0], support.shape[0], dtype=torch.float64, device=x.device)
+        for j in range(x.shape[1]):                                          # times p_t(x_t^j | s_m^j), (b, M)
+            hit = torch.nn.functional.one_hot(x[:, j], self.path.num_states).double()[:, support[:, j]]
+            lik = lik * (miss[:, j, None] + k * hit)
+        w = lik * self.q.to(x.device)
+        total = w.sum(1, keepdim=True)
+        w = torch.where(total > 0, w / total.clamp_min(1e-300), self.q.to(x.device))  # x_t impossible: the prior
+        probs = torch.einsum("bm,mlv->blv", w.float(), self.onehot.to(x.device))
         return probs.clamp_min(1e-30).log()
 
 
@@ -80,14 +81,27 @@ def generator_matrix(rates: torch.Tensor) -> torch.Tensor:
     """Q (N, N) from per-token rates (N, L, S) at every joint state (in :func:`all_states` order): Q[n, n'] is the
     rate of the jump of one token that takes n to n'; each row sums to 0."""
     n, length, s = rates.shape
-    states = all_states(s, length).to(rates.device)
-    stride = s ** torch.arange(length - 1, -1, -1, device=rates.device)
-    target = (torch.arange(n, device=rates.device)[:, None, None]
-              + (torch.arange(s, device=rates.device)[None, None] - states[:, :, None]) * stride[None, :, None])
+    states, target = _jump_targets(s, length, rates.device)
     off = rates * (1 - torch.nn.functional.one_hot(states, s).to(rates.dtype))
     q = torch.zeros(n, n, dtype=rates.dtype, device=rates.device)
-    q.scatter_add_(1, target.reshape(n, -1), off.reshape(n, -1))
-    return q - torch.diag(q.sum(1))
+    q.scatter_add_(1, target, off.reshape(n, -1))
+    q.diagonal().sub_(q.sum(1))
+    return q
+
+
+_TARGETS: dict = {}
+
+
+def _jump_targets(s: int, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(all states (N, L), the index of the state reached by setting token i to y, (N, L * S)), cached."""
+    key = (s, length, str(device))
+    if key not in _TARGETS:
+        states = all_states(s, length).to(device)
+        stride = s ** torch.arange(length - 1, -1, -1, device=device)
+        target = (torch.arange(len(states), device=device)[:, None, None]
+                  + (torch.arange(s, device=device)[None, None] - states[:, :, None]) * stride[None, :, None])
+        _TARGETS[key] = (states, target.reshape(len(states), -1))
+    return _TARGETS[key]
 
 
 class JointLaw:
@@ -101,9 +115,9 @@ class JointLaw:
 
     def transition(self, probs: torch.Tensor) -> torch.Tensor:
         """T (N, N) from the per-token laws of the next state (N, L, S), tokens jumping independently."""
-        t = torch.ones(probs.shape[0], probs.shape[0], dtype=probs.dtype, device=probs.device)
-        for i in range(self.length):
-            t = t * probs[:, i, self.states[:, i].to(probs.device)]
+        t = probs[:, 0]
+        for i in range(1, self.length):  # the outer product over tokens, in the index order of all_states
+            t = (t[:, :, None] * probs[:, i, None, :]).reshape(probs.shape[0], -1)
         return t
 
     def step(self, p: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
