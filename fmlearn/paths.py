@@ -181,7 +181,8 @@ def conversion_levels(schedule: Schedule, t: torch.Tensor) -> dict[str, torch.Te
             "beta_t D_t": b**2 * da - a * schedule.beta_d_beta(t)}
 
 
-def geodesic(space: Any, x0: torch.Tensor, x1: torch.Tensor, s: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def geodesic(space: Any, x0: torch.Tensor, x1: torch.Tensor,
+             s: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The point x_s = exp_{x0}(s log_{x0}(x1)) of the geodesic from x0 (s = 0) to x1 (s = 1), and its velocity
     d x_s / ds, shapes (batch, *data); s a float or a tensor broadcasting against x0.
 
@@ -231,7 +232,8 @@ class GeodesicPath:
         x0 = check_finite("x0", as_tensor("x0", x0))
         x1 = check_finite("x1", as_tensor("x1", x1, dtype=x0.dtype, device=x0.device))
         if x0.shape != x1.shape or x0.ndim < 2:
-            raise ValueError(f"x0 and x1 must have the same shape (batch, *data), got {tuple(x0.shape)} and {tuple(x1.shape)}")
+            raise ValueError(f"x0 and x1 must have the same shape (batch, *data), got {tuple(x0.shape)} and "
+                             f"{tuple(x1.shape)}")
         if callable(getattr(self.space, "check_points", None)):
             self.space.check_points("x0", x0)
             self.space.check_points("x1", x1)

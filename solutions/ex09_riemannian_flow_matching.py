@@ -101,7 +101,8 @@ from fmlearn.exercises import expect_close
 
 expect_close("P(x) v at x = (0, 0, 3), v = (1, 2, 3)", tangent_proj(torch.tensor([[0.0, 0.0, 3.0]]),
              torch.tensor([[1.0, 2.0, 3.0]])), torch.tensor([[1.0, 2.0, 0.0]]),
-             "at x = (0, 0, 3) the tangent plane is horizontal: the projection drops the z component (divide by |x|^2 = 9)")
+             "at x = (0, 0, 3) the tangent plane is horizontal: the projection drops the z component "
+             "(divide by |x|^2 = 9)")
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -347,3 +347,16 @@ def test_bad_input_names_the_argument():
         GeodesicPath(object())
     with pytest.raises(TypeError, match="space must have a proj"):
         divergence_exact(lambda y, t: y, _on_sphere(2, 0), 0.0, space=object())
+
+
+def test_metrics_take_the_torus():
+    """The two-sample metrics under the torus's distance: the energy distance written out with the wrapped distances,
+    and two sets that differ only by crossing the seam are close on the torus and far apart in R^2."""
+    torus = FlatTorus(2)
+    x, y = _angles(9, 18), _angles(11, 19)
+    d = torus.cdist
+    want = 2 * d(x, y).mean() - d(x, x).mean() - d(y, y).mean()
+    assert fm.energy_distance(x, y, space=torus) == pytest.approx(float(want), abs=1e-12)
+    left = torch.tensor([[0.05, 1.0], [0.1, 2.0], [0.02, 3.0]], dtype=D64)
+    right = torus.wrap(left - torch.tensor([0.1, 0.0], dtype=D64))
+    assert fm.w2_distance(left, right, space=torus) < 0.11 < 5.0 < fm.w2_distance(left, right)

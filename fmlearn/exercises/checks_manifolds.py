@@ -87,8 +87,8 @@ def check_tangent_projection(tangent_proj, tol: float = 1e-10) -> bool:
     ez = torch.tensor([0.0, 0.0, 1.0], dtype=D64).expand(10, 3)
     _, div = divergence_exact(lambda p, t: tangent_proj(p, ez), y, 0.0)
     if _max_err(div, -2 * y[:, 2]) > 1e-8:
-        _fail("the ambient divergence of P(x) e_z must equal its divergence on the sphere, -2 z", (-2 * y[:, 2]).tolist()[:3],
-              div.tolist()[:3], "write the projection with differentiable torch operations and divide by |x|^2")
+        _fail("the ambient divergence of P(x) e_z must equal its divergence on the sphere, -2 z",
+              (-2 * y[:, 2]).tolist()[:3], div.tolist()[:3], "write the projection with differentiable torch operations and divide by |x|^2")
     return _ok("your projection is tangent on every sphere, and its divergence is the intrinsic one")
 
 
@@ -121,7 +121,7 @@ def check_wrapped_difference(wrapped_difference, tol: float = 1e-10) -> bool:
     """The learner's ``wrapped_difference(x, y)`` on T^d: the shortest displacement from x to y, each entry in
     [-pi, pi), against a brute-force search over the shifts y + 2 pi k, k in {-1, 0, 1}^d."""
     g = torch.Generator().manual_seed(9)
-    x, y = 2 * math.pi * torch.rand(12, 2, generator=g, dtype=D64), 2 * math.pi * torch.rand(12, 2, generator=g, dtype=D64)
+    x, y = (2 * math.pi * torch.rand(12, 2, generator=g, dtype=D64) for _ in "xy")
     x[0], y[0] = torch.tensor([0.1, 3.0]), torch.tensor([6.2, 3.5])  # across the seam in angle 1
     shifts = torch.tensor(list(itertools.product((-1, 0, 1), repeat=2)), dtype=D64) * 2 * math.pi
     cand = y[:, None] + shifts[None] - x[:, None]

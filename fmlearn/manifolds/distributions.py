@@ -217,7 +217,7 @@ class Uniform:
     Riemannian flow matching): ``sample(n, generator, device)`` and ``log_prob(x)``, as the Part I distributions."""
 
     def __init__(self, space: Sphere | FlatTorus):
-        if not (callable(getattr(space, "random_uniform", None)) and callable(getattr(space, "uniform_log_prob", None))):
+        if not all(callable(getattr(space, name, None)) for name in ("random_uniform", "uniform_log_prob")):
             raise TypeError(f"space must have random_uniform and uniform_log_prob (e.g. fmlearn.manifolds.Sphere()), "
                             f"got {type(space).__name__}")
         self.space = space
