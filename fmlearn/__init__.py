@@ -6,7 +6,7 @@ config        budget (FMLEARN_QUICK), device (FMLEARN_DEVICE), seeding
 distributions Gaussian, GaussianMixture: exact sample, log_prob, score; PairedData (fixed pairs, for reflow)
 toys          moons, 8 Gaussians, checkerboard, two spirals (samplers)
 schedules     alpha_t / beta_t schedules: CondOT, sqrt, cosine, polynomial, VP, VE; the convex (kappa) family
-paths         the affine Gaussian conditional path and its velocity
+paths         the affine Gaussian conditional path and its velocity; the geodesic path of a space (chapter 9)
 oracle        exact marginal velocity and score of a mixture target
 models        velocity networks called as model(x, t, **cond)
 objectives    what training minimises: the CFM regression on a path, cross-entropy of a categorical model
@@ -25,12 +25,15 @@ metrics       energy distance and exact W2 (under a space's distance) with their
 plotting      the course's figures
 widgets       the interactive path explorer (a static grid without a kernel)
 
-Part II, in namespaces that plug into the same core (stepping, spaces, solvers):
+Part II, in namespaces that plug into the same core (objectives + train, stepping + solvers, spaces):
 
-discrete      token spaces: Categorical, whose solver step is a CTMC jump
-manifolds     manifolds as spaces: Sphere (projection, exp and log maps, distances)
+discrete      token spaces whose solver step is a CTMC jump; mixture paths (mask or uniform source), posterior
+              networks, cross-entropy and generalized-KL objectives, the Euler sampler and corrector, the ELBO,
+              exact posteriors and exact laws on small state spaces, classical baselines (chapter 8)
+manifolds     the sphere and the flat torus as spaces (projection, exp and log, geodesics, uniform density),
+              vMF and wrapped-normal mixtures with exact densities, a projected velocity network (chapter 9)
 generators    generators of flows, diffusions, jumps and CTMCs; Bregman losses; jump processes in R^d,
-              a learned jump model, the Markov superposition of a flow and jumps
+              a learned jump model, the Markov superposition of a flow and jumps (chapter 10)
 """
 
 import os as _os
@@ -56,7 +59,7 @@ from .metrics import (energy_distance, energy_distance_floor, energy_distance_mo
 from .guidance import ConditionalMixtureOracle, GuidedVelocity, guided_sample, guided_velocity
 from .models import MLP, ConditionalMLP, TinyUNet
 from .oracle import MixtureOracle
-from .paths import AffineGaussianPath, PathSample
+from .paths import AffineGaussianPath, GeodesicPath, PathSample
 from .schedules import VE, VP, CondOT, Cosine, KappaSchedule, Polynomial, Schedule, Sqrt, get_schedule
 from .solvers import Step, flow_step, odeint, sample, simulate
 from .sde import diffusion_noise, langevin_step, sde_sample
@@ -84,7 +87,7 @@ __all__ = [
     "ConditionalMixtureOracle", "GuidedVelocity", "guided_sample", "guided_velocity",
     "MLP", "ConditionalMLP", "TinyUNet",
     "MixtureOracle",
-    "AffineGaussianPath", "PathSample",
+    "AffineGaussianPath", "GeodesicPath", "PathSample",
     "VE", "VP", "CondOT", "Cosine", "KappaSchedule", "Polynomial", "Schedule", "Sqrt", "get_schedule",
     "Step", "flow_step", "odeint", "sample", "simulate",
     "diffusion_noise", "langevin_step", "sde_sample",
