@@ -271,6 +271,32 @@ print(f"{ORACLE_SAMPLES:,} oracle samples at 64 steps: TV to the truth {tv:.4f} 
 assert tv <= TV_MAX
 
 # %% [markdown]
+# ### A corrector
+#
+# Noise can be added without changing the marginals: with strength $\beta$, add
+# $\beta$ times the forward rates plus re-masking of each revealed token at
+# rate $\beta\,\dot\kappa_t/\kappa_t$. On one token of the conditional path the
+# two extra flows balance — $\beta\dot\kappa_t$ of mass unmasked per unit time,
+# and $\beta\dot\kappa_t$ re-masked — so every $p_t$ is unchanged, while the
+# sampler may now revise a token it revealed (`D.sample(..., corrector=beta)`).
+# The forward equation confirms the marginals; the sampler's exact law shows
+# what the extra jumps cost at a fixed number of steps when, as here, the
+# posterior is exact and there is nothing to revise.
+
+# %%
+BETAS = (0.0, 0.5, 2.0)
+field_c = D.posterior_field(oracle["mask"], mask_path, corrector=2.0)
+states = D.all_states(mask_path.num_states, 2)
+law = fm.odeint(lambda p, t: p @ D.generator_matrix(field_c(states, t).double()), D.source_law(mask_path, 2),
+                method="rk4", times=torch.linspace(0, 0.5, 21)).x
+err_c = float((law - D.marginal_law(mask_path, support, 0.5)).abs().max())
+off_c = {b: 1 - float(D.euler_law(oracle["mask"], mask_path, 2, steps=32, corrector=b)[on_support].sum())
+         for b in BETAS}
+print(f"corrector beta = 2: forward equation vs closed-form p_0.5, max difference {err_c:.1e}")
+print("off-support mass at 32 steps:", {b: round(v, 4) for b, v in off_c.items()})
+assert err_c < 1e-4 and off_c[2.0] > off_c[0.0]
+
+# %% [markdown]
 # The jump process itself: the first token of a few sequences over time, for
 # both sources. Look at how they move: a masked token waits and jumps once, to
 # its final value; a uniform-source token starts on a random value and may jump
@@ -386,7 +412,7 @@ plt.show()
 # %%
 def assess(model, path):
     """ELBO, exact NLL (bits) and the share of 5,000 samples (64 steps) on the support."""
-    elbo = D.elbo(model, path, support, repeats=ELBO_REPEATS, generator=gen)
+    elbo = D.elbo(model, path, support, repeats=ELBO_REPEATS * (1 if path.mask is not None else 4), generator=gen)
     exact = float(D.nll_bits(D.model_law(model, path, 2, ode_steps=ODE_STEPS), support, V).mean())
     x = D.sample(model, path, path.sample_source((N_SAMPLES, 2), gen), steps=64, generator=gen).x
     return elbo, exact, float(on_support[D.state_index(x, V)].double().mean()), x
@@ -401,14 +427,18 @@ assert exact_mask >= 9 - 1e-3 and elbo_mask.bits >= exact_mask - 3 * elbo_mask.s
 # **Check yourself.** The order must be entropy ≤ exact ≤ ELBO: the exact
 # likelihood cannot beat the entropy of the data (that is Gibbs' inequality),
 # and the ELBO cannot beat the exact likelihood (up to its standard error).
-# The controls below make sure the support check can fail: uniform cells land
-# on the support half the time.
+# The controls below make sure the checks can fail: uniform cells land on the
+# support half the time, and an untrained network's ELBO is far above the threshold.
 
 # %%
 uniform_cells = torch.randint(V, (N_SAMPLES, 2), generator=gen)
 control = float(on_support[D.state_index(uniform_cells, V)].double().mean())
-print(f"control: uniform cells on the support {control:.1%} (threshold {SUPPORT_MIN:.0%})")
-assert control < SUPPORT_MIN
+torch.manual_seed(SEED)
+untrained = D.TokenMLP(mask_path.num_states, V, 2, embed=32, hidden=128, depth=3)
+elbo_untrained = D.elbo(untrained, mask_path, support, repeats=4, generator=gen)
+print(f"control: uniform cells on the support {control:.1%} (threshold {SUPPORT_MIN:.0%}); an untrained network's "
+      f"ELBO {elbo_untrained} (threshold {ELBO_MAX})")
+assert control < SUPPORT_MIN and elbo_untrained.bits > ELBO_MAX
 
 # %% [markdown]
 # ## 6. The uniform source, and why its bound is loose
@@ -422,7 +452,7 @@ model_uniform = D.TokenMLP(uniform_path.num_states, V, 2, embed=32, hidden=128, 
 run_u = fm.train(model_uniform, D.DiscreteObjective(uniform_path, D.TokenData(support)), steps=CB_UNIFORM_STEPS,
                  batch_size=512, lr=2e-3, seed=SEED)
 elbo_u, exact_u, support_u, x_uniform = assess(model_uniform, uniform_path)
-elbo_u_oracle = D.elbo(oracle["uniform"], uniform_path, support, repeats=ELBO_REPEATS, generator=gen)
+elbo_u_oracle = D.elbo(oracle["uniform"], uniform_path, support, repeats=4 * ELBO_REPEATS, generator=gen)
 print(f"uniform source ({run_u.seconds:.0f} s of training): ELBO {elbo_u}, exact {exact_u:.4f} bits; "
       f"on the support {support_u:.1%}")
 print(f"uniform source, the oracle's ELBO: {elbo_u_oracle}")
@@ -481,7 +511,7 @@ plt.show()
 # categoricals fitted by EM (`D.baselines`). All report held-out bits per pixel.
 
 # %%
-DIGIT_STEPS, DIGIT_BATCH = fm.budget(default=(800, 128), quick=(150, 64))
+DIGIT_STEPS, DIGIT_BATCH = fm.budget(default=(800, 128), quick=(300, 64))
 DIGIT_ELBO_MAX = fm.budget(default=2.20, quick=2.45)
 train_tok, train_lab, held_tok, held_lab = data.digits_tokens()
 per_pixel = baselines.PerPosition(17).fit(train_tok)
@@ -495,7 +525,7 @@ fm.seed_everything(SEED)
 digit_model = D.TokenConvNet(digit_path.num_states, 17, side=8, embed=16, channels=32, depth=5)
 run_d = fm.train(digit_model, D.DiscreteObjective(digit_path, D.TokenData(train_tok)), steps=DIGIT_STEPS,
                  batch_size=DIGIT_BATCH, lr=3e-3, seed=SEED)
-elbo_d = D.elbo(digit_model, digit_path, held_tok, repeats=fm.budget(default=8, quick=2),
+elbo_d = D.elbo(digit_model, digit_path, held_tok, repeats=fm.budget(default=8, quick=4),
                 positions=fm.budget(default=16, quick=4), generator=gen)
 print(f"trained {DIGIT_STEPS} steps in {run_d.seconds:.0f} s; held-out ELBO {elbo_d.bits / 64:.3f} ± "
       f"{elbo_d.se / 64:.3f} bits per pixel (threshold {DIGIT_ELBO_MAX})")
@@ -527,6 +557,10 @@ share = torch.bincount(classifier.predict(as_images(x_dig)), minlength=10).doubl
 tv_digits = 0.5 * float((share - 0.1).abs().sum())
 print("share of each digit among the samples:", np.round(share.numpy(), 3), f"TV to uniform {tv_digits:.3f}")
 assert float(share.min()) >= COVER_MIN and tv_digits <= TV_DIGITS_MAX
+ones = torch.bincount(classifier.predict(as_images(held_tok[held_lab == 1])), minlength=10).double()
+control_tv = 0.5 * float((ones / ones.sum() - 0.1).abs().sum())
+print(f"control: real digits of one class only, TV to uniform {control_tv:.2f}")
+assert control_tv > TV_DIGITS_MAX and float((ones / ones.sum()).min()) < COVER_MIN
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 plot_digits(as_images(x_dig[:40]), ncols=10, ax=axes[0], title=f"samples (mask source, {DIGIT_SAMPLER_STEPS} steps)")
@@ -597,6 +631,7 @@ for n in DATE_STEP_COUNTS:
 print("valid samples:", {n: f"{v:.1%}" for n, v in validity.items()}, f"(per-position baseline {base_valid:.1%})")
 print("a few samples at 64 steps:", data.decode(x[:6]))
 assert validity[64] >= VALID_64_MIN and validity[10] >= VALID_10_MIN and validity[10] > 2 * base_valid
+assert base_valid < VALID_10_MIN  # the control: the baseline fails the check
 
 fig, ax = plt.subplots(figsize=(6, 3.6))
 ax.semilogx(list(validity), list(validity.values()), "o-", label="discrete flow (mask source)")
