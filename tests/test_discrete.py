@@ -267,6 +267,8 @@ def test_bad_input_is_refused_with_the_argument_named():
         D.euler_law(oracle, path, 2, steps=-1)
     with pytest.raises(ValueError, match="t must lie in"):
         path.sample_given(SMALL, 1.5)
+    with pytest.raises(ValueError, match="t must lie in"):
+        path.velocity(probs, x, torch.tensor([1.2]))
     with pytest.raises(ValueError, match="source must be one of"):
         D.MixturePath(8, "gaussian")
     with pytest.raises(ValueError, match="a posterior model must return logits of shape"):

@@ -141,6 +141,7 @@ class MixturePath:
         probabilities (a host sync; the sampler skips it)."""
         if check:
             check_tokens("x", x, self.num_states)
+            check_time(t, x)
             check_probabilities("probs", probs)
             if tuple(probs.shape) != (*x.shape, self.vocab_size):
                 raise ValueError(f"probs must have shape (*x.shape, vocab_size) = {(*x.shape, self.vocab_size)}, "
