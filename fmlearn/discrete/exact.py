@@ -47,13 +47,14 @@ class ExactPosterior:
     """The exact posterior of a target on a known support (the oracle): ``oracle(x_t, t) -> logits (batch, L, V)``.
 
     Args: support (M, L) data tokens; path; probs (M,) the target's probabilities (default uniform);
-    chunk: sequences of x_t per block (memory: chunk x M x L)."""
+    chunk: at most this many sequences of x_t per block, and fewer for a large support (a block holds at most
+    2^24 likelihoods, chunk x M, in float64)."""
 
     def __init__(self, support: torch.Tensor, path: MixturePath, probs: torch.Tensor | None = None,
                  chunk: int = 2048):
         check_tokens("support", support, path.vocab_size)
-        self.support, self.path, self.chunk = support.long(), path, chunk
         m = support.shape[0]
+        self.support, self.path, self.chunk = support.long(), path, max(1, min(chunk, 2**24 // m))
         self.q = torch.full((m,), 1.0 / m, dtype=torch.float64) if probs is None else probs.double()
         self.onehot = torch.nn.functional.one_hot(self.support, path.vocab_size).float()
 
