@@ -375,6 +375,7 @@ kl, kl_se = diff.mean().item(), (diff.std() / math.sqrt(N_EVAL)).item()
 kl_uniform = (log_p + math.log(4 * math.pi)).mean().item()
 print(f"KL(p || model) = {kl:.4f} ± {kl_se:.4f} nats on {N_EVAL:,} samples (threshold {KL_S2_MAX})")
 print(f"KL(p || uniform) = {kl_uniform:.3f} nats")
+assert kl_uniform > KL_S2_MAX  # the KL check fails a model that learned nothing
 
 # %% [markdown]
 # Two more checks. The target's entropy by Monte Carlo against the closed
