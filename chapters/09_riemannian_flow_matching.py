@@ -68,11 +68,11 @@ BATCH = fm.budget(default=512, quick=256)
 LR = fm.budget(default=2e-3, quick=3e-3)               # Adam, cosine-decayed
 N_EVAL = fm.budget(default=5000, quick=2000)           # samples for the checks and the KL
 ODE_STEPS = fm.budget(default=16, quick=12)            # RK4 steps for sampling and likelihoods
-KL_S2_MAX = fm.budget(default=0.05, quick=0.30)        # nats
-NEAR_MIN = fm.budget(default=0.97, quick=0.88)         # share within 0.5 rad of a mode
+KL_S2_MAX = fm.budget(default=0.05, quick=0.15)        # nats
+NEAR_MIN = fm.budget(default=0.97, quick=0.93)         # share within 0.5 rad of a mode
 SHARE_TOL = fm.budget(default=0.03, quick=0.04)        # each mode's share within this of 1/4
-KL_T2_MAX = fm.budget(default=0.07, quick=0.25)        # nats
-KL_PER_DIM_MAX = {2: fm.budget(default=0.03, quick=0.12), 5: fm.budget(default=0.06, quick=0.20)}
+KL_T2_MAX = fm.budget(default=0.07, quick=0.20)        # nats
+KL_PER_DIM_MAX = {2: fm.budget(default=0.03, quick=0.10), 5: fm.budget(default=0.06, quick=0.15)}
 F64 = torch.float64
 
 sphere = Sphere()
