@@ -36,9 +36,10 @@
 # **Prerequisites:** chapters 1–4 (the CFM loss, ODE solvers, likelihoods and the
 # paired KL estimator).
 #
-# **Run time:** about 3 minutes on a 2-core laptop CPU at the default budget
-# (four trainings and four likelihood computations), under a minute in quick mode
-# (`FMLEARN_QUICK=1`), faster on a GPU; the last cell prints how long your run took.
+# **Run time:** about 2 minutes on a 2-core laptop CPU at the default budget
+# (four trainings and four likelihood computations; longer when other work shares
+# the CPU), under half a minute in quick mode (`FMLEARN_QUICK=1`), faster on a GPU;
+# the last cell prints how long your run took.
 
 # %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")

@@ -73,9 +73,11 @@ class ManifoldMixture:
         raise NotImplementedError
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) = logsumexp_k (log w_k + log p_k(x)), shape (batch,), in x's dtype (computed in float64)."""
+        """log p(x) = logsumexp_k (log w_k + log p_k(x)), shape (batch,), in x's dtype and on its device (computed
+        in float64 on the CPU)."""
         x = self.space.check_points("x", x)
-        return torch.logsumexp(self.component_log_probs(x.detach().cpu().double()), dim=1).to(x.dtype)
+        log_p = torch.logsumexp(self.component_log_probs(x.detach().cpu().double()), dim=1)
+        return log_p.to(device=x.device, dtype=x.dtype)
 
     def mode_fractions(self, x: torch.Tensor) -> torch.Tensor:
         """The share of samples whose nearest mean (geodesic distance) is mode k, shape (K,)."""
