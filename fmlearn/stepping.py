@@ -6,7 +6,7 @@ structure); a stepper turns it into an *increment* dx over a step of size h, and
 it, ``space.step(x, dx)``:
 
     R^d (:class:`fmlearn.spaces.Euclidean`, the default):   x + dx
-    a manifold (e.g. :class:`fmlearn.manifolds.Sphere`):     exp_x(proj_x(dx)), back onto the manifold
+    a manifold (e.g. :class:`fmlearn.manifolds.Sphere`):     back onto it, e.g. (x + dx) / |x + dx| on the sphere
     tokens (:class:`fmlearn.discrete.Categorical`):          a jump drawn from delta_x + dx
 
 Fixed-step methods, one step of size h from t with k1 = u(x, t):
