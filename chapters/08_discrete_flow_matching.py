@@ -541,7 +541,7 @@ plt.show()
 # categoricals fitted by EM (`D.baselines`). All report held-out bits per pixel.
 
 # %%
-DIGIT_STEPS, DIGIT_BATCH = fm.budget(default=(800, 128), quick=(300, 64))
+DIGIT_STEPS, DIGIT_BATCH = fm.budget(default=(1200, 128), quick=(300, 64))
 DIGIT_ELBO_MAX = fm.budget(default=2.20, quick=2.45)
 train_tok, train_lab, held_tok, held_lab = data.digits_tokens()
 per_pixel = baselines.PerPosition(17).fit(train_tok)
