@@ -607,8 +607,9 @@ plt.show()
 display(Markdown(
     f"Compare the two grids: strokes of the same thickness and grey levels. The rarest digit among the samples "
     f"makes {float(share.min()):.1%} of them and the commonest {float(share.max()):.1%} (a tenth each would be "
-    f"perfect; {'the short quick-mode training leaves them uneven' if fm.is_quick() else 'all ten are there'}); "
-    "samples are noisier at the edges of strokes, where the model is least sure."))
+    f"perfect; {'the short quick-mode training leaves them uneven' if fm.is_quick() else 'all ten are there'}). "
+    "The samples are rougher than real digits: about one of the 64 pixels is revealed per step, and pixels "
+    "revealed in the same step are drawn independently, the sampler's error of section 4."))
 
 # %% [markdown]
 #
