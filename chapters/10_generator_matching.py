@@ -41,7 +41,7 @@
 # **Prerequisites:** chapters 1–4 and 7; chapter 8 for the CTMC row of the
 # final table.
 #
-# **Run time:** about three minutes on a 2-core laptop CPU at the default
+# **Run time:** about two and a half minutes on a 2-core laptop CPU at the default
 # budget (training two jump models and two flows), under a minute in quick
 # mode (`FMLEARN_QUICK=1`); the last cell prints how long your run took.
 
