@@ -9,7 +9,7 @@ sampling      the discrete Euler sampler through fmlearn.odeint, the final jump 
 elbo          the ELBO in bits with its standard error (plain and masked estimators)
 exact         the exact posterior of a known target (oracle); exact laws of the chain (forward equation, Euler)
 baselines     per-position categorical and EM mixture of product categoricals (held-out bits)
-data          the chapter's data as tokens: checkerboard, digits (17 grey levels), dates
+data          the chapter's data as tokens: checkerboard, digits (17 grey levels), dates and their exact posterior
 """
 
 from . import baselines, data
