@@ -682,7 +682,6 @@ ax.set(title="Dates: valid samples against sampler steps", xlabel="Euler steps",
 ax.legend()
 plt.show()
 
-# %% [markdown]
 # %%
 gap = max(abs(validity[n] - validity_oracle[n]) for n in DATE_STEP_COUNTS)
 display(Markdown(
