@@ -7,7 +7,7 @@ it, ``space.step(x, dx)``:
 
     R^d (:class:`fmlearn.spaces.Euclidean`, the default):   x + dx
     a manifold (e.g. :class:`fmlearn.manifolds.Sphere`):     back onto it, e.g. (x + dx) / |x + dx| on the sphere
-    tokens (:class:`fmlearn.discrete.Categorical`):          a jump drawn from delta_x + dx
+    tokens (:class:`fmlearn.discrete.Categorical`):          a jump with probability 1 - exp(-h lambda)
 
 Fixed-step methods, one step of size h from t with k1 = u(x, t):
 
