@@ -77,6 +77,15 @@ class Euclidean:
         return "Euclidean()"
 
 
+class VectorSpaceFields:
+    """For spaces whose states are single tensors of points (the sphere, the torus): a field value is a
+    vector of x's shape, which the space's step then applies (projecting or wrapping it)."""
+
+    def check_field(self, v: torch.Tensor, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
+        """v must be a tensor of x's shape (reads shapes only: no host sync)."""
+        return check_velocity_output(v, x, name)
+
+
 #: The default space of every solver.
 EUCLIDEAN = Euclidean()
 
@@ -101,4 +110,4 @@ def check_metric_space(space: Space | None) -> object:
     return space
 
 
-__all__ = ["EUCLIDEAN", "Euclidean", "Space", "check_metric_space", "check_space"]
+__all__ = ["EUCLIDEAN", "Euclidean", "Space", "VectorSpaceFields", "check_metric_space", "check_space"]

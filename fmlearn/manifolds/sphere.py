@@ -28,8 +28,9 @@ import math
 
 import torch
 
-from .._checks import as_tensor, check_positive_int, check_velocity_output
+from .._checks import as_tensor, check_positive_int
 from ..distributions import generator_device
+from ..spaces import VectorSpaceFields
 
 #: How far from |x| = 1 a point may be and still count as on the sphere (float32 rounding is ~1e-7).
 ON_SPHERE_TOL = 1e-4
@@ -39,7 +40,7 @@ def _dot(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (x * v).sum(-1, keepdim=True)
 
 
-class Sphere:
+class Sphere(VectorSpaceFields):
     """The unit sphere in R^dim, as a space (:mod:`fmlearn.spaces`): points and tangent vectors (batch, dim).
 
     Args:
@@ -136,10 +137,6 @@ class Sphere:
         """(x + dx) / |x + dx|: the Euclidean step projected back onto the sphere."""
         y = x + dx
         return y / y.norm(dim=-1, keepdim=True)
-
-    def check_field(self, v: torch.Tensor, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
-        """A field value is a vector of x's shape (its normal part is dropped by step)."""
-        return check_velocity_output(v, x, name)
 
     def random_uniform(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
                        dtype: torch.dtype | None = None) -> torch.Tensor:

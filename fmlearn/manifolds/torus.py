@@ -21,15 +21,16 @@ import math
 
 import torch
 
-from .._checks import as_tensor, check_positive_int, check_velocity_output
+from .._checks import as_tensor, check_positive_int
 from ..distributions import generator_device
+from ..spaces import VectorSpaceFields
 
 TWO_PI = 2 * math.pi
 #: How far outside [0, 2 pi) an angle may be and still count as a point of the torus.
 ON_TORUS_TOL = 1e-4
 
 
-class FlatTorus:
+class FlatTorus(VectorSpaceFields):
     """The flat torus T^dim in angle coordinates [0, 2 pi)^dim, as a space (:mod:`fmlearn.spaces`).
 
     Args:
@@ -91,10 +92,6 @@ class FlatTorus:
     def step(self, x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """wrap(x + dx)."""
         return self.wrap(x + dx)
-
-    def check_field(self, v: torch.Tensor, x: torch.Tensor, name: str = "velocity") -> torch.Tensor:
-        """A field value is a vector of x's shape."""
-        return check_velocity_output(v, x, name)
 
     def random_uniform(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
                        dtype: torch.dtype | None = None) -> torch.Tensor:
