@@ -65,8 +65,8 @@ gen = torch.Generator().manual_seed(SEED)
 print(fm.describe())
 
 PARTICLES = 20_000                                   # the conditional jump process (section 3)
-STEPS_1D = fm.budget(default=4000, quick=1200)       # training steps, 1-D models
-STEPS_2D = fm.budget(default=8000, quick=2000)       # training steps, 2-D models
+STEPS_1D = fm.budget(default=4000, quick=900)       # training steps, 1-D models
+STEPS_2D = fm.budget(default=8000, quick=1500)       # training steps, 2-D models
 BATCH = fm.budget(default=512, quick=256)
 NFE = 50                                             # network evaluations per sample, every sampler
 D64 = torch.float64
@@ -509,11 +509,10 @@ plt.show()
 # %% [markdown]
 # What to look at: the share within 2.5 standard deviations tells whether the
 # factorised jumps strand particles between modes (compare it with the
-# flow's); the radial offset tells whether the modes reached their place. At
-# 50 evaluations the jumps' main error is the second: late jumps are short,
-# and a particle that misses its last ones stays where the path was a little
-# earlier, inside the circle. The superposition with $a = 0.75$ lets the flow
-# carry most of the transport.
+# flow's); the radial offset tells whether the modes reached their place.
+# Late jumps are short, and a particle that misses its last ones stays where
+# the path was a little earlier, inside the circle: a negative offset. The
+# superposition with $a = 0.75$ lets the flow carry most of the transport.
 #
 # **Honest bookkeeping.** The checks below hold in both budgets: each sampler
 # reaches a $W_2$ within a stated margin of the floor, and the superposition is
