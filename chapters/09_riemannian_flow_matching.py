@@ -95,7 +95,7 @@ x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
 ts = torch.linspace(0, 1, 101, dtype=torch.float64)[:, None]
 fig = plt.figure(figsize=(10, 4))
 ax = mplot.sphere_axes(fig.add_subplot(1, 2, 1, projection="3d"), "chord (blue) and great circle (orange), 150°")
-x1 = torch.tensor([[math.cos(2.618), math.sin(2.618), 0.0]], dtype=torch.float64)
+x1 = torch.tensor([[math.cos(math.radians(150)), math.sin(math.radians(150)), 0.0]], dtype=torch.float64)
 ax.plot(*((1 - ts) * x0 + ts * x1).T.numpy(), color="C0")
 ax.plot(*sphere.geodesic(x0.expand(101, 3), x1.expand(101, 3), ts)[0].T.numpy(), color="C1", linewidth=2)
 ax2 = fig.add_subplot(1, 2, 2)
@@ -187,16 +187,18 @@ plt.show()
 #
 # On the sphere this is slerp, $x_t = \frac{\sin((1-t)\theta)}{\sin\theta}x_0 +
 # \frac{\sin(t\theta)}{\sin\theta}x_1$, moving at the constant speed
-# $\theta = d(x_0, x_1)$. The form $\log_{x_t}(x_1)/(1-t)$ divides by zero at
+# $\theta = d(x_0, x_1)$ (here $\theta$ is an angle; the network's parameters are $\phi$). The form $\log_{x_t}(x_1)/(1-t)$ divides by zero at
 # $t = 1$; the package uses the closed form of the velocity, the parallel
 # transport of $\log_{x_0}(x_1)$ to $x_t$, which is exact up to $t = 1$. The loss
 # is the CFM regression with the Riemannian norm, which for tangent vectors of
 # the sphere in ambient coordinates is the Euclidean one:
 #
-# $$\mathcal L(\theta) = \mathbb E_{t, x_0, x_1}\,\big\|u^\theta_t(x_t) - u_t(x_t \mid x_0, x_1)\big\|^2 .$$
+# $$\mathcal L(\phi) = \mathbb E_{t, x_0, x_1}\,\big\|u^\phi_t(x_t) - u_t(x_t \mid x_0, x_1)\big\|^2 .$$
 #
 # Check the path: on the sphere, moving at speed $\theta$, velocity equal to the
-# derivative (central differences), and the $1/(1-t)$ form where it is defined.
+# derivative (central differences), and the $1/(1-t)$ form where it is defined,
+# between uniform points and points of the chapter's target (four von
+# Mises–Fisher bumps, introduced in the next section).
 
 # %%
 path = GeodesicPath(sphere)
@@ -240,7 +242,7 @@ plt.show()
 # and its density is known in closed form, so we can score the model exactly.
 #
 # The model is an MLP of chapter 1 wrapped by `ProjectedVelocity`, which
-# projects its output onto the tangent space, $u^\theta_t(x) = P(x)\,\mathrm{MLP}(x, t)$.
+# projects its output onto the tangent space, $u^\phi_t(x) = P(x)\,\mathrm{MLP}(x, t)$.
 # Training is `fm.train` on a `CFMObjective` whose path is the geodesic one and
 # whose source is the uniform distribution: the same loop as every other chapter.
 # (As in chapter 4, the network gets slow time features, which helps the
@@ -254,7 +256,7 @@ run = fm.train(model, objective, steps=S2_STEPS, batch_size=BATCH, lr=LR, seed=S
 print(f"trained {S2_STEPS} steps in {run.seconds:.0f} s on {run.device}")
 
 # %% [markdown]
-# **Sampling** integrates $\dot x = u^\theta_t(x)$ from uniform points with the
+# **Sampling** integrates $\dot x = u^\phi_t(x)$ from uniform points with the
 # solvers of chapter 3 and `space=sphere`: each step computes its increment
 # $\Delta x$ as in $\mathbb R^3$ and the sphere applies it as
 # $(x + \Delta x)/|x + \Delta x|$, back onto the sphere. RK4 keeps its order this
@@ -289,7 +291,9 @@ plt.show()
 #
 # The samples at a few times along the flow (the static figure), and, with a
 # live kernel, a slider over every solver step (in a saved notebook the widget
-# shows as a frozen copy or a line of text; the figure is the fallback).
+# shows as a frozen copy or a line of text; the figure is the fallback). What
+# to look at: the uniform cloud splits into four clusters, the points moving
+# along great circles, and none is left between the modes by $t = 1$.
 
 # %%
 fig = mplot.flow_snapshots(sol.trajectory.cpu(), sol.times)
@@ -301,8 +305,9 @@ mplot.flow_explorer(sol.trajectory.cpu(), sol.times)
 # %% [markdown]
 # **Check yourself.** Samples on the sphere; the share within 0.5 rad of a mode
 # against the target's own; each mode's share near 1/4. Each check must fail on
-# the failure it names: uniform points fail the first, and a sampler that
-# dropped a mode fails the second (both asserted below).
+# the failure it names: uniform points fail the second (the share near a
+# mode), and a sampler that dropped a mode fails the third (the mode shares;
+# both asserted below).
 
 # %%
 near_model, near_true = target.fraction_near_modes(x_model, 0.5), target.fraction_near_modes(x_true, 0.5)
@@ -314,7 +319,7 @@ print("mode shares:", [f"{s:.3f}" for s in shares.tolist()], f"(each within {SHA
 uniform_near = target.fraction_near_modes(sphere.random_uniform(N_EVAL, generator=gen), 0.5)
 x_lab, labels = target.sample(N_EVAL, generator=gen, return_labels=True)
 dropped = target.mode_fractions(x_lab[labels != 0])
-print(f"uniform points: {uniform_near:.2%} near a mode; a sampler without mode 1: shares "
+print(f"uniform points: {uniform_near:.2%} near a mode; a sampler without the first mode (index 0): shares "
       f"{[round(s, 3) for s in dropped.tolist()]}")
 assert off_sphere < 1e-4 and near_model >= NEAR_MIN and (shares - 0.25).abs().max() <= SHARE_TOL
 assert uniform_near < NEAR_MIN and (dropped - 0.25).abs().max() > SHARE_TOL
@@ -330,7 +335,10 @@ assert uniform_near < NEAR_MIN and (dropped - 0.25).abs().max() > SHARE_TOL
 #
 # For a tangent field of the sphere, written in ambient coordinates with
 # Jacobian $J$, the divergence is the trace over tangent directions only,
-# $\operatorname{div}_{S^2} u = \operatorname{tr}(P J P) = \sum_i (Pe_i)^\top J\,(Pe_i)$:
+# $\operatorname{div}_{S^2} u = \operatorname{tr}(P J P) = \sum_i (Pe_i)^\top J\,(Pe_i)$
+# (the three projected basis vectors are not orthonormal, but
+# $\sum_i (Pe_i)(Pe_i)^\top = P^2 = P$, so the sum is the trace of $J$ over any
+# orthonormal basis of the tangent plane):
 # `fm.log_likelihood(..., space=sphere)` projects the basis vectors (or
 # Hutchinson's probes) before each vector–Jacobian product, and steps with the
 # sphere's step.
@@ -396,7 +404,8 @@ assert abs(h_one + 1.074) < 1e-3 and abs(h_mc - (math.log(4) + h_one)) < 0.01
 assert solve_err < 0.25 * max(kl, kl_se) and kl <= KL_S2_MAX and kl > -3 * kl_se
 
 # %% [markdown]
-# The log-densities on the map, model beside truth, on one colour scale. Look
+# The log-densities on the map, model beside truth, on one colour scale (on a
+# grid, with half the solver steps, for speed). Look
 # at the shape of each bump and at the floor between them: that is where
 # $\mathrm{KL}(p\,\|\,q)$ does not look (it weights by $p$), and where a model's
 # density is least constrained.
@@ -426,10 +435,13 @@ plt.show()
 # the short way round. Geodesic paths are straight lines that may leave through
 # one edge and come back through the opposite one. The network sees each angle
 # through $(\cos x, \sin x)$, so its velocity is periodic: the same point must
-# get the same velocity on both sides of the seam.
+# get the same velocity on both sides of the seam: it sees $(\cos x, \sin x) \in \mathbb R^4$,
+# and `ProjectedVelocity` turns its 4-D output $(a, b)$ into the tangent
+# velocity $-\sin x \cdot a + \cos x \cdot b$ of each circle, a 2-D velocity in
+# angles (the torus is flat, so the divergence is the ordinary one).
 #
-# The target: four **wrapped normals**, $p(x) = \sum_{k\in\mathbb Z^2}\mathcal N(x + 2\pi k;\, \mu, \sigma^2 I)$,
-# one of them centred on the seam at angle 1 = 0, so half of its mass shows on
+# The target: four **wrapped normals**, $p(x) = \sum_{k\in\mathbb Z^2}\mathcal N(x + 2\pi k;\, \mu, \sigma^2 I)$
+# with $\sigma = 0.4$, one of them centred on the seam at first angle $x^1 = 0$, so half of its mass shows on
 # the left edge of the square and half on the right.
 
 # %%
@@ -448,7 +460,7 @@ print(f"trained {T2_STEPS} steps in {run_t.seconds:.0f} s")
 # %% [markdown]
 # The square (left: the true density in grey, the model's samples in colour;
 # dashed: the glued edges) and the same samples on a torus in 3-D (right), where
-# the seam disappears: the mode at angle 1 = 0 is one bump.
+# the seam disappears: the mode at first angle $x^1 = 0$ is one bump.
 
 # %%
 g = (torch.arange(100, dtype=torch.float64) + 0.5) * 2 * math.pi / 100
