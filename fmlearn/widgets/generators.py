@@ -1,0 +1,5 @@
+"""Explorers of generators (see fmlearn.widgets.explorer.Explorer)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
