@@ -174,11 +174,11 @@ plt.show()
 # %% [markdown]
 # ### Explore it yourself
 #
-# With a live kernel, the widget below lets you pick a schedule and slide $t$.
-# Without one (a saved notebook, a web page, CI) the widget cannot respond:
-# depending on the viewer, the cell shows a frozen copy of it or only its text
-# description, a line starting `VBox(children=(...`. The grid above is the
-# static fallback: the same panels, for every schedule at five values of $t$.
+# The explorer below draws the same exact panels for every schedule at
+# $t = 0, 0.1, \dots, 1$: pick a schedule, slide $t$, then switch schedules
+# at the same $t$. In JupyterLab it is a live widget; on the course's web
+# page it is the same slider in plain HTML, and without JavaScript it shows
+# one frame (the grid above is the static version).
 
 # %%
 path_explorer(target)

@@ -1,45 +1,155 @@
-"""The path explorer (issue 11, item 7): it builds, it redraws on a value change with the chosen schedule and
-time, and the static grid it falls back to holds one exact panel per (schedule, t)."""
+"""The one explorer (issue 15): frames drawn once per grid point, the live widget and the HTML slider show the
+frame of the values asked for, bad input is refused; chapter 2's path explorer and its static grid."""
+
+import io
+import json
+import re
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from matplotlib.collections import QuadMesh
+from matplotlib.image import imread
 from matplotlib.quiver import Quiver
 
 import fmlearn as fm
 from fmlearn import widgets
+from fmlearn.widgets import Explorer
 
 TARGET = fm.GaussianMixture.symmetric_2d(n_modes=3, radius=3.0, std=0.7)
 
 
+def _draw_square(a, b):
+    """A frame whose pixels encode its values: a black square at (a, b) on white."""
+    fig = plt.figure(figsize=(1, 1))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set(xlim=(0, 3), ylim=(0, 3))
+    ax.axis("off")
+    ax.add_patch(plt.Rectangle((a, b), 1, 1, color="k"))
+    return fig
+
+
+def _dark_cell(png: bytes) -> tuple[int, int]:
+    """Where the square is in a frame: (a, b) from the darkest 3x3 cell of the image."""
+    img = imread(io.BytesIO(png))[..., :3].mean(-1)
+    h, w = img.shape
+    cells = img[: h // 3 * 3, : w // 3 * 3].reshape(3, h // 3, 3, w // 3).mean(axis=(1, 3))  # rows top->bottom
+    row, col = np.unravel_index(cells.argmin(), cells.shape)
+    return int(col), int(2 - row)
+
+
 @pytest.fixture
-def drawn(monkeypatch):
-    """Each panel the explorer draws, as (schedule name, t), without rendering it."""
+def squares():
     calls = []
-    monkeypatch.setattr(widgets, "plot_marginal_field",
-                        lambda oracle, t, **kw: calls.append((oracle.path.schedule.name, t)))
-    monkeypatch.setattr(plt, "show", lambda: None)
-    return calls
+
+    def draw(a, b):
+        calls.append((a, b))
+        return _draw_square(a, b)
+
+    ex = Explorer(draw, {"a": [0, 1, 2], "b": [0, 2]}, look="the square moves", start={"a": 1},
+                  image_format="png", dpi=30)
+    return ex, calls
 
 
-def test_explorer_builds_with_its_controls(drawn):
+def test_frames_are_drawn_once_in_grid_order(squares):
+    ex, calls = squares
+    assert calls == []  # nothing drawn before it is shown
+    frames = ex.frames
+    assert calls == [(a, b) for a in (0, 1, 2) for b in (0, 2)]
+    assert ex.frames is frames and len(calls) == 6  # cached
+    for a in (0, 1, 2):
+        for b in (0, 2):
+            assert _dark_cell(ex.frame(a=a, b=b)) == (a, b)
+
+
+def test_html_slider_holds_every_frame_and_starts_where_asked(squares):
+    ex, _ = squares
+    page = ex.to_html()
+    data = json.loads(re.search(r'<script type="application/json" class="fmx-data">(.*?)</script>', page,
+                                re.S).group(1))
+    assert data["shape"] == [3, 2] and data["labels"] == [["0", "1", "2"], ["0", "2"]]
+    import base64
+    assert [base64.b64decode(f) for f in data["frames"]] == ex.frames
+    first = re.search(r'<img class="fmx-frame"[^>]*src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert _dark_cell(base64.b64decode(first)) == (1, 0)  # start a = 1, b at its first value
+    assert re.findall(r'<input type="range" min="0" max="(\d)" step="1" value="(\d)"', page) == [("2", "1"),
+                                                                                                   ("1", "0")]
+    assert "What to look at:</b> the square moves" in page
+    assert "http" not in page  # nothing fetched
+
+
+def test_widget_shows_the_frame_of_the_slider_values(squares):
     w = pytest.importorskip("ipywidgets")
-    box = widgets.path_explorer(TARGET)
-    (controls, out) = box.children
-    schedule, t = controls.children
-    assert isinstance(box, w.VBox) and isinstance(out, w.Output)
-    assert isinstance(schedule, w.Dropdown) and set(schedule.options) == set(fm.schedules.SCHEDULES)
-    assert isinstance(t, w.FloatSlider) and (t.min, t.max, t.value) == (0.0, 1.0, 0.5)
-    assert drawn == [(fm.get_schedule("condot").name, 0.5)]  # the first panel is drawn at once
+    ex, _ = squares
+    box = ex.widget()
+    look, slider_a, slider_b, image = box.children
+    assert isinstance(image, w.Image) and "the square moves" in look.value
+    assert _dark_cell(image.value) == (1, 0)
+    slider_b.value = 1  # the index of b = 2
+    assert _dark_cell(image.value) == (1, 2)
+    slider_a.value = 0
+    assert _dark_cell(image.value) == (0, 2)
 
 
-def test_explorer_redraws_on_a_value_change(drawn):
-    pytest.importorskip("ipywidgets")
-    box = widgets.path_explorer(TARGET)
-    schedule, t = box.children[0].children
-    t.value = 0.25
-    schedule.value = "vp"
-    assert drawn[1:] == [(fm.get_schedule("condot").name, 0.25), (fm.get_schedule("vp").name, 0.25)]
+def test_play_button_is_linked_to_its_slider():
+    w = pytest.importorskip("ipywidgets")
+    ex = Explorer(lambda t: _draw_square(t, 0), {"t": [0, 1, 2]}, look="it moves", play="t", dpi=20)
+    box = ex.widget()
+    (player, slider) = box.children[1].children
+    assert isinstance(player, w.Play) and (player.min, player.max) == (0, 2)
+    assert 'class="fmx-play"' in ex.to_html()
+
+
+def test_mimebundle_offers_html_and_text_outside_a_kernel(squares):
+    ex, _ = squares
+    bundle = ex._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html"}  # no live kernel here: no widget view
+    assert "What to look at: the square moves" in bundle["text/plain"]
+
+
+def test_static_fallback_puts_frames_side_by_side(squares):
+    ex, _ = squares
+    fig = ex.static("a")
+    assert [ax.get_title() for ax in fig.axes] == ["a = 0", "a = 1", "a = 2"]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(params={}), "params must be a non-empty"),
+    (dict(params={"a": []}), r"params\['a'\] is empty"),
+    (dict(look=""), "look must be one non-empty line"),
+    (dict(start={"c": 1}), "start names 'c'"),
+    (dict(start={"a": "x"}), r"start\['a'\] = 'x' is not one of its values"),
+    (dict(labels={"a": ["x"]}), r"labels\['a'\] has 1 entries for 3 values"),
+    (dict(play="z"), "play must name a parameter"),
+    (dict(image_format="gif"), "image_format must be 'webp' or 'png', got 'gif'"),
+    (dict(params={"a": list(range(30)), "b": list(range(30))}), "900 frames"),
+])
+def test_bad_input_is_refused_with_the_argument_named(kwargs, match):
+    args = dict(draw=_draw_square, params={"a": [0, 1, 2], "b": [0, 2]}, look="x")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        Explorer(args.pop("draw"), args.pop("params"), **args)
+
+
+def test_draw_must_return_a_figure():
+    ex = Explorer(lambda a: None, {"a": [0]}, look="x")
+    with pytest.raises(TypeError, match="draw must return a matplotlib Figure, got NoneType for {'a': 0}"):
+        ex.frames
+
+
+def test_path_explorer_draws_each_schedule_and_time(monkeypatch):
+    """Chapter 2's explorer: a frame per (schedule, t), each the exact field of that schedule at that t."""
+    drawn = []
+    real = widgets.paths.plot_marginal_field
+    monkeypatch.setattr(widgets.paths, "plot_marginal_field",
+                        lambda oracle, t, **kw: (drawn.append((oracle.path.schedule.name, t)), real(oracle, t, **kw)))
+    ex = widgets.path_explorer(TARGET, schedules=("condot", "vp"), times=(0.0, 0.5))
+    assert ex.params == {"schedule": ["condot", "vp"], "t": [0.0, 0.5]}
+    assert ex.start == {"schedule": 0, "t": 1}
+    assert len(ex.frames) == 4
+    assert drawn == [(fm.get_schedule(s).name, t) for s in ("condot", "vp") for t in (0.0, 0.5)]
+    assert len(set(ex.frames)) == 4  # four different pictures
 
 
 def test_static_grid_has_one_exact_panel_per_schedule_and_time():
@@ -55,19 +165,3 @@ def test_static_grid_has_one_exact_panel_per_schedule_and_time():
         assert any(isinstance(c, QuadMesh) for c in ax.collections) or ax.images
         assert any(isinstance(c, Quiver) for c in ax.collections)
     plt.close(fig)
-
-
-def test_explorer_needs_ipywidgets(monkeypatch):
-    """Without ipywidgets the explorer raises ImportError (the chapter draws path_grid regardless)."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_widgets(name, *args, **kw):
-        if name == "ipywidgets":
-            raise ImportError("no ipywidgets here")
-        return real_import(name, *args, **kw)
-
-    monkeypatch.setattr(builtins, "__import__", no_widgets)
-    with pytest.raises(ImportError):
-        widgets.path_explorer(TARGET)
