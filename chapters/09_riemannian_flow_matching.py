@@ -54,6 +54,7 @@ from fmlearn.manifolds import (FlatTorus, ProjectedVelocity, Sphere, Uniform, Vo
                                WrappedNormalMixture, vmf_entropy)
 from fmlearn.manifolds import plotting as mplot
 from fmlearn.paths import GeodesicPath
+from fmlearn.widgets import sphere_flow
 
 T_START = time.perf_counter()
 SEED = 0
@@ -289,18 +290,18 @@ plt.show()
 # %% [markdown]
 # ### Watch the flow
 #
-# The samples at a few times along the flow (the static figure), and, with a
-# live kernel, a slider over every solver step (in a saved notebook the widget
-# shows as a frozen copy or a line of text; the figure is the fallback). What
-# to look at: the uniform cloud splits into four clusters, the points moving
-# along great circles, and none is left between the modes by $t = 1$.
+# The samples at a few times along the flow (the static figure), then the
+# same flow as an animation: a $t$ slider with a play button (a live widget in
+# JupyterLab, an HTML slider on the web page). What to look at: the uniform
+# cloud splits into four clusters, the points moving along great circles, and
+# none is left between the modes by $t = 1$.
 
 # %%
 fig = mplot.flow_snapshots(sol.trajectory.cpu(), sol.times)
 plt.show()
 
 # %%
-mplot.flow_explorer(sol.trajectory.cpu(), sol.times)
+sphere_flow(sol.trajectory.cpu(), sol.times)
 
 # %% [markdown]
 # **Check yourself.** Samples on the sphere; the share within 0.5 rad of a mode

@@ -165,3 +165,25 @@ def test_static_grid_has_one_exact_panel_per_schedule_and_time():
         assert any(isinstance(c, QuadMesh) for c in ax.collections) or ax.images
         assert any(isinstance(c, Quiver) for c in ax.collections)
     plt.close(fig)
+
+
+def test_sphere_flow_shows_the_trajectory_at_each_frame_time():
+    """Chapter 9's animation: frames at grid steps from t = 0 to 1; the sphere panel of a frame holds exactly
+    the trajectory's points at that step; bad shapes are refused."""
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    traj = torch.nn.functional.normalize(torch.randn(11, 50, 3, generator=g), dim=-1)
+    times = torch.linspace(0, 1, 11)
+    ex = widgets.sphere_flow(traj, times, n=20, frames=6)
+    assert ex.params["t"] == [0, 2, 4, 6, 8, 10] and ex.play == "t" and ex.labels["t"][-1] == "1.00"
+    fig = ex._draw(t=4)
+    shown = np.concatenate([np.stack(c._offsets3d, -1) for c in fig.axes[0].collections[-2:]])  # back, front
+    expected = traj[4, :20].numpy()
+    key = lambda a: a[np.lexsort(a.T)]  # noqa: E731  the same set of points, in any order
+    np.testing.assert_allclose(key(shown), key(expected), atol=1e-6)
+    assert not np.allclose(key(shown), key(traj[2, :20].numpy()), atol=1e-3)
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"trajectory must be a tensor of shape \(steps \+ 1, batch, 3\)"):
+        widgets.sphere_flow(traj[..., :2], times)
+    with pytest.raises(ValueError, match=r"times must hold one time per trajectory step \(11\)"):
+        widgets.sphere_flow(traj, times[:5])

@@ -136,7 +136,7 @@ def plot_torus_square(x: torch.Tensor | np.ndarray | None = None, ax: Axes | Non
 
 def flow_snapshots(trajectory: torch.Tensor, times: torch.Tensor | Sequence[float],
                    show_at: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), n: int = 2000) -> Figure:
-    """The static version of :func:`flow_explorer`: the first n samples of a trajectory on S^2 (shape
+    """The static version of :func:`fmlearn.widgets.sphere_flow`: the first n samples of a trajectory on S^2 (shape
     (steps + 1, batch, 3)) on maps at the grid times nearest to ``show_at``."""
     times = _np(torch.as_tensor(times))
     fig = plt.figure(figsize=(3.3 * len(show_at), 2.4))
@@ -148,28 +148,3 @@ def flow_snapshots(trajectory: torch.Tensor, times: torch.Tensor | Sequence[floa
     fig.suptitle("samples moving along the learned flow, from the uniform source (t = 0) to the model (t = 1)")
     fig.tight_layout()
     return fig
-
-
-def flow_explorer(trajectory: torch.Tensor, times: torch.Tensor | Sequence[float], n: int = 2000) -> Any:
-    """An ipywidgets slider over t: the samples of a trajectory on S^2 at that time, on the sphere and on the map.
-    Returns the widget (display it as a cell's last expression); without a live kernel draw
-    :func:`flow_snapshots` instead."""
-    import ipywidgets as w
-
-    times = _np(torch.as_tensor(times))
-    slider = w.IntSlider(value=len(times) - 1, min=0, max=len(times) - 1, description="step",
-                         continuous_update=False)
-    out = w.Output()
-
-    def draw(*_):
-        with out:
-            out.clear_output(wait=True)
-            fig = plt.figure(figsize=(9, 4))
-            k = slider.value
-            plot_sphere(trajectory[k, :n], fig.add_subplot(1, 2, 1, projection="3d"), f"t = {times[k]:.2f}")
-            plot_map(trajectory[k, :n], map_axes(fig, 122, "map"))
-            plt.show()
-
-    slider.observe(draw, names="value")
-    draw()
-    return w.VBox([slider, out])
