@@ -19,7 +19,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Busy-waiting OpenMP threads slow torch ~100x when anything else runs on a small machine (README, "Threads").
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup lab test test-fast notebooks clean
+.PHONY: setup lab test test-fast notebooks book book-quick clean
 
 setup: $(STAMP)
 
@@ -43,10 +43,22 @@ test: setup
 test-fast: setup
 	FMLEARN_QUICK=1 $(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
 
+# The web book (book/conf.py): every chapter and exercise executed at the default budget, into build/book/html
+# (open build/book/html/book/index.html). Outputs are cached per notebook in build/book/.jupyter_cache: a rebuild
+# re-executes only the notebooks whose code changed. book-quick: the same in quick mode, into build/book-quick.
+SPHINX_ARGS ?=
+book: setup
+	FMLEARN_PROGRESS=0 $(BIN)/python -m sphinx -b html -c book -q $(SPHINX_ARGS) . build/book/html
+	@echo "The book: build/book/html/book/index.html"
+
+book-quick: setup
+	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m sphinx -b html -c book -q $(SPHINX_ARGS) . build/book-quick/html
+	@echo "The book (quick mode): build/book-quick/html/book/index.html"
+
 # Rewrite every .ipynb from its reviewed .py source (outputs never stored; cell ids kept).
 notebooks: setup
 	for py in chapters/*.py solutions/*.py; do $(BIN)/jupytext --quiet --update --to ipynb "$$py"; done
 	$(BIN)/python -m fmlearn.exercises build
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build

@@ -1,0 +1,87 @@
+"""The course as a web book: Sphinx with myst-nb (the engine of Jupyter Book 1) and the Sphinx book theme.
+
+Why this stack (issue 15): it is pure Python (pip installs it beside the course, no Node.js), it builds with no
+network (Jupyter Book 2's MyST engine fetches its site theme at build time), it executes notebooks through
+jupyter-cache (a rebuild re-executes only the notebooks whose code changed), and autodoc gives the fmlearn
+API reference from the package's docstrings. Equations are written as MathML when the book is built (docutils'
+converter), which the browser draws itself: a page opened from disk with the network off renders them, with
+no script, font or CDN.
+
+Build: ``make book`` (default budget, cache in build/book/.jupyter_cache) or ``make book-quick``
+(FMLEARN_QUICK=1, build/book-quick). The source folder is the repository root; this folder holds the
+configuration, the front page and the API reference.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE / "_ext"))
+sys.path.insert(0, str(ROOT))
+
+project = "fmlearn — flow matching, explained and checked"
+author = "the fmlearn authors"
+copyright = "2026, the fmlearn authors (MIT)"
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "fmlearn_book",
+]
+
+root_doc = "book/index"
+include_patterns = ["book/*.md", "chapters/*.ipynb", "exercises/*.ipynb"]
+exclude_patterns = ["build", ".venv", "**/.ipynb_checkpoints", "solutions", "tests", "benchmarks"]
+
+# -- MyST and notebooks ------------------------------------------------------------------------------------------
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_heading_anchors = 3
+QUICK = os.environ.get("FMLEARN_QUICK", "") not in ("", "0")
+BUILD = Path(os.environ.get("FMLEARN_BOOK_BUILD", ROOT / "build" / ("book-quick" if QUICK else "book")))
+nb_execution_mode = os.environ.get("FMLEARN_BOOK_EXECUTE", "cache")  # "off" renders the notebooks as they are
+nb_execution_cache_path = str(BUILD / ".jupyter_cache")
+nb_execution_timeout = 3600
+nb_execution_raise_on_error = True  # a chapter that fails its own checks fails the build (exercises: see _ext)
+nb_execution_show_tb = True
+nb_merge_streams = True
+# An explorer offers a live widget and a self-contained HTML slider: on the web page, show the HTML (the widget
+# needs a kernel, and its JavaScript would come from a CDN).
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None),
+                              ("html", "text/html", 0)]
+nb_ipywidgets_js = {}  # no require.js / widget manager from a CDN
+nb_render_image_options = {"align": "center"}
+
+# -- Equations: MathML written at build time (book/_ext/fmlearn_book.py), drawn by the browser ----------------------
+html_math_renderer = "mathml"
+
+# -- API reference --------------------------------------------------------------------------------------------------
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": True}
+autodoc_mock_imports: list[str] = []
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+# -- HTML -------------------------------------------------------------------------------------------------------
+html_theme = "sphinx_book_theme"
+html_title = "fmlearn: flow matching, explained and checked"
+html_static_path = ["_static"]
+html_css_files = ["fmlearn.css"]
+html_theme_options = {
+    "show_toc_level": 2,
+    "use_download_button": True,
+    "use_fullscreen_button": False,
+    "home_page_in_toc": True,
+    "navigation_with_keys": False,
+}
+html_context = {"default_mode": "light"}  # without it the theme logs a console error on every page
+html_last_updated_fmt = None
+html_copy_source = True
+html_show_sourcelink = False
+suppress_warnings = ["myst.header", "mystnb.unknown_mime_type"]
+fmlearn_quick = QUICK
