@@ -101,6 +101,7 @@ class DatePosterior:
         self.feb29 = torch.tensor([d.month == 2 and d.day == 29 for d in days])
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        device, x = x.device, x.cpu()  # computed on the CPU (its tables live there), returned on x's device
         mask, dash = self.path.mask, DATE_ALPHABET.index("-")
         shown = x != mask
         y_ok = ((self.year_tokens[None] == x[:, None, :4]) | ~shown[:, None, :4]).all(-1).double()    # (b, Y)
@@ -121,7 +122,7 @@ class DatePosterior:
         probs[:, [5, 6, 8, 9]] = torch.einsum("bm,mjv->bjv", p_md,
                                               torch.nn.functional.one_hot(self.md_tokens, v).double())
         probs[:, [4, 7], dash] = 1.0
-        return probs.float().clamp_min(1e-30).log()
+        return probs.float().clamp_min(1e-30).log().to(device)
 
     def _prior_year(self) -> torch.Tensor:
         n = 365 + self.leap.double()

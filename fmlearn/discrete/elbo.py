@@ -50,9 +50,15 @@ class ELBOEstimate:
         return f"{self.bits:.4f} ± {self.se:.4f} bits"
 
 
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    """Where to draw: the generator's device (CPU or CUDA), the CPU without one; draws then move to the data."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 def _stratified_times(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    perm = torch.randperm(n, generator=generator).to(device)
-    return (perm + torch.rand(n, generator=generator).to(device)) / n
+    dev = _gen_device(generator)
+    perm = torch.randperm(n, generator=generator, device=dev).to(device)
+    return (perm + torch.rand(n, generator=generator, device=dev).to(device)) / n
 
 
 def _pass(model, path: MixturePath, x1: torch.Tensor, t: torch.Tensor, estimator: str,
@@ -65,7 +71,8 @@ def _pass(model, path: MixturePath, x1: torch.Tensor, t: torch.Tensor, estimator
     rows = torch.arange(n, device=x1.device)
     total = torch.zeros(n, device=x1.device)
     for k in range(positions or length):
-        i = torch.randint(length, (n,), generator=generator).to(x1.device) if positions else torch.full_like(rows, k)
+        i = torch.randint(length, (n,), generator=generator, device=_gen_device(generator)).to(x1.device) \
+            if positions else torch.full_like(rows, k)
         x = path.sample_given(x1, t, generator)
         x[rows, i] = path.mask
         total += -path.log_posterior(model(x, t), x)[rows, i].gather(-1, x1[rows, i, None]).squeeze(-1)

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .._checks import check_positive_int, check_time, model_context
+from .._checks import check_positive_int, check_time, model_context, model_dtype_device
 from ..solvers import odeint
 from .categorical import jump_probabilities
 from .paths import MixturePath, check_tokens
@@ -110,9 +110,9 @@ class JointLaw:
     h u at every joint state (N, L, S): step(p, dx) = p T, T[n, n'] = prod_i P_i(n'^i | n) with P_i the
     token's one-step law (:func:`jump_probabilities`), the law of :class:`Categorical`'s draw."""
 
-    def __init__(self, num_states: int, length: int):
+    def __init__(self, num_states: int, length: int, device: torch.device | str | None = None):
         self.num_states, self.length = num_states, length
-        self.states = all_states(num_states, length)
+        self.states = all_states(num_states, length).to(device)
 
     def transition(self, probs: torch.Tensor) -> torch.Tensor:
         """T (N, N) from the per-token laws of the next state (N, L, S), tokens jumping independently."""
@@ -151,7 +151,7 @@ def marginal_law(path: MixturePath, support: torch.Tensor, t: float, probs: torc
 def _final_jump_transition(model, path: MixturePath, law: JointLaw) -> torch.Tensor:
     states = law.states
     if path.mask is None:
-        return torch.eye(states.shape[0], dtype=torch.float64)
+        return torch.eye(states.shape[0], dtype=torch.float64, device=states.device)
     probs = path.pad(path.posterior(model(states, 1.0), states)).double()
     stay = torch.nn.functional.one_hot(states, path.num_states).double()
     return law.transition(torch.where((states == path.mask)[..., None], probs, stay))
@@ -159,17 +159,20 @@ def _final_jump_transition(model, path: MixturePath, law: JointLaw) -> torch.Ten
 
 def _on_data(p: torch.Tensor, path: MixturePath, length: int) -> torch.Tensor:
     """The law restricted to sequences of data values, in the index order of V^L."""
-    return p[0, state_index(all_states(path.vocab_size, length), path.num_states)]
+    return p[0, state_index(all_states(path.vocab_size, length).to(p.device), path.num_states)]
 
 
 def euler_law(model: PosteriorModel, path: MixturePath, length: int, *, steps: int,
               corrector: float = 0.0) -> torch.Tensor:
-    """The exact law over the V^L data sequences of :func:`fmlearn.discrete.sample` with ``steps`` steps."""
+    """The exact law over the V^L data sequences of :func:`fmlearn.discrete.sample` with ``steps`` steps (computed
+    on the model's device)."""
     check_positive_int("steps", steps)
-    law = JointLaw(path.num_states, length)
+    device = model_dtype_device(model)[1]
+    law = JointLaw(path.num_states, length, device)
     field = posterior_field(model, path, corrector)
     with model_context(model):
-        p = odeint(lambda p, t: field(law.states, t).double(), source_law(path, length), steps=steps, space=law).x
+        p = odeint(lambda p, t: field(law.states, t).double(), source_law(path, length).to(device), steps=steps,
+                   space=law).x
         return _on_data(p @ _final_jump_transition(model, path, law), path, length)
 
 
@@ -178,9 +181,10 @@ def model_law(model: PosteriorModel, path: MixturePath, length: int, *, ode_step
     """The exact law over the V^L data sequences of the model's continuous-time chain: the forward equation
     d p / dt = p Q_t by RK4 from 0 to t_end, where 1 - kappa falls to exp(-s_max) in ``ode_steps`` equal steps of
     log(1 - kappa), then the jump at t = 1 (mass still masked, about exp(-s_max) per token, draws from the
-    posterior)."""
+    posterior). Computed on the model's device."""
     check_positive_int("ode_steps", ode_steps)
-    states = all_states(path.num_states, length)
+    device = model_dtype_device(model)[1]
+    states = all_states(path.num_states, length).to(device)
     field = posterior_field(model, path, corrector)
     target = 1 - torch.exp(-torch.linspace(0, s_max, ode_steps + 1, dtype=torch.float64))
     lo, hi = torch.zeros_like(target), torch.ones_like(target)
@@ -191,25 +195,28 @@ def model_law(model: PosteriorModel, path: MixturePath, length: int, *, ode_step
     grid = torch.cat([torch.zeros(1, dtype=torch.float64), hi[1:]])
     grid = torch.cummax(grid, 0).values + torch.arange(len(grid), dtype=torch.float64) * 1e-15
     with model_context(model):
-        p = odeint(lambda p, t: p @ generator_matrix(field(states, t).double()), source_law(path, length),
+        p = odeint(lambda p, t: p @ generator_matrix(field(states, t).double()), source_law(path, length).to(device),
                    method="rk4", times=grid).x
-        return _on_data(p @ _final_jump_transition(model, path, JointLaw(path.num_states, length)), path, length)
+        return _on_data(p @ _final_jump_transition(model, path, JointLaw(path.num_states, length, device)), path,
+                        length)
 
 
 def nll_bits(law: torch.Tensor, x1: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """-log2 law(x1) for each sequence x1 (batch, L), from a law over the V^L data sequences."""
-    return -torch.log2(law[state_index(x1, vocab_size)])
+    return -torch.log2(law[state_index(x1.to(law.device), vocab_size)])
 
 
 def tabulated(model: PosteriorModel, num_states: int, length: int) -> PosteriorModel:
     """``model`` evaluated once per call on all N joint states and read by index: the same logits for any batch, at
     the cost of N rows instead of the batch (fast sampling of many sequences on a small state space; t a float)."""
-    states = all_states(num_states, length)
+    device = model_dtype_device(model)[1]  # a module is evaluated where it lives, the result moved to x's device
+    states = all_states(num_states, length).to(device)
 
     def table_model(x: torch.Tensor, t: float) -> torch.Tensor:
         if not isinstance(t, float):
             raise TypeError(f"a tabulated model takes one time for the whole batch, a Python float, got "
                             f"{type(t).__name__}")
-        return model(states.to(x.device), t)[state_index(x, num_states)]
+        logits = model(states if device is not None else states.to(x.device), t)
+        return logits[state_index(x.to(logits.device), num_states)].to(x.device)
 
     return table_model

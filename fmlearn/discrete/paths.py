@@ -95,13 +95,16 @@ class MixturePath:
         """x0 of the given shape: all masks, or uniform tokens."""
         if self.mask is not None:
             return torch.full(shape, self.mask, dtype=torch.long, device=device)
-        return torch.randint(self.vocab_size, shape, generator=generator, device=device)
+        dev = generator.device if generator is not None else device  # a CPU generator also serves CUDA data
+        return torch.randint(self.vocab_size, shape, generator=generator, device=dev).to(device)
 
     def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """x_t: each token is x1^i with probability kappa_t and x0^i otherwise (t a float or a (batch,) tensor)."""
         t = check_time(t, x1, check_values=False)
-        keep = torch.rand(x1.shape, generator=generator, device=x1.device) < expand_time(self.schedule.kappa(t), x1)
+        dev = generator.device if generator is not None else x1.device  # a CPU generator also serves CUDA data
+        u = torch.rand(x1.shape, generator=generator, device=dev).to(x1.device)
+        keep = u < expand_time(self.schedule.kappa(t), x1)
         return torch.where(keep, x1, x0)
 
     def sample_given(self, x1: torch.Tensor, t: float | torch.Tensor,

@@ -240,11 +240,19 @@ class JumpObjective:
             raise ValueError(f"t_max must lie in (0, 1), got {t_max}")
         self.data, self.time_sampler, self.t_max = data, time_sampler, t_max
         self.edges: torch.Tensor | None = None
+        self._edges_on: dict = {}
 
     def bind(self, model: nn.Module) -> None:
         if not isinstance(getattr(model, "edges", None), torch.Tensor):
             raise TypeError(f"JumpObjective trains a model with bin edges (a JumpModel), got {type(model).__name__}")
-        self.edges = model.edges
+        self.edges, self._edges_on = model.edges, {}
+
+    def _edges_like(self, z: torch.Tensor) -> torch.Tensor:
+        """The edges on z's device and in its dtype, copied once (a copy to the GPU every step waits for it)."""
+        key = (z.device, z.dtype)
+        if key not in self._edges_on:
+            self._edges_on[key] = self.edges.to(z)
+        return self._edges_on[key]
 
     def draw(self, n: int, generator: torch.Generator | None, device: Any) -> tuple[torch.Tensor, ...]:
         z = self.data.sample(n, generator=generator, device=device)
@@ -253,7 +261,7 @@ class JumpObjective:
         x = tt * z + (1 - tt) * torch.randn(z.shape, generator=generator, device=device)
         e = (x - tt * z) / (1 - tt)
         scaled_lam = (e * e - e * z - 1).clamp_min(0)
-        target = scaled_lam.unsqueeze(-1) * _kernel_mass(self.edges.to(z), z, tt)
+        target = scaled_lam.unsqueeze(-1) * _kernel_mass(self._edges_like(z), z, tt)
         return x, t, target
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:

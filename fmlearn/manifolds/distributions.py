@@ -58,6 +58,8 @@ class ManifoldMixture:
     space: Sphere | FlatTorus
     means: torch.Tensor
     weights: torch.Tensor
+    #: the tensors a sampler reads, kept on each device they are drawn on (:meth:`_on_device`)
+    _sampled: tuple[str, ...] = ("weights", "means")
 
     @property
     def dim(self) -> int:
@@ -67,6 +69,17 @@ class ManifoldMixture:
     @property
     def n_components(self) -> int:
         return self.means.shape[0]
+
+    def _on_device(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The sampler's tensors on ``device``, copied there once (a training loop that copied them every step
+        would wait for the GPU each time); a copy is renewed when an attribute is reassigned."""
+        cache = self.__dict__.setdefault("_device_copies", {})
+        dev = torch.device(device)
+        sources = tuple(getattr(self, name) for name in self._sampled)
+        hit = cache.get(dev)
+        if hit is None or any(a is not b for a, b in zip(hit[0], sources)):
+            hit = cache[dev] = (sources, {name: v.to(dev) for name, v in zip(self._sampled, sources)})
+        return hit[1]
 
     def component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log w_k + log p_k(x), shape (batch, K)."""
@@ -102,7 +115,7 @@ class ManifoldMixture:
         device (else ``device``, else the CPU); with ``return_labels`` also their components (n,)."""
         check_positive_int("n", n)
         dev = generator_device(generator, device)
-        labels = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
+        labels = torch.multinomial(self._on_device(dev)["weights"], n, replacement=True, generator=generator)
         x = self.sample_components(labels, generator).to(dtype)
         return (x, labels) if return_labels else x
 
@@ -119,6 +132,8 @@ class VonMisesFisherMixture(ManifoldMixture):
         kappa: the concentration, one float > 0 or K of them.
         weights: K positive numbers (normalised here); default equal.
     """
+
+    _sampled = ("weights", "means", "kappas")
 
     def __init__(self, means: torch.Tensor | Sequence, kappa: float | torch.Tensor | Sequence,
                  weights: torch.Tensor | Sequence | None = None):
@@ -149,7 +164,8 @@ class VonMisesFisherMixture(ManifoldMixture):
 
     def sample_components(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n, dev = labels.shape[0], labels.device
-        mu, k = self.means.to(dev)[labels], self.kappas.to(dev)[labels]
+        on = self._on_device(dev)
+        mu, k = on["means"][labels], on["kappas"][labels]
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
         w = (1 + torch.log(u + (1 - u) * torch.exp(-2 * k)) / k).clamp(-1.0, 1.0)
         phi = TWO_PI * torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
@@ -172,6 +188,8 @@ class WrappedNormalMixture(ManifoldMixture):
         stds: one float > 0, or (K,) or (K, d) of them (per component, per angle).
         weights: K positive numbers (normalised here); default equal.
     """
+
+    _sampled = ("weights", "means", "stds")
 
     def __init__(self, means: torch.Tensor | Sequence, stds: float | torch.Tensor | Sequence,
                  weights: torch.Tensor | Sequence | None = None):
@@ -208,7 +226,8 @@ class WrappedNormalMixture(ManifoldMixture):
 
     def sample_components(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         z = torch.randn(labels.shape[0], self.dim, generator=generator, dtype=torch.float64, device=labels.device)
-        return self.space.wrap(self.means.to(labels.device)[labels] + self.stds.to(labels.device)[labels] * z)
+        on = self._on_device(labels.device)
+        return self.space.wrap(on["means"][labels] + on["stds"][labels] * z)
 
     def __repr__(self) -> str:
         return f"WrappedNormalMixture(K={self.n_components}, d={self.dim})"
