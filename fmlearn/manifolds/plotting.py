@@ -1,4 +1,4 @@
-"""Figures on the sphere and the torus: 3-D views, a map projection, the torus square, and a time slider.
+"""Figures on the sphere and the torus: 3-D views, a map projection, the torus square, and flow snapshots.
 
 Longitude and latitude of a point x of S^2: lon = atan2(x_2, x_1) in [-pi, pi], lat = arcsin(x_3) in
 [-pi/2, pi/2]; the maps use matplotlib's equal-area Mollweide projection (``projection="mollweide"``).
