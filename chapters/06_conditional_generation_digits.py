@@ -51,6 +51,7 @@ from IPython.display import Markdown, display
 
 from fmlearn.digits import plot_digits
 from fmlearn.plotting import plot_loss
+from fmlearn.widgets import guidance_explorer
 
 T_START = time.perf_counter()
 SEED = 0
@@ -398,6 +399,18 @@ display(Markdown(f"The accuracy climbs from {acc[0]:.1%} at $w = 0$ to {sweep[W_
 # %%
 assert sweep[max(ws)][1] >= sweep[0.0][1]
 assert sweep[max(ws)][2].mean() > 1.5 * sweep[0.0][2].mean()
+
+# %% [markdown]
+# **Explorer.** The whole sweep on one slider: for each $w$ the first eight
+# generated digits of every class, one row per asked digit, with that $w$'s
+# accuracy and worst-digit distance ratio (the numbers of the table above) in
+# the title. The samples are those the sweep drew and measured, not new ones,
+# and every $w$ started from the same noise, so one place in the grid is one
+# starting point followed across $w$.
+
+# %%
+guidance_explorer(ws, [sweep[w][0] for w in ws], torch.arange(10).repeat_interleave(PER_CLASS),
+                  accuracies=acc, worst_ratios=worst, start=W_DIGITS)
 
 # %% [markdown]
 # ## Summary
