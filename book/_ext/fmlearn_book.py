@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE_DOCS = re.compile(r"^```\{automodule\} (\S+)", re.M)
 
 
 def documented_modules() -> set[str]:
     """The modules the API page documents with their members (book/api.md)."""
     text = (ROOT / "book" / "api.md").read_text()
     mods = set()
-    for block in re.finditer(r"```\{automodule\} (\S+)\n(.*?)```", text, re.S):
+    for block in re.finditer(r"\.\. automodule:: (\S+)\n(.*?)```", text, re.S):
         if ":no-members:" not in block.group(2):
             mods.add(block.group(1))
     return mods
@@ -207,8 +206,20 @@ def _skip():
     return nodes.SkipNode
 
 
+# -- docstrings: written as plain text with ``literals`` and :func:`roles`; | and * are maths there, not markup --
+_LITERAL = re.compile(r"(``.+?``|:\w+:`[^`]+`|`[^`]+`_?)")
+
+
+def escape_docstring(app, what, name, obj, options, lines: list[str]) -> None:
+    for i, line in enumerate(lines):
+        parts = _LITERAL.split(line)
+        lines[i] = "".join(part if k % 2 else part.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+                           for k, part in enumerate(parts))
+
+
 def setup(app):
     app.add_config_value("fmlearn_quick", False, "env")
     app.connect("source-read", on_source_read)
+    app.connect("autodoc-process-docstring", escape_docstring, priority=600)  # after napoleon (500)
     app.add_html_math_renderer("mathml", (visit_math_inline, None), (visit_math_block, None))
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -102,6 +102,7 @@ class Explorer:
         self.image_format = image_format
         self._draw = draw
         self._frames: list[bytes] | None = None
+        self._width = 0  # pixels, of the frames as saved
         self._widget = None
 
     # -- frames ---------------------------------------------------------------------------------------------
@@ -136,6 +137,7 @@ class Explorer:
                                     f"for {dict(zip(names, combo))}")
                 buf = io.BytesIO()
                 kw = {"pil_kwargs": {"quality": 90}} if self.image_format == "webp" else {}
+                self._width = max(self._width, int(round(fig.get_figwidth() * self.dpi)))
                 fig.savefig(buf, format=self.image_format, dpi=self.dpi, **kw)
                 plt.close(fig)
                 frames.append(buf.getvalue())
@@ -178,7 +180,8 @@ class Explorer:
             sliders[name] = w.SelectionSlider(options=[(lab, i) for i, lab in enumerate(self.labels[name])],
                                               value=self.start[name], description=name,
                                               continuous_update=True, layout=w.Layout(width="420px"))
-        image = w.Image(value=frames[self.flat_index(**self.start)], format=self.image_format)
+        image = w.Image(value=frames[self.flat_index(**self.start)], format=self.image_format,
+                        layout=w.Layout(width=f"{self._width}px", max_width="100%"))  # drawn at its own size
         image.add_class("fmlearn-explorer-frame")
 
         def show(*_):
