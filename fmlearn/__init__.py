@@ -2,6 +2,7 @@
 
 One module per idea, in the course's order:
 
+============= ======
 config        budget (FMLEARN_QUICK), device (FMLEARN_DEVICE), seeding
 distributions Gaussian, GaussianMixture: exact sample, log_prob, score; PairedData (fixed pairs, for reflow)
 toys          moons, 8 Gaussians, checkerboard, two spirals (samplers)
@@ -24,9 +25,11 @@ digits        scikit-learn's 8x8 digits (split, labelled sampler), a digits clas
 metrics       energy distance and exact W2 (under a space's distance) with their floors, mode fractions
 plotting      the course's figures
 widgets       the interactive path explorer (a static grid without a kernel)
+============= ======
 
 Part II, in namespaces that plug into the same core (objectives + train, stepping + solvers, spaces):
 
+============= ======
 discrete      token spaces whose solver step is a CTMC jump; mixture paths (mask or uniform source), posterior
               networks, cross-entropy and generalized-KL objectives, the Euler sampler and corrector, the ELBO,
               exact posteriors and exact laws on small state spaces, classical baselines (chapter 8)
@@ -34,6 +37,7 @@ manifolds     the sphere and the flat torus as spaces (projection, exp and log, 
               vMF and wrapped-normal mixtures with exact densities, a projected velocity network (chapter 9)
 generators    generators of flows, diffusions, jumps and CTMCs; Bregman losses; jump processes in R^d,
               a learned jump model, the Markov superposition of a flow and jumps (chapter 10)
+============= ======
 """
 
 import os as _os

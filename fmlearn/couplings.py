@@ -5,6 +5,7 @@ The independent coupling pi = p0 x p1 makes conditional lines cross; the minibat
 coupling re-pairs each batch so that the total squared distance is smallest:
 
     exact:     min over permutations sigma of  (1/n) sum_j |x0_sigma(j) - x1_j|^2      (linear assignment)
+
     entropic:  min over plans P >= 0 with P 1 = a, P^T 1 = b of  <P, C> - reg H(P),
                C_ij = |x0_i - x1_j|^2,  H(P) = -sum_ij P_ij (log P_ij - 1),  a = 1/n, b = 1/m,
 

@@ -198,7 +198,8 @@ def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor
         every step of an ODE solve (then generator and kind are unused);
         create_graph: keep the autograd graph (default: detached values);
         space: None (R^D) or a space with ``proj``: each probe is projected, P eps, at its point first, an
-            unbiased estimate of tr(P J P) (see :func:`divergence_exact`).
+        unbiased estimate of tr(P J P) (see :func:`divergence_exact`).
+
     Returns (v, div_estimate), shapes (batch, *data) and (batch,), in x's dtype (as :func:`divergence_exact`).
     """
     _check_velocity(velocity)

@@ -8,6 +8,7 @@ x_t = alpha_t x1 + beta_t x0. Then the marginal is again a mixture,
 and with r_k(x) = p(k | x_t = x) the posterior weight of component k,
 
     score_t(x) = sum_k r_k(x) (alpha_t m_k - x) / v_k,
+
     u_t(x)     = E[d_alpha x1 + d_beta x0 | x_t = x]
                = sum_k r_k(x) [d_alpha m_k + (alpha d_alpha s_k^2 + beta d_beta)(x - alpha m_k) / v_k].
 

@@ -146,18 +146,19 @@ def sde_sample(velocity: Callable[..., torch.Tensor], path: AffineGaussianPath, 
                **cond: torch.Tensor) -> Solution:
     """Euler-Maruyama for dX = [u + (g_t^2 / 2) s] dt + g_t dW from times[0] to times[-1].
 
-    velocity: a model or function called as velocity(x, t, **cond) with t a Python float; a model runs in
-        eval mode on its own device (x0 is moved there) and in its parameters' dtype (x is cast for each
-        call, the velocity cast back: the state keeps x0's dtype). path: the path it was trained on, whose
-        :meth:`~fmlearn.paths.AffineGaussianPath.score_from_velocity` turns u into s.
-    x0: (batch, *data), samples of p at times[0] (N(0, I) for t = 0, sigma_max N(0, I) for VE).
-    steps: equal steps on [0, 1]; or times: an increasing grid in [0, 1] (e.g. starting at t0 > 0).
-    g: noise scale >= 0, a number or a function of t (see :func:`diffusion_noise`); g = 0 is the Euler ODE.
-    generator: seeds the noise. corrector_steps: Langevin steps (:func:`langevin_step`) with the score of
-        p_t after each predictor step, size corrector_eps (a number or function of t, > 0); none after a
-        step that ends where the score cannot be had from the velocity (beta_t D_t <= LEVEL_MIN: t = 1 for
-        CondOT, cosine, Polynomial).
-    space: applies the drift's and the noise's increments, one after the other (default Euclidean: x + dx).
+    - velocity: a model or function called as velocity(x, t, **cond) with t a Python float; a model runs in
+      eval mode on its own device (x0 is moved there) and in its parameters' dtype (x is cast for each
+      call, the velocity cast back: the state keeps x0's dtype). path: the path it was trained on, whose
+      :meth:`~fmlearn.paths.AffineGaussianPath.score_from_velocity` turns u into s.
+    - x0: (batch, *data), samples of p at times[0] (N(0, I) for t = 0, sigma_max N(0, I) for VE).
+    - steps: equal steps on [0, 1]; or times: an increasing grid in [0, 1] (e.g. starting at t0 > 0).
+    - g: noise scale >= 0, a number or a function of t (see :func:`diffusion_noise`); g = 0 is the Euler ODE.
+    - generator: seeds the noise. corrector_steps: Langevin steps (:func:`langevin_step`) with the score of
+      p_t after each predictor step, size corrector_eps (a number or function of t, > 0); none after a
+      step that ends where the score cannot be had from the velocity (beta_t D_t <= LEVEL_MIN: t = 1 for
+      CondOT, cosine, Polynomial).
+    - space: applies the drift's and the noise's increments, one after the other (default Euclidean: x + dx).
+
     Runs on the time loop of every solver (:func:`fmlearn.stepping.march`) and returns its
     :class:`~fmlearn.stepping.Solution` (x of shape and dtype of x0, trajectory (len(times), *x0.shape)
     if asked for; nfe counts predictor and corrector evaluations).

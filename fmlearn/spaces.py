@@ -2,6 +2,7 @@
 
 A space offers
 
+    ===================== ======
     step(x, dx)           the state after the increment dx (a solver's one way to move)
     check_field(v, x)     refuse a field value that is not an increment of x (no silent broadcasting)
     proj(x, v)            v projected onto the tangent space at x
@@ -9,6 +10,7 @@ A space offers
     dist(x, y)            the geodesic distance between x_i and y_i, shape (batch,)
     cdist(x, y)           the distances between every x_i and every y_j, shape (n, m): the cost of the
                           two-sample metrics and of optimal transport (:mod:`fmlearn.metrics`, :mod:`fmlearn.couplings`)
+    ===================== ======
 
 :class:`Euclidean` is R^d, the default of every solver: step(x, dx) = x + dx, proj(x, v) = v,
 exp(x, v) = x + v, log(x, y) = y - x, dist(x, y) = |x - y| (over all data dimensions, so images are points of

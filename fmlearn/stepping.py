@@ -41,12 +41,12 @@ GRID_KINDS = ("uniform", "cosine", "power")
 class Solution:
     """What every sampler returns (ODE, adaptive, SDE, guided, jump).
 
-    x: the final state (a tensor of x0's shape, or a tuple for a tuple state).
-    times: float64 CPU tensor of shape (n,): the grid, or the accepted step times of an adaptive solve,
-        from the first time to the last.
-    nfe: the number of field evaluations per sample (an SDE corrector's evaluations included).
-    trajectory: the state at each of ``times``, stacked to (n, *x.shape), if asked for.
-    accepted_steps, rejected_steps: the steps taken and thrown away (a fixed grid rejects none).
+    - x: the final state (a tensor of x0's shape, or a tuple for a tuple state).
+    - times: float64 CPU tensor of shape (n,): the grid, or the accepted step times of an adaptive solve,
+      from the first time to the last.
+    - nfe: the number of field evaluations per sample (an SDE corrector's evaluations included).
+    - trajectory: the state at each of ``times``, stacked to (n, *x.shape), if asked for.
+    - accepted_steps, rejected_steps: the steps taken and thrown away (a fixed grid rejects none).
     """
 
     x: Any

@@ -1,10 +1,12 @@
 """The chapter's data as tokens: a discretized checkerboard, scikit-learn's digits at 17 grey levels, and dates.
 
+============== ======
 checkerboard   2 tokens of ``size`` values; the cells (a, b) with (a // block + b // block) even: size^2 / 2 of them
 digits         the 1797 8x8 digits of scikit-learn, 64 tokens of 17 levels (pixel values 0..16, as shipped);
                the first half (in the shipped order) to train, the second half held out
 dates          "YYYY-MM-DD" for every valid date in a range, 10 tokens over the alphabet "0123456789-",
                and their exact posterior (mask source) in closed form
+============== ======
 """
 
 from __future__ import annotations

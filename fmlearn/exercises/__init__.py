@@ -1,10 +1,12 @@
 """Exercises: student versions built from the solutions, checks with hints, grading.
 
+======= ======
 build   solutions/exNN_topic -> exercises/exNN_topic (solution regions blanked, hidden tests removed)
-checks  one check_* call after each task: a verdict, and a hint when the answer is wrong
+checks  one ``check_*`` call after each task: a verdict, and a hint when the answer is wrong
         (expect_close: the same kind of failure for the hidden tests)
 grade   run a submission's cells in a sandbox and the solution's tests (hidden ones included) in the grader;
         points per task, or one table for a folder of submissions
+======= ======
 
 Command line: ``python -m fmlearn.exercises {build,check,grade}``.
 """

@@ -1,11 +1,13 @@
 """Part II, generator matching: flows, diffusions and jumps as one idea (chapter 10).
 
+=========== ======
 generators  the generator L_t f of a flow, a diffusion, a jump process and a CTMC, applied to test functions
 bregman     Bregman divergences, the losses of generator matching: squared norm, generalized KL
 jumps       the conditional jump process of the CondOT path (intensity, kernel, exact landing draws),
             a learned jump model over bins and its objective
 markov      the Euler step of a jump process and the Markov superposition of steps, for the one time loop
             (:func:`fmlearn.simulate`, with :func:`fmlearn.flow_step`)
+=========== ======
 """
 
 from .bregman import bregman, generalized_kl, squared_norm

@@ -14,8 +14,8 @@ Leave where the density falls and land where it rises:
 
 with N_t(z) = int [d/dt p_t]_+ = int [d/dt p_t]_- (the density's mass is conserved). Then the forward
 equation holds: -p lambda + J int p lambda = -[d/dt p]_- + [d/dt p]_+ = d/dt p. In eps units the kernel's
-density is proportional to phi(e) (1 + z e - e^2) on the interval (r_-, r_+), r_+- = (z +- sqrt(z^2 + 4)) / 2,
-and its mass below e is F(e) - F(r_-) with the closed form F(e) = (e - z) phi(e) (d/de F = phi (1 + z e - e^2)).
+density is proportional to phi(e) (1 + z e - e^2) on the interval (``r_-``, ``r_+``), ``r_+-`` = (z +- sqrt(z^2 + 4)) / 2,
+and its mass below e is F(e) - F(``r_-``) with the closed form F(e) = (e - z) phi(e) (d/de F = phi (1 + z e - e^2)).
 
 A learned model (:class:`JumpModel`) gives, per coordinate, the rate of jumping into each of B fixed bins,
 q_b(x, t) >= 0 (lambda = sum_b q_b, J = q / lambda; a landing point is uniform within its bin), and is
@@ -100,7 +100,7 @@ def condot_kernel_mass(edges: Any, z: Any, t: float | torch.Tensor) -> torch.Ten
     """The kernel J_t(. | z) integrated over bins: shape (*z.shape, B) for B + 1 increasing ``edges``.
 
     Exact (the closed form F(e) = (e - z) phi(e)); mass landing outside [edges[0], edges[-1]] is dropped,
-    so a row sums to 1 only when the edges cover the kernel's support t z + (1 - t) (r_-, r_+).
+    so a row sums to 1 only when the edges cover the kernel's support t z + (1 - t) (``r_-``, ``r_+``).
     """
     z = as_tensor("z", z)
     edges = _check_edges(edges).to(z)
@@ -121,7 +121,7 @@ def _kernel_mass(edges, z, t):
 def condot_kernel_sample(z: Any, t: float | torch.Tensor, generator: torch.Generator | None = None,
                          iters: int = 60) -> torch.Tensor:
     """Exact draws y ~ J_t(. | z), z's shape: the inverse of the kernel's CDF in eps units by bisection
-    (F is increasing on (r_-, r_+)), then y = t z + (1 - t) eps."""
+    (F is increasing on (``r_-``, ``r_+``)), then y = t z + (1 - t) eps."""
     z = as_tensor("z", z)
     t = _check_t(t, z)
     lo, hi = _roots(z)

@@ -1,11 +1,13 @@
 """Part II, Riemannian flow matching: manifolds as spaces (:mod:`fmlearn.spaces`) the one core trains and solves on.
 
+============== ======
 sphere         the unit sphere S^{d-1} in R^d: tangent projection, exp and log maps, geodesics, uniform density
 torus          the flat torus T^d in angles: wrapped difference, exp and log maps, geodesics, uniform density
 distributions  targets with exact densities and samplers: vMF mixtures on S^2, wrapped-normal mixtures on T^d;
                the uniform source
 models         ProjectedVelocity: a Part I network on the embedded point, its output made tangent
 plotting       3-D spheres and tori, map projections, the torus square with its seams, a time slider
+============== ======
 
 Training is :func:`fmlearn.train` on a :class:`fmlearn.CFMObjective` with a :class:`fmlearn.paths.GeodesicPath`;
 sampling is :func:`fmlearn.sample` with ``space=``; the likelihood :func:`fmlearn.log_likelihood` with ``space=``.

@@ -118,8 +118,9 @@ class Sphere(VectorSpaceFields):
                  s: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The great circle from x0 (s = 0) to x1 (s = 1) at s, and its velocity d x_s / ds (closed form):
 
-            x_s = cos(s theta) x0 + sin(s theta) v / theta = sin((1 - s) theta) / sin(theta) x0
-                                                              + sin(s theta) / sin(theta) x1   (slerp),
+            x_s = cos(s theta) x0 + sin(s theta) v / theta = sin((1 - s) theta) / sin(theta) x0 +
+                                                              sin(s theta) / sin(theta) x1   (slerp),
+
             d x_s / ds = cos(s theta) v - theta sin(s theta) x0,     v = log(x0, x1), theta = |v|,
 
         the parallel transport of v to x_s, of length theta for every s: no division by 1 - s, so it is
