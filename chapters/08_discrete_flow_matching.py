@@ -58,6 +58,7 @@ from IPython.display import Markdown, display
 from fmlearn import discrete as D
 from fmlearn.discrete import baselines, data
 from fmlearn.digits import plot_digits
+from fmlearn.widgets import token_explorer
 
 T_START = time.perf_counter()
 SEED = 0
@@ -599,8 +600,9 @@ def as_images(tokens):
 
 classifier = fm.train_classifier(fm.Digits(as_images(held_tok), held_lab), steps=CLF_STEPS, seed=SEED)
 print(f"classifier accuracy on the training half (unseen by it): {classifier.accuracy(as_images(train_tok), train_lab):.1%}")
-x_dig = D.sample(digit_model, digit_path, digit_path.sample_source((N_DIGITS, 64), gen), steps=DIGIT_SAMPLER_STEPS,
-                 generator=gen).x
+sol_dig = D.sample(digit_model, digit_path, digit_path.sample_source((N_DIGITS, 64), gen), steps=DIGIT_SAMPLER_STEPS,
+                   generator=gen, return_trajectory=True)  # the trajectory is replayed below
+x_dig = sol_dig.x
 share = torch.bincount(classifier.predict(as_images(x_dig)), minlength=10).double() / N_DIGITS
 tv_digits = 0.5 * float((share - 0.1).abs().sum())
 print("share of each digit among the samples:", np.round(share.numpy(), 3), f"TV to uniform {tv_digits:.3f}")
@@ -623,6 +625,32 @@ display(Markdown(
     f"The samples are rougher than real digits: about {64 / DIGIT_SAMPLER_STEPS:.0f} of the 64 pixels are revealed "
     f"per step ({DIGIT_SAMPLER_STEPS} steps), and pixels revealed in the same step are drawn independently, the "
     "sampler's error of section 4."))
+
+# %% [markdown]
+# ### Watching the sampler
+#
+# The explorer below replays the sampler's run for the first 24 of these
+# samples: a slider over the grid times, from $t = 0$, every pixel masked
+# (orange), to $t = 1$, the samples above (press play to animate it). Two things
+# follow from section 3's velocity, and the cell checks both on the whole run
+# first. *When* a pixel is revealed does not depend on the model: a masked
+# token leaves the mask at the total rate
+# $\frac{\dot\kappa_t}{1-\kappa_t}\sum_{y} p_{1|t}(y \mid x_t) = \frac{\dot\kappa_t}{1-\kappa_t}$,
+# since the posterior puts no mass on the mask, so every masked pixel is
+# equally likely to go next and the share still masked at time $t$ is about
+# $1 - \kappa_t = 1 - t$. The model only chooses the grey level a pixel gets.
+# And a revealed pixel's posterior is itself, so its rate is zero: it never
+# changes again.
+
+# %%
+traj, masked = sol_dig.trajectory, sol_dig.trajectory == digit_path.mask
+rejumps = int(((traj[1:] != traj[:-1]) & ~masked[:-1]).sum())  # revealed pixels that changed afterwards
+mid = DIGIT_SAMPLER_STEPS // 2
+t_mid, share_mid = float(sol_dig.times[mid]), float(masked[mid].double().mean())
+print(f"t = {t_mid:.2f}: {share_mid:.1%} of the {N_DIGITS} samples' pixels still masked (1 - t = {1 - t_mid:.1%}); "
+      f"revealed pixels that changed afterwards: {rejumps}")
+assert rejumps == 0 and abs(share_mid - (1 - t_mid)) < 0.03
+token_explorer(traj[:, :24], sol_dig.times, levels=17, side=8, mask=digit_path.mask)
 
 # %% [markdown]
 #
