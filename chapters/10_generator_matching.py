@@ -57,6 +57,7 @@ from scipy import linalg, stats
 
 from fmlearn import generators as G
 from fmlearn.plotting import plot_samples
+from fmlearn.widgets import superposition_explorer
 
 T_START = time.perf_counter()
 SEED = 0
@@ -467,7 +468,15 @@ print("W2: " + "  ".join(f"{w:6.3f}" for w in w2_a) + f"   (floor {floor_1d:.3f}
 
 # %% [markdown]
 # ($a = 0$ and $a = 1$ are the jumps and the flow alone, 50 steps each.)
-#
+# The samples behind those numbers, one weight at a time: the histogram of
+# the sweep's 1-D samples at weight $a$ over the data density (black), its
+# $W_2$ in the title, and beside it the $W_2$ of every weight, the one shown
+# in red. Nothing is sampled again: these are the samples just measured.
+
+# %%
+superposition_explorer(sweep_1d, target_1d, floor=floor_1d)
+
+# %% [markdown]
 # Now the course's 11-mode mixture in 2-D. The jump model is factorised: each
 # coordinate jumps on its own, to a bin drawn from its own kernel. That is
 # exact for the conditional process (its coordinates are independent given
