@@ -390,7 +390,8 @@ with tempfile.TemporaryDirectory() as tmp:
         curve.append((seconds, D.elbo(model_mask, mask_path, support, repeats=4, generator=gen)))
 print(f"trained {CB_STEPS} steps in {seconds:.0f} s")
 with torch.no_grad():
-    x_b, x1_b, t_b = objective.draw(4096, gen, "cpu")
+    device = next(model_mask.parameters()).device  # fm.train put the model on the GPU, if there is one
+    x_b, x1_b, t_b = (v.to(device) for v in objective.draw(4096, gen, "cpu"))
     logits_b = model_mask(x_b, t_b)
     spread = {name: float(D.token_losses(mask_path, logits_b, x_b, x1_b, t_b, name).sum(1).std())
               for name in ("ce", "gkl")}
@@ -424,7 +425,7 @@ def assess(model, path):
     """ELBO, exact NLL (bits) and the share of 5,000 samples (64 steps) on the support."""
     elbo = D.elbo(model, path, support, repeats=ELBO_REPEATS * (1 if path.mask is not None else 4), generator=gen)
     exact = float(D.nll_bits(D.model_law(model, path, 2, ode_steps=ODE_STEPS), support, V).mean())
-    x = D.sample(model, path, path.sample_source((N_SAMPLES, 2), gen), steps=64, generator=gen).x
+    x = D.sample(model, path, path.sample_source((N_SAMPLES, 2), gen), steps=64, generator=gen).x.cpu()
     return elbo, exact, float(on_support[D.state_index(x, V)].double().mean()), x
 
 

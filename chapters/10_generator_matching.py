@@ -418,7 +418,8 @@ def evaluate(target, velocity, jump_model, weights, n):
         step, grid = sampler(velocity, jump_model, a)
         sol = fm.simulate(step, x0, times=grid)
         assert sol.nfe == NFE
-        out[a] = (sol.x, fm.w2_distance(sol.x, data))
+        x = sol.x.cpu()  # on the GPU if the models are
+        out[a] = (x, fm.w2_distance(x, data))
     return out
 
 
