@@ -35,9 +35,11 @@ $(STAMP): pyproject.toml $(wildcard .jupyter/etc/*/*.json)
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(LAB_ARGS) chapters/01_gaussian_mixture_cfm.ipynb
 
-# Every test: unit tests, then every notebook executed under nbval, in quick mode.
+# Every test: unit tests, every notebook executed under nbval, the web book built and read in a browser, all in
+# quick mode, on TEST_WORKERS processes (pytest-xdist; each notebook's cells stay on one worker).
+TEST_WORKERS ?= 2
 test: setup
-	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -v --durations=15 $(PYTEST_ARGS)
+	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n $(TEST_WORKERS) --dist loadscope -v --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no notebooks), for a fast edit loop.
 test-fast: setup
