@@ -49,6 +49,7 @@ nb_execution_timeout = 3600
 nb_execution_raise_on_error = True  # a chapter that fails its own checks fails the build (exercises: see _ext)
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # Markdown outputs (display(Markdown(...))) get their $...$ maths too
 # An explorer offers a live widget and a self-contained HTML slider: on the web page, show the HTML (the widget
 # needs a kernel, and its JavaScript would come from a CDN).
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None),

@@ -264,7 +264,8 @@ se = (gap - fm_loss).std() / n_check ** 0.5
 print(f"CFM(model) - CFM(oracle) = {gap.mean():.4f};  FM loss = {fm_loss.mean():.4f};  "
       f"difference {gap.mean() - fm_loss.mean():+.4f} (standard error {se:.4f})")
 assert abs(gap.mean() - fm_loss.mean()) < 4 * se
-#
+
+# %% [markdown]
 # ## 5. Sampling: integrate the learned ODE
 #
 # A sample is a source point carried along $\dot x = u_\theta(x, t)$ from

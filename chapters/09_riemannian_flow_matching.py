@@ -293,8 +293,10 @@ plt.show()
 # The samples at a few times along the flow (the static figure), then the
 # same flow as an animation: a $t$ slider with a play button (a live widget in
 # JupyterLab, an HTML slider on the web page). What to look at: the uniform
-# cloud splits into four clusters, the points moving along great circles, and
-# none is left between the modes by $t = 1$.
+# cloud gathers into four clusters, and by $t = 1$ almost every point sits in
+# one of them (the check below counts how many). Only the *conditional* paths
+# are great circles; the learned flow moves a point along the average of many
+# of them, which bends, as the marginal paths of chapter 3 bend in the plane.
 
 # %%
 fig = mplot.flow_snapshots(sol.trajectory.cpu(), sol.times)

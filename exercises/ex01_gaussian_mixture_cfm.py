@@ -33,7 +33,7 @@ from fmlearn.exercises import (check_cfm_loss, check_conditional_path, check_eul
                                check_gaussian_marginal, check_schedule)
 from fmlearn.plotting import plot_samples
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — a schedule and its derivative (2 points)

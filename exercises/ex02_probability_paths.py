@@ -30,7 +30,7 @@ import torch
 
 from fmlearn.exercises import check_continuity_residual, check_gaussian_velocity, check_mixture_velocity
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — the marginal velocity of a Gaussian target (3 points)

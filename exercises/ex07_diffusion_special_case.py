@@ -27,7 +27,7 @@ import torch
 
 from fmlearn.exercises import check_em_step, check_langevin_step, check_score_from_velocity
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — the score from the velocity (3 points)

@@ -32,7 +32,7 @@ from fmlearn import discrete as D
 from fmlearn.exercises.checks_discrete import (check_discrete_velocity, check_euler_jump, check_mask_elbo_integrand,
                                                check_mask_path_sample)
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — a sample of the mask path (2 points)

@@ -35,7 +35,7 @@ from fmlearn.exercises.checks_generators import (check_density_rate, check_gener
                                                  check_superposed_step)
 from fmlearn.generators import condot_density, condot_kernel_sample
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — how fast the conditional density changes (3 points)

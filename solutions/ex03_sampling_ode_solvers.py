@@ -27,7 +27,7 @@ import torch
 
 from fmlearn.exercises import check_observed_order, check_step
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — a Heun step (2 points)

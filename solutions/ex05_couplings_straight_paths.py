@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from fmlearn.exercises import check_count_crossings, check_ot_pairing, check_sinkhorn
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — an exact OT pairing (2 points)

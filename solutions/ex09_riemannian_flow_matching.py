@@ -31,7 +31,7 @@ import torch
 from fmlearn.exercises.checks_manifolds import (check_geodesic_velocity, check_sphere_maps, check_tangent_projection,
                                                 check_wrapped_difference)
 
-fm.seed_everything(0)
+_ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
 # %% [markdown]
 # ## Task 1 — exp and log on the sphere (3 points)

@@ -81,40 +81,41 @@ def fmlearn_names(code_cells: list[str]) -> list[str]:
     return found
 
 
-def resolve(name: str, documented: set[str]) -> str | None:
-    """The documented path (module.qualname) of the object a dotted fmlearn name reaches, or None."""
+def resolve(name: str, documented: set[str]) -> tuple[str, str] | None:
+    """(documented path module.qualname, the name as the code spells it up to that object) of the object a dotted
+    fmlearn name reaches, or None (a module, an instance, a private or undocumented object)."""
     parts = name.split(".")
     obj: Any = importlib.import_module(parts[0])
-    for i, part in enumerate(parts[1:], start=1):
+    used = 1
+    for part in parts[1:]:
         if inspect.ismodule(obj):
-            sub = f"{obj.__name__}.{part}"
             try:
-                obj = importlib.import_module(sub) if not hasattr(obj, part) else getattr(obj, part)
+                obj = getattr(obj, part) if hasattr(obj, part) else importlib.import_module(f"{obj.__name__}.{part}")
             except ImportError:
                 return None
+            used += 1
         elif inspect.isclass(obj):
             break  # a class's attribute: link the class
         else:
-            return None
-        if not hasattr(obj, "__module__") and not inspect.ismodule(obj):
             return None
     if inspect.ismodule(obj) or not (inspect.isclass(obj) or inspect.isfunction(obj)):
         return None
     mod, qual = getattr(obj, "__module__", ""), getattr(obj, "__qualname__", "")
     if mod not in documented or "<" in qual or any(p.startswith("_") for p in qual.split(".")):
         return None
-    return f"{mod}.{qual}"
+    return f"{mod}.{qual}", ".".join(parts[:used])
 
 
-def used_objects(notebook: dict) -> list[str]:
+def used_objects(notebook: dict) -> list[tuple[str, str]]:
+    """(documented path, spelled name) of every fmlearn object the notebook's code names, in order of first use."""
     documented = documented_modules()
     code = [_code(c) for c in notebook["cells"] if c["cell_type"] == "code"]
-    out: list[str] = []
+    out: dict[str, str] = {}
     for name in fmlearn_names(code):
-        target = resolve(name, documented)
-        if target and target not in out:
-            out.append(target)
-    return out
+        hit = resolve(name, documented)
+        if hit and hit[0] not in out:
+            out[hit[0]] = hit[1]
+    return list(out.items())
 
 
 def _markdown(text: str, key: str) -> dict:
@@ -134,14 +135,11 @@ def on_source_read(app, docname: str, source: list[str]) -> None:
     quick = app.config.fmlearn_quick
     if docname.startswith("chapters/"):
         used = used_objects(nb)
-        by_module: dict[str, list[str]] = {}
-        for target in used:
-            by_module.setdefault(target.rsplit(".", 1)[0] if target.count(".") else target, []).append(target)
         lines = ["## fmlearn objects used in this chapter", "",
-                 "Every `fmlearn` function and class this chapter's code calls, linked to its entry in the "
-                 "[API reference](../book/api.md):", ""]
-        for target in used:
-            lines.append(f"- {{py:obj}}`{target}`")
+                 "Every `fmlearn` function and class this chapter's code uses, as the code names it, linked to its "
+                 "entry in the [API reference](../book/api.md):", ""]
+        for target, spelled in used:
+            lines.append(f"- {{py:obj}}`{spelled} <{target}>`")  # as the code spells it, linked to where it is defined
         nb["cells"].append(_markdown("\n".join(lines), "used"))
         if quick:
             nb["cells"].insert(1, _markdown(

@@ -35,11 +35,11 @@ def sphere_flow(trajectory: torch.Tensor, times: torch.Tensor | Sequence[float],
     def draw(t: int) -> Figure:
         fig = plt.figure(figsize=(8, 3.6))
         plot_sphere(points[t], fig.add_subplot(1, 2, 1, projection="3d"), f"t = {times[t]:.2f}")
-        plot_map(points[t], map_axes(fig, 122, "equal-area map"))
+        plot_map(points[t], map_axes(fig, 122, "equal-area map"), s=3.0)
         fig.subplots_adjust(left=0.02, right=0.98, bottom=0.08, top=0.9, wspace=0.1)
         return fig
 
     return Explorer(draw, {"t": steps}, labels={"t": [f"{times[k]:.2f}" for k in steps]}, play="t",
-                    start={"t": steps[-1]}, interval=250,
-                    look="press play: the uniform cloud splits into the four clusters, each point moving along "
-                         "a great circle on the sphere (on the map: straight only near the equator)")
+                    interval=250,
+                    look="press play: the uniform cloud gathers into the four clusters, on the sphere (left) and "
+                         "on the map (right)")
