@@ -221,8 +221,13 @@ plt.show()
 # exact optimum and the independent cost $\bar c$ of these points, the partners
 # per data point $e^H$ (of 24), and how far the row sums still are from $1/n$
 # after at most 5,000 Sinkhorn iterations: the iterations' cost, in the frames
-# with the smallest $\varepsilon$. The frames are drawn once, when the cell runs;
-# the slider moves through them, with or without a live kernel.
+# with the smallest $\varepsilon$. As $\varepsilon$ shrinks, each data point
+# keeps one line, to its exact partner (the near-ties inside one source
+# Gaussian blur the longest); as it grows, the plan spreads into a grey band
+# and then to the red mark on the colour bar, $1/n$ everywhere, the plan of
+# the independent coupling, while the lines fan out to every partner. The
+# frames are drawn once, when the cell runs; the slider moves through them,
+# with or without a live kernel.
 
 # %%
 sinkhorn_explorer(x0_demo[:24], x1_demo[:24])

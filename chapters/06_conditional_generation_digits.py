@@ -406,7 +406,9 @@ assert sweep[max(ws)][2].mean() > 1.5 * sweep[0.0][2].mean()
 # accuracy and worst-digit distance ratio (the numbers of the table above) in
 # the title. The samples are those the sweep drew and measured, not new ones,
 # and every $w$ started from the same noise, so one place in the grid is one
-# starting point followed across $w$.
+# starting point followed across $w$. The line above the frames is written
+# from the same numbers: how each measure moves from the smallest to the
+# largest $w$, and whether it moves the same way at every step.
 
 # %%
 guidance_explorer(ws, [sweep[w][0] for w in ws], torch.arange(10).repeat_interleave(PER_CLASS),

@@ -74,7 +74,7 @@ def test_sinkhorn_explorer_draws_each_epsilon_in_the_diagonal_order(batch, monke
     fractions = (0.001, 0.1, 10.0)
     ex = sinkhorn_explorer(x0, x1, fractions, iters=2000)
     assert isinstance(ex, Explorer) and ex.params == {"epsilon": list(fractions)}
-    assert ex.look and "epsilon" in ex.look
+    assert ex.look and "epsilon" in ex.look and len(ex.look) <= 170  # about one line; details in the chapter
     assert len(set(ex.frames)) == len(fractions)  # every epsilon its own frame
 
     calls = []
@@ -166,7 +166,9 @@ def test_guidance_explorer_one_frame_per_weight_from_the_given_samples(monkeypat
     ex = guidance_explorer(ws, samples, LABELS, accuracies=[0.8, 0.9, 1.0], worst_ratios=[1.5, 2.0, 6.0],
                            per_class=PER, start=0.5)
     assert isinstance(ex, Explorer) and ex.params == {"w": ws} and ex.start == {"w": 1}
-    assert ex.look and "w" in ex.look
+    assert ex.look.startswith("raise w from 0 to 4: the title's accuracy goes from 80.0% to 100.0%, rising at every "
+                              "step; the worst digit's distance to real digits (over its floor) goes from 1.50 to "
+                              "6.00, rising at every step;")
     assert len(set(ex.frames)) == len(ws)
 
     calls = []
@@ -196,3 +198,26 @@ def test_guidance_bad_input_is_refused(kwargs, message):
     args = dict(ws=[0.0, 1.0], samples=[_samples(0), _samples(1)], labels=LABELS, per_class=PER) | kwargs
     with pytest.raises(ValueError, match=message):
         guidance_explorer(**args)
+
+
+@pytest.mark.parametrize("ws, accuracies, worst, says, never", [
+    # ws in any order: the trend is read along increasing w
+    ([4.0, 0.0, 1.0], [0.9, 0.8, 0.85], [6.0, 2.0, 4.0],
+     ["from 0 to 4", "accuracy goes from 80.0% to 90.0%, rising at every step",
+      "goes from 2.00 to 6.00, rising at every step"], ["not monotonically"]),
+    ([0.0, 1.0, 2.0, 4.0], [0.9, 1.0, 1.0, 1.0], [1.5, 1.4, 2.0, 3.0],
+     ["accuracy goes from 90.0% to 100.0%, never falling",
+      "goes from 1.50 to 3.00, not monotonically (it falls from w = 0 to w = 1)"], ["rising at every step"]),
+    ([0.0, 1.0, 2.0], [0.95, 0.8, 0.9], None,
+     ["accuracy goes from 95.0% to 90.0%, not monotonically (it rises from w = 1 to w = 2)"], ["worst digit"]),
+    ([0.0, 1.0], None, None, ["raise w from 0 to 1"], ["accuracy", "worst digit"]),
+])
+def test_guidance_look_line_is_written_from_the_numbers_given(ws, accuracies, worst, says, never):
+    """The default look line claims only what the numbers given show: each measure's first and last value along
+    increasing w, and whether it moves the same way at every step."""
+    ex = guidance_explorer(ws, [_samples(k) for k in range(len(ws))], LABELS, accuracies=accuracies,
+                           worst_ratios=worst, per_class=PER)
+    for phrase in says:
+        assert phrase in ex.look, (phrase, ex.look)
+    for phrase in never:
+        assert phrase not in ex.look, (phrase, ex.look)

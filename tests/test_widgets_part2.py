@@ -219,6 +219,7 @@ def test_a_weight_frame_shows_its_samples_and_w2(a):
     assert left.get_title() == f"a = {a:g} ({'flow' if a == 1 else 'superposition'}): W2 {sweep[a][1]:.3f}"
     curve, marker = right.get_lines()[:2]
     assert curve.get_xdata().tolist() == list(WEIGHTS)
+    assert curve.get_linestyle() == "None" and curve.get_marker() == "o"  # markers only: no trend drawn in
     assert marker.get_xdata().tolist() == [a] and marker.get_ydata().tolist() == [sweep[a][1]]
     density = left.get_lines()[0]
     xs = torch.as_tensor(density.get_xdata())[:, None].float()

@@ -149,8 +149,15 @@ def test_solver_frames_show_each_solvers_end_points_and_error(drawn):
         np.testing.assert_allclose(offsets(ax, 1), end.numpy())            # the solver's end points
         error = (end - x0 / math.e).norm(dim=1).mean().item()
         nfe = steps * {"euler": 1, "rk4": 4}[method]
-        assert ax.get_title() == f"{method}, {steps} step{'s' if steps > 1 else ''} ({nfe} evaluations): " \
-                                 f"mean error {error:.3g}"
+        assert ax.get_title() == f"{method}, {steps} step{'s' if steps > 1 else ''} " \
+                                 f"({nfe} evaluation{'s' if nfe > 1 else ''}): mean error {error:.3g}"
+        # the legend sits below the axes, over none of the points
+        assert ax.get_legend() is None and len(fig.legends) == 1
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == \
+            ["reference end points", f"{method} end points", "error of the drawn paths"]
+        assert 0 <= fig.legends[0].get_window_extent().y0 < fig.legends[0].get_window_extent().y1 \
+            <= ax.get_window_extent().y0
+    assert "(1 evaluation)" in drawn[0][1].axes[0].get_title()  # euler, 1 step
 
 
 @pytest.mark.parametrize("make, match", [
@@ -201,6 +208,15 @@ def test_noise_frames_show_each_runs_paths_end_points_and_note(drawn):
         np.testing.assert_allclose(offsets(right, 0), tr[-1], atol=1e-6)
         np.testing.assert_allclose(offsets(right, 1), CENTRES.numpy())
         assert fig.get_suptitle() == f"g = {g:g}" + (": W2 0.123" if g == 0.5 else "")
+        # the black and red dots of the left panel are the paths' starts and ends, named in a legend below
+        np.testing.assert_allclose(offsets(left, 0), tr[0, :3], atol=1e-6)
+        np.testing.assert_allclose(offsets(left, 1), tr[-1, :3], atol=1e-6)
+        (legend,) = fig.legends
+        assert [t.get_text() for t in legend.get_texts()] == ["path start (t = 0)", "path end (t = 1)",
+                                                              "mode centres"]
+        fig.canvas.draw()
+        assert legend.get_window_extent().y0 >= 0  # inside the figure
+        assert all(legend.get_window_extent().y1 <= ax.get_window_extent().y0 for ax in (left, right))
 
 
 @pytest.mark.parametrize("make, match", [

@@ -154,10 +154,8 @@ def sinkhorn_explorer(x0: torch.Tensor, x1: torch.Tensor, fractions: Sequence[fl
         return sinkhorn_plan_figure(a, b, epsilon * mean_cost, iters=iters, tol=tol)
 
     if look is None:
-        look = ("shrink epsilon: the mass gathers onto the diagonal, the exact OT pairs (near-ties inside one source "
-                "Gaussian blur the longest), one line per point, and the cost falls to the exact OT cost; grow it: "
-                "the plan spreads into a grey band, then to the flat 1/n of the independent coupling (the red mark "
-                "on the colour bar), the lines fan out to every partner, and the cost climbs to the mean cost")
+        look = ("shrink epsilon: the mass gathers on the diagonal and the cost falls to the exact OT cost; grow it: "
+                "the plan flattens towards 1/n and the cost rises towards c\u0304")
     return Explorer(draw, {"epsilon": fractions}, look=look,
                     start={"epsilon": fractions[len(fractions) // 2] if start is None else start},
                     labels={"epsilon": [f"{f:.2g} c\u0304" for f in fractions]})

@@ -95,8 +95,8 @@ def draw_weight_frame(sweep: Mapping[float, tuple[np.ndarray, float]], a: float,
                       ymax: float | None = None) -> Figure:
     """One frame of :func:`superposition_explorer`: on the left the histogram of ``sweep[a]``'s samples (a
     density, ``bins`` bins over ``extent``) over the target's density (black), W2 in the title; on the right
-    W2 against a for the whole sweep, weight a marked, the floor dashed. ``sweep`` as
-    :func:`superposition_explorer` checks it; ``ymax`` fixes the left panel's height."""
+    W2 against a for the whole sweep (markers, not joined: the weights are separate runs), weight a marked, the
+    floor dashed. ``sweep`` as :func:`superposition_explorer` checks it; ``ymax`` fixes the left panel's height."""
     samples, w2 = sweep[a]
     xs = np.linspace(extent[0], extent[1], 500)
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.0, 3.0), gridspec_kw={"width_ratios": (2.2, 1)})
@@ -109,7 +109,7 @@ def draw_weight_frame(sweep: Mapping[float, tuple[np.ndarray, float]], a: float,
     left.set_title(f"a = {a:g} ({weight_label(a)}): W2 {w2:.3f}", fontsize=10)
     left.legend(fontsize=7, loc="upper left")
     weights = list(sweep)
-    right.plot(weights, [sweep[b][1] for b in weights], "o-", color="0.5", ms=4)
+    right.plot(weights, [sweep[b][1] for b in weights], "o", color="0.5", ms=4)  # markers only: no trend implied
     right.plot([a], [w2], "o", color="C3", ms=9, zorder=3)
     if floor is not None:
         right.axhline(floor, color="black", ls="--", lw=1, label=f"floor {floor:.3f}")
@@ -161,4 +161,4 @@ def superposition_explorer(sweep: Mapping[float, Any], target: Any, *, floor: fl
                     labels={"a": [f"{a:g} ({weight_label(a)})" if weight_label(a) != "superposition" else f"{a:g}"
                                   for a in weights]},
                     look=look or "move a from 0 (the jumps alone) to 1 (the flow alone): compare the bars with "
-                                 "the black density, mode by mode, and follow the red dot along the W2 curve")
+                                 "the black density, mode by mode, and find the red dot among the grey W2 of the weights")

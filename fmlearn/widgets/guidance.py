@@ -103,6 +103,41 @@ def _numbers(name: str, values: Any, n: int) -> list[float] | None:
     return [check_real(f"{name}[{k}]", v) for k, v in enumerate(values)]
 
 
+def _trend(ws: Sequence[float], values: Sequence[float], fmt: str) -> str:
+    """How ``values`` (one per w) move as w grows, in words: from the first w's value to the last one's, and
+    whether at every step (e.g. "goes from 80.0% to 100.0%, rising at every step"). ``ws`` need not be sorted."""
+    ordered = [v for _, v in sorted(zip(ws, values))]
+    steps = [b - a for a, b in zip(ordered, ordered[1:])]
+    span = f"goes from {ordered[0]:{fmt}} to {ordered[-1]:{fmt}}"
+    if all(d == 0 for d in steps):
+        return f"stays at {ordered[0]:{fmt}}"
+    if all(d > 0 for d in steps):
+        return f"{span}, rising at every step"
+    if all(d < 0 for d in steps):
+        return f"{span}, falling at every step"
+    if all(d >= 0 for d in steps):
+        return f"{span}, never falling"
+    if all(d <= 0 for d in steps):
+        return f"{span}, never rising"
+    w_sorted = sorted(ws)
+    k = next(k for k, d in enumerate(steps) if (d < 0) == (ordered[-1] >= ordered[0]))  # the first step against
+    against = "falls" if steps[k] < 0 else "rises"
+    return f"{span}, not monotonically (it {against} from w = {w_sorted[k]:g} to w = {w_sorted[k + 1]:g})"
+
+
+def _default_look(ws: Sequence[float], accuracies: Sequence[float] | None,
+                  worst_ratios: Sequence[float] | None) -> str:
+    """The what-to-look-at line, its trends written from the numbers given (none claimed that was not measured)."""
+    parts = []
+    if len(ws) > 1 and accuracies is not None:
+        parts.append(f"the title's accuracy {_trend(ws, accuracies, '.1%')}")
+    if len(ws) > 1 and worst_ratios is not None:
+        parts.append(f"the worst digit's distance to real digits (over its floor) {_trend(ws, worst_ratios, '.2f')}")
+    lead = f"raise w from {min(ws):g} to {max(ws):g}" if len(ws) > 1 else f"w = {ws[0]:g}"
+    return "; ".join([lead + (": " + parts[0] if parts else ""), *parts[1:],
+                      "each place in the grid keeps its starting noise, and its strokes turn darker"])
+
+
 def guidance_explorer(ws: Sequence[float], samples: Sequence[torch.Tensor], labels: torch.Tensor, *,
                       accuracies: Sequence[float] | None = None, worst_ratios: Sequence[float] | None = None,
                       per_class: int = 8, start: float | None = None, look: str | None = None) -> Explorer:
@@ -116,7 +151,8 @@ def guidance_explorer(ws: Sequence[float], samples: Sequence[torch.Tensor], labe
         accuracies, worst_ratios: optional, one number per w, shown in that frame's title.
         per_class: samples shown per class (the first ones of each class).
         start: the w shown first (the nearest in ``ws``; default the first).
-        look: the what-to-look-at line (default: what raising w does to the title's numbers and to the rows).
+        look: the what-to-look-at line (default: written from ``accuracies`` and ``worst_ratios`` where given:
+            each one's value at the smallest and the largest w, and whether it moves the same way at every step).
     """
     if isinstance(ws, (str, bytes)) or not isinstance(ws, Sequence) and not isinstance(ws, torch.Tensor):
         raise TypeError(f"ws must be a sequence of guidance weights, got {type(ws).__name__}")
@@ -145,7 +181,5 @@ def guidance_explorer(ws: Sequence[float], samples: Sequence[torch.Tensor], labe
                                worst_ratio=None if worst_ratios is None else worst_ratios[k])
 
     if look is None:
-        look = ("raise w: the title's accuracy rises towards 100% while the worst digit's distance to real digits "
-                "(over its floor) grows, the samples drifting from how real digits vary; each place in the grid "
-                "keeps its starting noise, and its strokes turn darker")
+        look = _default_look(ws, accuracies, worst_ratios)
     return Explorer(draw, {"w": ws}, look=look, start=None if start is None else {"w": start})

@@ -166,7 +166,8 @@ def flow_animation(trajectory: Any, times: Any, *, frames: int = 26, n: int = 20
 def draw_solver_frame(trajectory: np.ndarray, reference: np.ndarray, *, method: str, steps: int, n_paths: int,
                       extent: Extent, nfe: int | None = None) -> Figure:
     """One frame of :func:`solver_explorer`: every end point of ``trajectory`` (T, n, 2) beside ``reference``
-    (n, 2), ``n_paths`` trajectories, and the error of those paths' end points as red segments."""
+    (n, 2), ``n_paths`` trajectories, and the error of those paths' end points as red segments; the legend sits below
+    the axes."""
     end = trajectory[-1]
     err = np.linalg.norm(end - reference, axis=1).mean()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -179,12 +180,14 @@ def draw_solver_frame(trajectory: np.ndarray, reference: np.ndarray, *, method: 
     for a, b in zip(end[:n_paths], reference[:n_paths]):
         ax.plot([a[0], b[0]], [a[1], b[1]], color="C3", lw=1.2, zorder=4)
     ax.plot([], [], color="C3", label="error of the drawn paths")
-    cost = f" ({nfe} evaluations)" if nfe is not None else ""
+    cost = f" ({nfe} evaluation{'s' if nfe != 1 else ''})" if nfe is not None else ""
     ax.set_title(f"{method}, {steps} step{'s' if steps != 1 else ''}{cost}: mean error {err:.3g}", fontsize=10)
     ax.set(xlabel=COORDINATE_LABELS[0], ylabel=COORDINATE_LABELS[1], xlim=extent[:2], ylim=extent[2:],
            aspect="equal")
-    ax.legend(loc="upper right", fontsize=7, markerscale=3)
-    fig.tight_layout()
+    # below the axes, so that it covers none of the points
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, markerscale=3,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -233,13 +236,13 @@ def solver_explorer(runs: Mapping[tuple[str, int], Any], reference: Any, *, n_pa
 # -- chapter 7: the SDE's noise level ------------------------------------------------------------------------
 def draw_noise_frame(trajectory: np.ndarray, *, g: float, n_paths: int, centres: np.ndarray | None, note: str,
                      extent: Extent) -> Figure:
-    """One frame of :func:`noise_explorer`: ``n_paths`` paths of ``trajectory`` (T, n, 2) on the left, every
-    final sample on the right."""
+    """One frame of :func:`noise_explorer`: ``n_paths`` paths of ``trajectory`` (T, n, 2) on the left, their
+    starts black and their ends red, every final sample on the right; the legend sits below the panels."""
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.5))
     paths = trajectory[:, :n_paths]
     axes[0].plot(paths[:, :, 0], paths[:, :, 1], color="C0", lw=0.6, alpha=0.7)
-    axes[0].scatter(paths[0, :, 0], paths[0, :, 1], s=5, color="black", zorder=3, label="start")
-    axes[0].scatter(paths[-1, :, 0], paths[-1, :, 1], s=5, color="C3", zorder=3, label="end")
+    axes[0].scatter(paths[0, :, 0], paths[0, :, 1], s=5, color="black", zorder=3, label="path start (t = 0)")
+    axes[0].scatter(paths[-1, :, 0], paths[-1, :, 1], s=5, color="C3", zorder=3, label="path end (t = 1)")
     plot_samples(trajectory[-1], ax=axes[1], extent=extent, s=1.0, title=f"all {trajectory.shape[1]} end points")
     for ax, title in zip(axes, (f"{paths.shape[1]} sample paths", None)):
         _mark_centres(ax, centres)
@@ -253,7 +256,10 @@ def draw_noise_frame(trajectory: np.ndarray, *, g: float, n_paths: int, centres:
     axes[0].set(xlabel=COORDINATE_LABELS[0], ylabel=COORDINATE_LABELS[1])
     axes[1].set_ylabel("")
     fig.suptitle(f"g = {g:g}" + (f": {note}" if note else ""), fontsize=9)
-    fig.tight_layout()
+    # below the panels, so that it covers none of the paths or points
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, markerscale=1.5,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     return fig
 
 
