@@ -36,10 +36,11 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(LAB_ARGS) chapters/01_gaussian_mixture_cfm.ipynb
 
 # Every test: unit tests, every notebook executed under nbval, the web book built and read in a browser, all in
-# quick mode, on TEST_WORKERS processes (pytest-xdist; each notebook's cells stay on one worker).
+# quick mode, on TEST_WORKERS processes (pytest-xdist; each notebook's cells stay on one worker; in collection
+# order, so the book, the longest single test (tests/test_book.py), starts first).
 TEST_WORKERS ?= 2
 test: setup
-	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n $(TEST_WORKERS) --dist loadscope -v --durations=15 $(PYTEST_ARGS)
+	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -v --durations=15 $(PYTEST_ARGS)
 
 # Unit tests only (no notebooks), for a fast edit loop.
 test-fast: setup
