@@ -23,13 +23,14 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard .jupyter/etc/*/*.json)
+$(STAMP): pyproject.toml $(wildcard .jupyter/etc/*/*.json) .jupyter/lab/settings/overrides.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fmlearn needs Python >= 3.11; run make with PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(TORCH_PIP_ARGS)
 	$(BIN)/python -m pip install --quiet --quiet -e ".[dev]"
 	mkdir -p $(VENV)/etc && cp -R .jupyter/etc/. $(VENV)/etc/
+	mkdir -p $(VENV)/share/jupyter/lab/settings && cp .jupyter/lab/settings/overrides.json $(VENV)/share/jupyter/lab/settings/
 	touch $@
 
 lab: setup

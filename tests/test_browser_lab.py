@@ -117,6 +117,9 @@ def test_a_chapter_runs_in_jupyterlab_and_its_explorer_responds(lab):
             time.sleep(0.3)
             assert image.screenshot_as_png != before_png, f"slider {i}: the figure looks the same"
         screenshot(box, "lab-explorer-after.png")
+        news = "Would you like to get notified about official Jupyter news"
+        assert news not in driver.execute_script("return document.body.innerText"), \
+            "JupyterLab asks about news (.jupyter/lab/settings/overrides.json not installed?)"
         severe = [e for e in console_errors(driver) if "favicon" not in e]
         assert not severe, f"console errors in JupyterLab: {severe[:3]}"
     finally:
