@@ -98,6 +98,15 @@ def check_positive_int(name: str, value: Any) -> int:
     return value
 
 
+def check_int_range(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """An integer (not a bool) in [low, high] (no upper bound when high is None), as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or \
+            (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
 def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape a (batch,) time so it broadcasts against x of shape (batch, *data)."""
     return t.reshape(-1, *([1] * (x.ndim - 1)))

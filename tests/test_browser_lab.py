@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from _browser import chromium, console_errors, needs_browser, screenshot
+from _servers import free_port, running_lab
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
@@ -30,35 +27,14 @@ pytestmark = [needs_browser,
 def lab(tmp_path):
     (tmp_path / "chapters").mkdir()
     shutil.copy2(ROOT / CHAPTER, tmp_path / CHAPTER)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = "fmlearn-browser-test"
+    port, token = free_port(), "fmlearn-browser-test"
     env = {**os.environ, "FMLEARN_QUICK": "1", "FMLEARN_PROGRESS": "0"}
     cmd = [str(VENV / "bin" / "jupyter"), "lab", "--no-browser", f"--port={port}", "--expose-app-in-browser",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("JupyterLab did not start:\n" + (proc.stdout.read().decode()[-3000:]
-                                                                 if proc.poll() is not None else "(still running)"))
-                time.sleep(0.5)
+    with running_lab(cmd, tmp_path, env, port, token, "JupyterLab", timeout=90):
         yield f"http://127.0.0.1:{port}", token
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait(driver, script: str, timeout: float, what: str):

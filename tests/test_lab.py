@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from _servers import free_port, running_lab
 from _tracked import tracked_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +48,6 @@ def _copy_tree(dest: Path) -> None:
         subprocess.run(git + cmd, cwd=dest, check=True, capture_output=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _api(port: int, token: str, path: str, body: dict | None = None) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/api/{path}", method="PUT" if body else "GET",
                                  data=json.dumps(body).encode() if body else None,
@@ -68,31 +60,13 @@ def _api(port: int, token: str, path: str, body: dict | None = None) -> dict:
 def lab(tmp_path):
     """`make lab` in a copy of the course; yields (folder, port, token)."""
     _copy_tree(tmp_path)
-    port, token = _free_port(), "fmlearn-test"
+    port, token = free_port(), "fmlearn-test"
     # -o setup: use the existing environment as it is (never reinstall it from the copy).
     cmd = ["make", "-o", "setup", "lab", f"VENV={VENV}",
            f"LAB_ARGS=--no-browser --port {port} --IdentityProvider.token={token}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FMLEARN_")}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                _api(port, token, "status")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read().decode() if proc.poll() is not None else "(still running)"
-                    pytest.fail(f"make lab did not answer on port {port}:\n{out[-3000:]}")
-                time.sleep(0.5)
+    with running_lab(cmd, tmp_path, env, port, token, "make lab"):
         yield tmp_path, port, token
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_make_lab_answers_and_a_saved_chapter_passes_the_notebook_tests(lab):

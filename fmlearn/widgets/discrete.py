@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .._checks import check_int_range as _int
 from .explorer import Explorer
 
 __all__ = ["MASK_COLOUR", "token_image", "draw_token_frame", "token_explorer"]
@@ -32,14 +33,6 @@ GAP_COLOUR = (0.72, 0.82, 0.95)
 
 
 # -- input checks --------------------------------------------------------------------------------------------
-def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
-            (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
-
-
 def _tokens(name: str, value: Any, ndim: int, shape_text: str) -> np.ndarray:
     """An integer tensor or array of ``ndim`` axes as an int64 array (bools and floats refused)."""
     if isinstance(value, torch.Tensor):

@@ -21,6 +21,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._checks import check_int_range as _count
 from ..plotting import COORDINATE_LABELS, DEFAULT_EXTENT, Extent, plot_density, plot_samples
 from .explorer import Explorer
 
@@ -63,14 +64,6 @@ def _points(name: str, value: Any, n: int | None = None) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name} must be finite, but {int((~np.isfinite(x)).sum())} entries are NaN or inf")
     return x
-
-
-def _count(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or \
-            (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
 
 
 def _runs(name: str, runs: Any) -> dict:
