@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -187,7 +189,7 @@ def to_mathml(tex: str, block: bool, where: str) -> str:
 
 def visit_math_inline(self, node) -> None:
     self.body.append(to_mathml(node.astext(), False, node))
-    raise _skip()
+    raise nodes.SkipNode
 
 
 def visit_math_block(self, node) -> None:
@@ -195,13 +197,7 @@ def visit_math_block(self, node) -> None:
     label = f'<span class="eqno">({number})</span>' if number else ""
     ident = f' id="{node["ids"][0]}"' if node.get("ids") else ""
     self.body.append(f'<div class="math-display"{ident}>{label}{to_mathml(node.astext(), True, node)}</div>')
-    raise _skip()
-
-
-def _skip():
-    from docutils import nodes
-
-    return nodes.SkipNode
+    raise nodes.SkipNode
 
 
 # -- docstrings: written as plain text with ``literals`` and :func:`roles`; | and * are maths there, not markup --
