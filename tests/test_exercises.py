@@ -17,7 +17,8 @@ import torch
 import fmlearn as fm
 from fmlearn.exercises import (ExerciseCheckError, ExerciseSourceError, build, check_cfm_loss, check_conditional_path,
                                check_euler_sampler, check_flow_samples, check_gaussian_marginal, check_schedule,
-                               expect_close, grade, student_source, write_report)
+                               expect_close, student_source)
+from fmlearn.grading import grade, write_report
 from fmlearn.exercises.__main__ import main as cli
 
 from _tracked import committed_text
@@ -383,7 +384,7 @@ def test_grading_the_solution_gives_full_points(tmp_path):
 def test_grading_notes_keep_the_hint_and_name_a_bare_assert():
     """A long check message keeps its hint line (each line is cut, not the message); a bare ``assert`` in a hidden
     test is named by its line from the traceback."""
-    from fmlearn.exercises.grade import _note
+    from fmlearn.grading.grade import _note
     long = ExerciseCheckError("values differ\n  expected: 1\n  got:      " + "9" * 2000 + "\n  hint: the hint")
     note = _note(long, "<test long>", "")
     assert note.endswith("\n  hint: the hint") and max(map(len, note.splitlines())) <= 300

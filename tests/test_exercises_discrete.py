@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmlearn.exercises import ExerciseCheckError, grade
+from fmlearn.exercises import ExerciseCheckError
+from fmlearn.grading import grade
 from fmlearn.exercises.checks_discrete import (check_discrete_velocity, check_euler_jump, check_mask_elbo_integrand,
                                                check_mask_path_sample)
 

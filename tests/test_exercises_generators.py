@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from fmlearn import generators as G
-from fmlearn.exercises import ExerciseCheckError, grade, student_source
+from fmlearn.exercises import ExerciseCheckError, student_source
+from fmlearn.grading import grade
 from fmlearn.exercises.checks_generators import (_rates, _step_variant, _velocity, check_density_rate,
                                                  check_generalized_kl, check_intensity, check_superposed_step)
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from fmlearn.exercises import SubmissionRefused, grade, grade_submission, student_source
+from fmlearn.exercises import student_source
+from fmlearn.grading import SubmissionRefused, grade, grade_submission
 from fmlearn.exercises.__main__ import main as cli
-from fmlearn.exercises.sandbox import Limits, Sandbox
-from fmlearn.exercises.submissions import identify, load_exercises, read_cells
+from fmlearn.grading.sandbox import Limits, Sandbox
+from fmlearn.grading.submissions import identify, load_exercises, read_cells
 
 from test_exercises import _EULER_IN_PLACE, _fill
 
@@ -216,7 +217,7 @@ def test_a_submission_cannot_delete_a_file_outside_its_folder(folder):
 def _readme_commands() -> list[str]:
     section = (ROOT / "README.md").read_text().split("### For instructors")[1].split("\n## ")[0]
     return [line.strip() for block in re.findall(r"(?s)```sh\n(.*?)```", section) for line in block.splitlines()
-            if line.strip().startswith(".venv/bin/python -m fmlearn.exercises grade")]
+            if line.strip().startswith(".venv/bin/python -m fmlearn.grading")]
 
 
 def test_the_readme_grading_commands_run_as_written(tmp_path):
@@ -325,7 +326,7 @@ def no_sandbox(monkeypatch):
     class Refused:
         def __init__(self, *args, **kwargs):
             raise AssertionError("a sandbox was started for a submission that should have been refused")
-    monkeypatch.setattr(sys.modules["fmlearn.exercises.grade"], "Sandbox", Refused)
+    monkeypatch.setattr(sys.modules["fmlearn.grading.grade"], "Sandbox", Refused)
 
 
 def test_the_exercise_is_told_by_the_cells_not_the_file_name(tmp_path):

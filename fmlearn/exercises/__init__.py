@@ -1,14 +1,13 @@
-"""Exercises: student versions built from the solutions, checks with hints, grading.
+"""Exercises: student versions built from the solutions, and the checks with hints that learners run.
 
 ======= ======
 build   solutions/exNN_topic -> exercises/exNN_topic (solution regions blanked, hidden tests removed)
 checks  one ``check_*`` call after each task: a verdict, and a hint when the answer is wrong
         (expect_close: the same kind of failure for the hidden tests)
-grade   run a submission's cells in a sandbox and the solution's tests (hidden ones included) in the grader;
-        points per task, or one table for a folder of submissions
 ======= ======
 
-Command line: ``python -m fmlearn.exercises {build,check,grade}``.
+Grading (the sandbox, the hidden tests, the gradebook) is the instructor's side and lives apart, in
+:mod:`fmlearn.grading`. Command line: ``python -m fmlearn.exercises {build,check}``.
 """
 
 from .build import ExerciseSourceError, build, student_source
@@ -21,6 +20,4 @@ from .checks_diffusion import check_em_step, check_langevin_step, check_score_fr
 from .checks_likelihood import check_divergence, check_hutchinson, check_paired_kl
 from .checks_paths_solvers import (check_continuity_residual, check_gaussian_velocity, check_mixture_velocity,
                                    check_observed_order, check_step)
-from .grade import Result, TaskScore, grade, grade_submission
-from .report import write_report, write_table
-from .submissions import SubmissionRefused
+

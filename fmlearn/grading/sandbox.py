@@ -3,8 +3,8 @@
 :class:`Sandbox` starts ``python -I`` in a fresh scratch folder that holds only a copy of the submission, with
 an environment reduced to what Python and torch need (plus ``FMLEARN_QUICK``), one CPU thread and no GPU, in a
 session (process group) of its own that is killed at the end. The child confines itself before it runs any
-of the submission's code (:mod:`fmlearn.exercises._confine`: resource limits, Landlock, no capabilities) and
-then answers requests over two pipes (:mod:`fmlearn.exercises._channel`).
+of the submission's code (:mod:`fmlearn.grading._confine`: resource limits, Landlock, no capabilities) and
+then answers requests over two pipes (:mod:`fmlearn.grading._channel`).
 
 :class:`StudentFunction` stands, in the grader, for a function the submission defines: calling it sends the
 arguments (a check's model or velocity field travels by value and runs in the sandbox), and returns a plain
@@ -33,7 +33,7 @@ import torch
 from ._channel import MAX_REPLY, ChannelClosed, ChannelError, ChannelTimeout, recv_frame, send_frame, unpack
 from ._sandbox import _lookup
 
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from fmlearn.exercises._sandbox import main; main(sys.argv[2])"
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from fmlearn.grading._sandbox import main; main(sys.argv[2])"
 _KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH")
 _SIGNALS = {"SIGXCPU": "its CPU-time limit", "SIGXFSZ": "its file-size limit",
             "SIGKILL": "out of memory, or stopped by the grader", "SIGSEGV": "a crash"}

@@ -1,11 +1,11 @@
 """Grading submitted exercise notebooks: the tests run here, the submission's code runs in a sandbox.
 
-A submission is read as data (:mod:`fmlearn.exercises.submissions`) and matched to its exercise by its cells'
+A submission is read as data (:mod:`fmlearn.grading.submissions`) and matched to its exercise by its cells'
 nbgrader grade_ids before anything runs. Then, cell by cell, as nbgrader would run it, except that the two
 halves run in different processes:
 
 - the submission's own cells (its copies of the test cells removed) run in a sandboxed process of their own
-  (:class:`fmlearn.exercises.sandbox.Sandbox`);
+  (:class:`fmlearn.grading.sandbox.Sandbox`);
 - each graded test cell, taken from the solutions notebook (hidden tests included), runs here, in the grader,
   with the solution's imports; each name the submission defines (``alpha``, ``euler``...) is a stand-in that
   calls into the sandbox and brings back a plain copy of the result. The comparison happens here, with
@@ -17,7 +17,7 @@ that ran before (the one that killed it left out) and grading goes on, up to ``m
 ``notebook_timeout`` seconds for the whole submission. A failed task's note is the error the learner would see:
 a check's expected / got / hint (hidden tests fail the same way, through ``expect_close``).
 
-    python -m fmlearn.exercises grade SUBMISSION_OR_FOLDER... [--solution solutions/exNN.py] [--out FILE]
+    python -m fmlearn.grading SUBMISSION_OR_FOLDER... [--solution solutions/exNN.py] [--out FILE]
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def grade_submission(submission: str | os.PathLike, solution: str | os.PathLike 
         solution: the solutions notebook to grade against (default: the one whose grade_ids the cells carry).
         solutions: the folder of solutions notebooks (default: :func:`default_solutions`).
         exercises: the exercises already loaded from that folder (a folder run loads them once).
-        **limits: fields of :class:`fmlearn.exercises.sandbox.Limits` (timeout, notebook_timeout, memory_mb,
+        **limits: fields of :class:`fmlearn.grading.sandbox.Limits` (timeout, notebook_timeout, memory_mb,
             file_mb, quick, start_timeout, max_restarts).
     """
     started, path = time.monotonic(), Path(submission)

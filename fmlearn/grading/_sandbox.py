@@ -1,7 +1,7 @@
-"""The process that runs one submission's own cells (started by :class:`fmlearn.exercises.sandbox.Sandbox`).
+"""The process that runs one submission's own cells (started by :class:`fmlearn.grading.sandbox.Sandbox`).
 
-It confines itself first (:func:`fmlearn.exercises._confine.confine`), then serves the grader's requests, one
-at a time, over two pipes (:mod:`fmlearn.exercises._channel`):
+It confines itself first (:func:`fmlearn.grading._confine.confine`), then serves the grader's requests, one
+at a time, over two pipes (:mod:`fmlearn.grading._channel`):
 
     exec   run one of the submission's cells (IPython syntax, so ``%magic`` lines and ``get_ipython()`` work)
     names  say, for each name, whether the submission defines it, and whether it is a function or a value
