@@ -289,7 +289,13 @@ def grade(submission: str | os.PathLike, solution: str | os.PathLike | None = No
 
 
 def submission_files(folder: str | os.PathLike) -> list[Path]:
-    """Every file under ``folder`` (sub-folders included), hidden files and checkpoints left out."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(folder).parts))
+    """Every entry under ``folder`` that is not a folder (sub-folders searched, hidden files and checkpoints left
+    out), sorted. Symbolic links are listed, not followed: the class's grader refuses them (one could point at the
+    solutions), and so are FIFOs and devices (reading one could block)."""
+    folder, found = Path(folder), []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(root)
+        found += [here / name for name in files if not name.startswith(".")]
+        found += [here / d for d in dirs if (here / d).is_symlink()]
+    return sorted(found)
