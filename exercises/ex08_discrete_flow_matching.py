@@ -84,7 +84,9 @@ check_discrete_velocity(velocity)
 # $\lambda = \sum_{y \ne x} u(y \mid x)$, and lands on $y \ne x$ in proportion to
 # $u(y \mid x)$. Write `jump_law(x, rates, h)` returning the law of the next
 # state, shape `(n, S)` (each row sums to 1). Why not $\delta_x + h\,u$? Try
-# a large `h`.
+# a large `h`. A token whose rates are all 0 (in the sampler, every token already
+# revealed) has $\lambda = 0$: it stays where it is, with no $0/0$. The rates
+# may come in float32, as the sampler's do.
 
 # %% nbgrader={"grade": false, "grade_id": "euler_jump", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def jump_law(x, rates, h):
@@ -135,7 +137,9 @@ steps = 64
 for k in range(steps):
     t = torch.full((len(x),), k / steps)
     rates = velocity(path.posterior(oracle(x, t), x), x, t, V)
-    x = D.draw(jump_law(x.reshape(-1), rates.reshape(-1, V + 1), 1 / steps), gen).reshape(x.shape)
+    law = jump_law(x.reshape(-1), rates.reshape(-1, V + 1), 1 / steps)
+    assert torch.isfinite(law).all(), f"your jump_law returned NaN at step {k}: run its check above"
+    x = D.draw(law, gen).reshape(x.shape)
 x = torch.where(x == V, D.draw(path.posterior(oracle(x, 1.0), x), gen), x)
 on = torch.zeros(V * V, dtype=torch.bool)
 on[D.state_index(support, V)] = True

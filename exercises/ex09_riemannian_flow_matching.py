@@ -89,7 +89,9 @@ check_tangent_projection(tangent_proj)
 # is the time derivative of that expression. (The formula
 # $\log_{x_t}(x_1)/(1-t)$ gives the same vector for $t < 1$ but is $0/0$ at
 # $t = 1$; the check tries $t = 1$.) Write `geodesic_velocity(x0, x1, t)` for a
-# float `t`, using your `sphere_log`.
+# float `t`, using your `sphere_log`. The check takes your `sphere_log` too and
+# judges the derivative on the curve your log gives, so a slip in task 1 costs
+# task 1 only.
 
 # %% nbgrader={"grade": false, "grade_id": "geodesic_velocity", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def geodesic_velocity(x0, x1, t):
@@ -98,7 +100,7 @@ def geodesic_velocity(x0, x1, t):
 
 
 # %% nbgrader={"grade": true, "grade_id": "geodesic_velocity_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-check_geodesic_velocity(geodesic_velocity)
+check_geodesic_velocity(geodesic_velocity, sphere_log)
 
 # %% [markdown]
 # ## Task 4 — the wrapped difference on the torus (2 points)

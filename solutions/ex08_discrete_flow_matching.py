@@ -105,7 +105,9 @@ expect_close("the velocity of a masked token at t = 0.5", velocity(_p, torch.ten
 # $\lambda = \sum_{y \ne x} u(y \mid x)$, and lands on $y \ne x$ in proportion to
 # $u(y \mid x)$. Write `jump_law(x, rates, h)` returning the law of the next
 # state, shape `(n, S)` (each row sums to 1). Why not $\delta_x + h\,u$? Try
-# a large `h`.
+# a large `h`. A token whose rates are all 0 (in the sampler, every token already
+# revealed) has $\lambda = 0$: it stays where it is, with no $0/0$. The rates
+# may come in float32, as the sampler's do.
 
 # %% nbgrader={"grade": false, "grade_id": "euler_jump", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def jump_law(x, rates, h):
@@ -127,6 +129,9 @@ _r = torch.tensor([[-2.0, 2.0, 0.0]], dtype=torch.float64)
 expect_close("the jump law at rate 2 and h = 1", jump_law(torch.tensor([0]), _r, 1.0),
              torch.tensor([[math.exp(-2), 1 - math.exp(-2), 0.0]], dtype=torch.float64),
              "stay with probability exp(-h lambda) = exp(-2); all the rest goes to the one state with a rate")
+expect_close("the jump law of a token with no rate to leave (float32 rates, all 0)",
+             jump_law(torch.tensor([1]), torch.zeros(1, 3), 0.5), torch.tensor([[0.0, 1.0, 0.0]]),
+             "lambda = 0: the token stays where it is with probability 1 (no 0 / 0)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -178,7 +183,9 @@ steps = 64
 for k in range(steps):
     t = torch.full((len(x),), k / steps)
     rates = velocity(path.posterior(oracle(x, t), x), x, t, V)
-    x = D.draw(jump_law(x.reshape(-1), rates.reshape(-1, V + 1), 1 / steps), gen).reshape(x.shape)
+    law = jump_law(x.reshape(-1), rates.reshape(-1, V + 1), 1 / steps)
+    assert torch.isfinite(law).all(), f"your jump_law returned NaN at step {k}: run its check above"
+    x = D.draw(law, gen).reshape(x.shape)
 x = torch.where(x == V, D.draw(path.posterior(oracle(x, 1.0), x), gen), x)
 on = torch.zeros(V * V, dtype=torch.bool)
 on[D.state_index(support, V)] = True

@@ -114,7 +114,9 @@ expect_close("P(x) v at x = (0, 0, 3), v = (1, 2, 3)", tangent_proj(torch.tensor
 # is the time derivative of that expression. (The formula
 # $\log_{x_t}(x_1)/(1-t)$ gives the same vector for $t < 1$ but is $0/0$ at
 # $t = 1$; the check tries $t = 1$.) Write `geodesic_velocity(x0, x1, t)` for a
-# float `t`, using your `sphere_log`.
+# float `t`, using your `sphere_log`. The check takes your `sphere_log` too and
+# judges the derivative on the curve your log gives, so a slip in task 1 costs
+# task 1 only.
 
 # %% nbgrader={"grade": false, "grade_id": "geodesic_velocity", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def geodesic_velocity(x0, x1, t):
@@ -126,15 +128,18 @@ def geodesic_velocity(x0, x1, t):
 
 
 # %% nbgrader={"grade": true, "grade_id": "geodesic_velocity_check", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
-check_geodesic_velocity(geodesic_velocity)
+check_geodesic_velocity(geodesic_velocity, sphere_log)
 ### BEGIN HIDDEN TESTS
 from fmlearn.exercises import expect_close
 
 _x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
 _x1 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
+_v = sphere_log(_x0, _x1)  # task 1's log (pi/2 e_y when right): a wrong one costs task 1, not this task
+_theta = _v.norm(dim=1, keepdim=True)
 expect_close("the velocity from the x axis to the y axis at t = 1", geodesic_velocity(_x0, _x1, 1.0),
-             torch.tensor([[-math.pi / 2, 0.0, 0.0]], dtype=torch.float64),
-             "a quarter circle at constant speed pi/2 arrives at (0, 1, 0) moving in the direction -x", atol=1e-12)
+             torch.cos(_theta) * _v - _theta * torch.sin(_theta) * _x0,
+             "a quarter circle at constant speed pi/2 arrives at (0, 1, 0) moving in the direction -x: "
+             "cos(t theta) v - theta sin(t theta) x0 at t = 1", atol=1e-12)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -101,6 +101,10 @@ expect_close("lambda at t = 0.5 for z = 2 and x = 1.5, 0, 2.5 (eps = 1, -2, 3)",
     torch.tensor([[0.0, 14.0, 4.0]], dtype=torch.float64),
     "[eps^2 - eps z - 1]_+ / (1 - t): at eps = 1 the density rises (1 - 2 - 1 < 0, nothing leaves); "
     "at eps = -2, (4 + 4 - 1) / 0.5 = 14; at eps = 3, (9 - 6 - 1) / 0.5 = 4")
+expect_close("lambda at t = 0.5 for z = 0 and x = 40 (eps = 80, where p_t underflows to 0)", intensity(
+    torch.tensor([[40.0]], dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64), 0.5),
+    torch.tensor([[(80.0 ** 2 - 1) / 0.5]], dtype=torch.float64),
+    "simplify until p_t cancels: [eps^2 - eps z - 1]_+ / (1 - t) = 6399 / 0.5, not 0 / 0")
 ### END HIDDEN TESTS
 
 # %% [markdown]

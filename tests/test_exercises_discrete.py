@@ -69,7 +69,11 @@ def _jump(x, rates, h, kind="exp"):
         return onehot * torch.exp(-h * lam) + (1 - torch.exp(-h * lam)) * rates / lam
     if kind == "unshared":
         return onehot * torch.exp(-h * lam) + h * off
-    return onehot * torch.exp(-h * lam) + (1 - torch.exp(-h * lam)) * off / lam
+    if kind == "unguarded":  # the formula as written: 0 / 0 where lambda = 0
+        return onehot * torch.exp(-h * lam) + (1 - torch.exp(-h * lam)) * off / lam
+    if kind == "clamp 1e-300":  # a guard that float32 rounds to 0
+        return onehot * torch.exp(-h * lam) + (1 - torch.exp(-h * lam)) * off / lam.clamp_min(1e-300)
+    return onehot * torch.exp(-h * lam) + torch.where(lam > 0, (1 - torch.exp(-h * lam)) / lam, 0) * off
 
 
 @pytest.mark.parametrize("kind, hint", [
@@ -84,6 +88,27 @@ def test_euler_jump_check_rejects(kind, hint):
 
 def test_euler_jump_check_accepts_the_solution():
     assert check_euler_jump(_jump)
+
+
+@pytest.mark.parametrize("kind, dtype, why", [("unguarded", "float64", "0 / 0 = NaN: such a token stays"),
+                                              ("clamp 1e-300", "float32", "clamp_min\\(1e-300\\) rounds to 0")])
+def test_euler_jump_check_rejects_a_law_that_is_nan_where_no_rate_leaves(kind, dtype, why):
+    """A token whose rates are all 0 (every revealed token in the sampler) makes the formula as written 0 / 0: the
+    check has such a row, in float64 and float32 (where clamp_min(1e-300) guards nothing), and shows that row."""
+    with pytest.raises(ExerciseCheckError, match=f"(?s)\\({dtype}\\) has NaN.*expected: \\[0.0, 0.0, 1.0, 0.0\\] "
+                       f"\\(row 5.*got:      \\[nan.*hint: row 5 has no rate to leave.*{why}"):
+        check_euler_jump(lambda x, r, h: _jump(x, r, h, kind))
+
+
+def test_euler_jump_check_tells_the_truth_about_the_first_order_step():
+    """At h = 0.05 delta_x + h u is still a probability (smallest entry +0.0007): the hint says what is wrong with it
+    there (h lambda for 1 - exp(-h lambda)), not that it is no probability; at h = 2 it has negative entries."""
+    with pytest.raises(ExerciseCheckError, match=r"(?s)at h = 0.05 .*expected: .* \(row 1 of a \(5, 4\) tensor.*"
+                       r"stays with probability 1 - h lambda instead of exp\(-h lambda\)") as err:
+        check_euler_jump(lambda x, r, h: _jump(x, r, h, "linear"))
+    assert "not even a probability" not in str(err.value)
+    with pytest.raises(ExerciseCheckError, match=r"at h = 2.0 it is not even a probability \(entries down to -"):
+        check_euler_jump(lambda x, r, h: _jump(x, r, h, "linear") if h > 1 else _jump(x, r, h))
 
 
 @pytest.mark.parametrize("answer, hint", [

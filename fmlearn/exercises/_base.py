@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import torch
 
+from ._render import short_traceback
+
 
 class ExerciseCheckError(AssertionError):
     """A learner's answer failed a check; the message says what was expected and gives a hint."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows: the message (what / expected / got / hint) and the learner's line, not the
+        checker's source (whose other hints and reference code would only confuse)."""
+        return short_traceback(self)
 
 
 SHAPE_HINT = ("print the shapes of your intermediate tensors: a per-sample tensor of shape (n,) meets one of shape "
@@ -50,9 +58,11 @@ def _call(fn, *args, what: str, shape_hint: str = SHAPE_HINT):
     before = _snapshot(args)
     try:
         out = fn(*args)
-    except NotImplementedError:
-        raise NotImplementedError(f"{what} is not written yet: replace `raise NotImplementedError()` "
-                                  "with your code, then run this check again") from None
+    except NotImplementedError as err:
+        unwritten = NotImplementedError(f"{what} is not written yet: replace `raise NotImplementedError()` with your "
+                                        "code, then run this check again")
+        unwritten._render_traceback_ = lambda: short_traceback(unwritten)  # one line in IPython, as a check's failure
+        raise unwritten from err
     except RuntimeError as err:
         if not _SHAPE_ERROR.search(str(err)):
             raise
@@ -71,20 +81,49 @@ def _call(fn, *args, what: str, shape_hint: str = SHAPE_HINT):
     return out
 
 
-def _tensor(out, shape, what: str, hint: str = "return a torch tensor") -> torch.Tensor:
+def _tensor(out, shape, what: str, hint: str = "return a torch tensor",
+            nan_hint: str = "look for a division by zero at t = 0 or t = 1") -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         _fail(f"{what} must return a tensor", f"a torch.Tensor of shape {tuple(shape)}", type(out).__name__, hint)
     if tuple(out.shape) != tuple(shape):
         _fail(f"{what} returned the wrong shape", tuple(shape), tuple(out.shape),
               "keep the batch dimension first; operate elementwise, do not reduce over the batch")
     if not torch.isfinite(out).all():
-        _fail(f"{what} returned NaN or inf", "finite values", _brief(out),
-              "look for a division by zero at t = 0 or t = 1")
+        _fail(f"{what} returned NaN or inf", "finite values", _brief(out), nan_hint)
     return out
 
 
 def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.detach().double() - b.detach().double()).abs().max())
+    """The largest |a - b|; infinite when a difference is NaN or inf, so that ``_max_err(...) > tol`` fails on a
+    NaN answer (``nan > tol`` is False) and ``_max_err(...) < tol`` never matches one."""
+    d = (a.detach().double() - b.detach().double()).abs()
+    if d.numel() == 0:
+        return 0.0
+    return float(d.max()) if bool(torch.isfinite(d).all()) else math.inf
+
+
+def _finite(value, what: str, hint: str) -> float:
+    """A number the learner returned, as a float; NaN or inf fails (a comparison with NaN is always False)."""
+    out = float(value)
+    if not math.isfinite(out):
+        _fail(f"{what} is NaN or inf", "a finite number", out, hint)
+    return out
+
+
+def _show(v: torch.Tensor) -> str:
+    return str([round(x, 6) for x in v.reshape(-1)[:8].tolist()])
+
+
+def _worst(want: torch.Tensor, got: torch.Tensor) -> tuple[str, str]:
+    """The expected / got lines of a failure: a short vector whole, else the row (along the last axis) where they
+    differ most, a NaN counting as the largest difference, so that the row shown is one that is wrong."""
+    if want.ndim <= 1:
+        return _show(want), _show(got)
+    diff = (got.double() - want.double()).abs().nan_to_num(nan=math.inf).reshape(-1, want.shape[-1])
+    index = tuple(int(i) for i in torch.unravel_index(diff.amax(1).argmax(), want.shape[:-1]))
+    row = f"row {index[0]}" if len(index) == 1 else f"row {list(index)}"
+    where = f" ({row} of a {tuple(want.shape)} tensor, where they differ most)"
+    return _show(want[index]) + where, _show(got[index]) + where
 
 
 def _brief(x) -> str:
@@ -106,5 +145,7 @@ def expect_close(what: str, got, want, hint: str, atol: float = 1e-6, rtol: floa
     want_t = torch.as_tensor(want.detach() if isinstance(want, torch.Tensor) else want, dtype=torch.float64)
     if got_t.shape != want_t.shape:
         _fail(what, f"shape {tuple(want_t.shape)}", f"shape {tuple(got_t.shape)}", hint)
+    if bool(torch.isfinite(want_t).all()) and not bool(torch.isfinite(got_t).all()):
+        _fail(what, _brief(want_t), f"{_brief(got_t)}: NaN or inf", hint)
     if not torch.allclose(got_t, want_t, atol=atol, rtol=rtol):
         _fail(what, _brief(want_t), _brief(got_t), hint)

@@ -18,31 +18,38 @@ from ..schedules import get_schedule
 from ..solvers import sample as fm_sample
 from ..objectives import cfm_loss as fm_cfm_loss
 from ._base import ExerciseCheckError, _call, _fail, _max_err, _ok, _tensor
+from .forbidden import guarded_for
+
+_EXERCISE = "ex01_gaussian_mixture_cfm"
 
 
 def check_schedule(alpha, beta, d_alpha, d_beta, name: str = "condot", tol: float = 1e-5) -> bool:
     """The learner's alpha_t, beta_t and their derivatives (functions of a (n,) tensor t) against
     fmlearn's schedule ``name``: end values alpha_0 = 0, alpha_1 = 1, beta_0 = 1, beta_1 = 0,
     values on a grid, and each derivative against a central finite difference of the learner's own function."""
+    alpha = guarded_for(alpha, _EXERCISE, "schedule_check")
+    beta = guarded_for(beta, _EXERCISE, "schedule_check")
+    d_alpha = guarded_for(d_alpha, _EXERCISE, "schedule_check")
+    d_beta = guarded_for(d_beta, _EXERCISE, "schedule_check")
     ref = get_schedule(name)
     t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
     ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
     a_end = _tensor(_call(alpha, ends, what="alpha"), (2,), "alpha")
     b_end = _tensor(_call(beta, ends, what="beta"), (2,), "beta")
-    if _max_err(a_end, torch.tensor([0.0, 1.0])) > tol or _max_err(b_end, torch.tensor([1.0, 0.0])) > tol:
+    if not (_max_err(a_end, torch.tensor([0.0, 1.0])) <= tol and _max_err(b_end, torch.tensor([1.0, 0.0])) <= tol):
         _fail("end values are wrong", "alpha(0), alpha(1) = 0, 1 and beta(0), beta(1) = 1, 0",
               f"alpha = {a_end.tolist()}, beta = {b_end.tolist()}",
               "at t = 0 the path sits on the noise x0 (alpha_0 = 0, beta_0 = 1), at t = 1 on the data")
     for label, fn, want in (("alpha", alpha, ref.alpha(t)), ("beta", beta, ref.beta(t))):
         got = _tensor(_call(fn, t, what=label), t.shape, label)
-        if _max_err(got, want) > tol:
+        if not _max_err(got, want) <= tol:
             _fail(f"{label}(t) differs from the {name} schedule", want[:4].tolist(), got[:4].tolist(),
                   f"write out the {name} schedule's formula for {label}_t")
     h = 1e-5
     for label, fn, deriv in (("alpha", alpha, d_alpha), ("beta", beta, d_beta)):
         got = _tensor(_call(deriv, t, what=f"d_{label}"), t.shape, f"d_{label}")
         fd = (_call(fn, t + h, what=label).double() - _call(fn, t - h, what=label).double()) / (2 * h)
-        if _max_err(got, fd) > 1e-4 * (1 + float(fd.abs().max())):
+        if not _max_err(got, fd) <= 1e-4 * (1 + float(fd.abs().max())):
             _fail(f"d_{label}(t) is not the derivative of {label}(t)", f"{fd[:4].tolist()} (finite differences)",
                   got[:4].tolist(), "differentiate with respect to t; check the sign")
     return _ok(f"the {name} schedule: end values, values and derivatives match")
@@ -56,13 +63,15 @@ def check_conditional_path(interpolate, velocity, tol: float = 1e-5) -> bool:
     """The learner's straight-line path x_t = t x1 + (1 - t) x0 and its velocity dx_t/dt, as functions
     (x0, x1, t) with x0, x1 of shape (n, d) and t of shape (n,): end points, values against fmlearn's
     CondOT path in 2-D and 3-D, and the velocity against a finite difference of the learner's own interpolation."""
+    interpolate = guarded_for(interpolate, _EXERCISE, "conditional_path_check")
+    velocity = guarded_for(velocity, _EXERCISE, "conditional_path_check")
     g = torch.Generator().manual_seed(0)
     x0, x1 = torch.randn(64, 2, generator=g, dtype=torch.float64), 3 + torch.randn(64, 2, generator=g,
                                                                                   dtype=torch.float64)
     for t_end, want, name in ((0.0, x0, "x0"), (1.0, x1, "x1")):
         got = _tensor(_call(interpolate, x0, x1, torch.full((64,), t_end, dtype=torch.float64), what="interpolate",
                             shape_hint=_T_SHAPE_HINT), x0.shape, "interpolate")
-        if _max_err(got, want) > tol:
+        if not _max_err(got, want) <= tol:
             _fail(f"x_t at t = {t_end:g} is not {name}", f"{name} (first row {want[0].tolist()})",
                   f"first row {got[0].tolist()}", "x_0 must be the noise sample and x_1 the data sample")
     for d in (2, 3):
@@ -72,14 +81,14 @@ def check_conditional_path(interpolate, velocity, tol: float = 1e-5) -> bool:
         ref = AffineGaussianPath("condot").sample(a, b, t)
         got = _tensor(_call(interpolate, a, b, t, what="interpolate", shape_hint=_T_SHAPE_HINT), a.shape,
                       "interpolate")
-        if _max_err(got, ref.xt) > tol:
+        if not _max_err(got, ref.xt) <= tol:
             _fail(f"x_t differs from the straight line between x0 and x1 (d = {d})", ref.xt[0].tolist(),
                   got[0].tolist(), "x_t = t x1 + (1 - t) x0, with t[:, None] broadcasting over the d columns")
     v = _tensor(_call(velocity, x0, x1, t, what="velocity", shape_hint=_T_SHAPE_HINT), x0.shape, "velocity")
     h = 1e-6
     fd = (_call(interpolate, x0, x1, t + h, what="interpolate").double()
           - _call(interpolate, x0, x1, t - h, what="interpolate").double()) / (2 * h)
-    if _max_err(v, fd) > 1e-5 * (1 + float(fd.abs().max())):
+    if not _max_err(v, fd) <= 1e-5 * (1 + float(fd.abs().max())):
         _fail("the velocity is not d x_t / dt", f"{fd[0].tolist()} (finite differences of your x_t)", v[0].tolist(),
               "differentiate t x1 + (1 - t) x0 with respect to t; it does not depend on x_t, and mind the sign")
     return _ok("x_t starts at x0, ends at x1, and the velocity is its time derivative")
@@ -90,6 +99,7 @@ def check_cfm_loss(loss_fn, tol: float = 1e-4) -> bool:
     on a fixed small model and batch: mean over the batch of the squared error summed over dimensions.
     A wrong value is compared with the usual slips (an unsquared norm, a mean or a sum in the wrong place,
     the wrong regression target) to name the one made."""
+    loss_fn = guarded_for(loss_fn, _EXERCISE, "cfm_loss_check")
     from ..models import MLP
 
     torch.manual_seed(0)
@@ -105,7 +115,7 @@ def check_cfm_loss(loss_fn, tol: float = 1e-4) -> bool:
         _fail("the loss carries no gradient", "a tensor that depends on the model's parameters", "requires_grad=False",
               "compute it from model(x_t, t) without torch.no_grad() or .detach()")
     got, want = float(got.detach()), float(want.detach())
-    if abs(got - want) > tol * max(1.0, abs(want)):
+    if not abs(got - want) <= tol * max(1.0, abs(want)):
         with torch.no_grad():
             err = model(AffineGaussianPath("condot").sample(x0, x1, t).xt, t) - (x1 - x0)
         slips = (
@@ -135,6 +145,7 @@ def check_euler_sampler(sampler, tol: float = 1e-4) -> bool:
     against :func:`fmlearn.sample` with ``method="euler"``, on a field whose Euler steps depend on t;
     a wrong result is compared with the off-by-one slips (a step too few or too many, a grid of
     ``steps`` points, u at the end of each step) to name the one made. ``x0`` must be left unchanged."""
+    sampler = guarded_for(sampler, _EXERCISE, "euler_sampler_check")
 
     def velocity(x, t):
         return -x + t[:, None] if isinstance(t, torch.Tensor) and t.ndim else -x + t
@@ -143,7 +154,7 @@ def check_euler_sampler(sampler, tol: float = 1e-4) -> bool:
     n = 7
     want = fm_sample(velocity, x0, steps=n, method="euler").x
     got = _tensor(_call(sampler, velocity, x0, n, what="sampler"), x0.shape, "sampler")
-    if _max_err(got, want) > tol:
+    if not _max_err(got, want) <= tol:
         h = 1 / n
         slips = (
             (_euler_on(velocity, x0, [i * h for i in range(n - 1)], h),
@@ -169,13 +180,15 @@ def check_gaussian_marginal(mean_cov, tol: float = 1e-6) -> bool:
     """The learner's ``mean_cov(t, m0, S0, m1, S1) -> (mean, cov)`` of x_t = (1 - t) x0 + t x1 for independent
     x0 ~ N(m0, S0), x1 ~ N(m1, S1), against the moments of 400,000 simulated x_t (Monte Carlo, 6 standard
     errors) and the end points (t = 0 gives N(m0, S0), t = 1 gives N(m1, S1))."""
+    mean_cov = guarded_for(mean_cov, _EXERCISE, "gaussian_marginal_check")
     m0, m1 = torch.tensor([0.0, 0.0], dtype=torch.float64), torch.tensor([4.0, -2.0], dtype=torch.float64)
     s0 = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
     s1 = torch.tensor([[0.2, 0.0], [0.0, 2.0]], dtype=torch.float64)
     for t in (0.0, 1.0):
         mean, cov = _call(mean_cov, t, m0, s0, m1, s1, what="mean_cov")
+        mean, cov = _tensor(mean, (2,), "mean"), _tensor(cov, (2, 2), "cov")
         want_m, want_s = (m0, s0) if t == 0 else (m1, s1)
-        if _max_err(_tensor(mean, (2,), "mean"), want_m) > tol or _max_err(_tensor(cov, (2, 2), "cov"), want_s) > tol:
+        if not (_max_err(mean, want_m) <= tol and _max_err(cov, want_s) <= tol):
             _fail(f"at t = {t:g} the marginal must be the {'source' if t == 0 else 'target'}",
                   f"mean {want_m.tolist()}, cov {want_s.tolist()}", f"mean {mean.tolist()}, cov {cov.tolist()}",
                   "x_t = (1 - t) x0 + t x1")
@@ -186,11 +199,13 @@ def check_gaussian_marginal(mean_cov, tol: float = 1e-6) -> bool:
     xt = (1 - t) * x0 + t * x1
     mc_mean, mc_cov = xt.mean(0), torch.cov(xt.T)
     mean, cov = _call(mean_cov, t, m0, s0, m1, s1, what="mean_cov")
+    hint = "the same formula holds at every t: (1 - t) m0 + t m1 and (1 - t)^2 S0 + t^2 S1"
+    mean, cov = _tensor(mean, (2,), "mean", nan_hint=hint), _tensor(cov, (2, 2), "cov", nan_hint=hint)
     se_cov = float(mc_cov.diagonal().max()) * (2 / n) ** 0.5
-    if _max_err(mean, mc_mean) > 6 * float(mc_cov.diagonal().max() / n) ** 0.5:
+    if not _max_err(mean, mc_mean) <= 6 * float(mc_cov.diagonal().max() / n) ** 0.5:
         _fail("the mean at t = 0.3 disagrees with simulation", mc_mean.tolist(), mean.tolist(),
               "expectation is linear: E[x_t] = (1 - t) m0 + t m1")
-    if _max_err(cov, mc_cov) > 6 * se_cov:
+    if not _max_err(cov, mc_cov) <= 6 * se_cov:
         _fail("the covariance at t = 0.3 disagrees with simulation", mc_cov.tolist(), cov.tolist(),
               "for independent x0, x1: Cov(a x0 + b x1) = a^2 S0 + b^2 S1 (the coefficients are squared)")
     return _ok("the straight-line marginal's mean and covariance match simulation and the end points")
@@ -216,20 +231,20 @@ def check_flow_samples(mixture, samples, near_min: float = 0.84, ratio_max: floa
     generator = generator or torch.Generator().manual_seed(0)
     share, weights = fm_metrics.mode_fractions(mixture, samples), mixture.weights.double()
     k = int((share / weights).argmin())
-    if share[k] < weights[k] / 2:
+    if not share[k] >= weights[k] / 2:
         _fail(f"mode {k} holds too few samples", f"at least half its weight, {float(weights[k]) / 2:.3f}",
               f"{float(share[k]):.3f}", "a mode is (nearly) missing: train longer, and check that your sampler "
               "runs from t = 0 (noise) to t = 1 (data)")
     near = fm_metrics.fraction_near_modes(mixture, samples, 2.5)
     exact = fm_metrics.fraction_near_modes_exact(mixture, 2.5)
-    if near < near_min:
+    if not near >= near_min:
         _fail("too few samples lie within 2.5 standard deviations of a mode",
               f"at least {near_min:.0%} (true samples: {exact:.1%})", f"{near:.1%}",
               "samples are stranded between the modes or smeared along the ring: train longer, and check the "
               "loss and the sampler's steps")
     ed = fm_metrics.energy_distance_mode_matched(mixture, samples, repeats=4, generator=generator)
     floor = fm_metrics.energy_distance_mode_matched_floor(mixture, n, generator=generator)
-    if ed > ratio_max * floor:
+    if not ed <= ratio_max * floor:
         _fail("the modes have the wrong shape (energy distance to true samples with the same mode counts)",
               f"at most {ratio_max:g} x the floor ({ratio_max * floor:.4f})",
               f"{ed:.4f} ({ed / floor:.1f} x the floor)",

@@ -7,7 +7,10 @@ import itertools
 import numpy as np
 import torch
 
-from ._base import _call, _fail, _ok, _tensor
+from ._base import _call, _fail, _max_err, _ok, _tensor
+from .forbidden import guarded_for
+
+_EXERCISE = "ex05_couplings_straight_paths"
 
 
 def _cost(x0, x1, perm):
@@ -18,6 +21,7 @@ def check_ot_pairing(pairing) -> bool:
     """The learner's ``pairing(x0, x1) -> perm`` (a (n,) index tensor: x0[perm[j]] goes with x1[j]) must be a
     permutation with the least total squared distance: against all 7! permutations for n = 7, and against
     scipy's Hungarian solver for n = 64."""
+    pairing = guarded_for(pairing, _EXERCISE, "ot_pairing_check")
     from scipy.optimize import linear_sum_assignment
 
     g = torch.Generator().manual_seed(0)
@@ -35,7 +39,7 @@ def check_ot_pairing(pairing) -> bool:
                   perm.tolist()[:10], "return the column indices that scipy's linear_sum_assignment gives for a "
                   "cost matrix with x1 along the rows and x0 along the columns")
         got = _cost(x0, x1, perm)
-        if got > want * (1 + 1e-9) + 1e-12:
+        if not got <= want * (1 + 1e-9) + 1e-12:
             ident = _cost(x0, x1, torch.arange(n))
             unsquared = _cost(x0, x1, linear_sum_assignment(torch.cdist(x1, x0).numpy())[1])
             if abs(got - ident) < 1e-12:
@@ -68,19 +72,29 @@ def _crossings_reference(x0: torch.Tensor, x1: torch.Tensor) -> int:
     return count
 
 
+def _count(out) -> int:
+    """The learner's count as an int (a Python int, or a 0-d integer tensor or array)."""
+    try:
+        return int(out)
+    except (TypeError, ValueError, RuntimeError):
+        _fail("count_crossings must return a number", "an int", type(out).__name__,
+              "return int(...) of the number of crossing pairs")
+
+
 def check_count_crossings(count_crossings) -> bool:
     """The learner's ``count_crossings(x0, x1) -> int``: how many pairs of straight paths x0_i -> x1_i cross in
     the plane, against a reference that solves for the intersection point pair by pair."""
+    count_crossings = guarded_for(count_crossings, _EXERCISE, "count_crossings_check")
     g = torch.Generator().manual_seed(1)
     square = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[1.0, 1.0], [0.0, 1.0]])
-    got = int(_call(count_crossings, *square, what="count_crossings"))
+    got = _count(_call(count_crossings, *square, what="count_crossings"))
     if got != 1:
         _fail("two segments forming an X must count as one crossing", 1, got,
               "you counted each pair twice, (i, j) and (j, i)" if got == 2 else
               "(0,0)->(1,1) and (1,0)->(0,1) cross at (0.5, 0.5)")
     for n in (10, 40):
         x0, x1 = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g) + 1
-        want, got = _crossings_reference(x0, x1), int(count_crossings(x0, x1))
+        want, got = _crossings_reference(x0, x1), _count(_call(count_crossings, x0, x1, what="count_crossings"))
         if got != want:
             hint = ("you counted each pair twice (i, j) and (j, i)" if got == 2 * want else
                     "segments p->q and r->s cross when r and s lie on opposite sides of the line through p, q "
@@ -112,6 +126,7 @@ def check_sinkhorn(sinkhorn) -> bool:
     f updated before g in each iteration matches (g first gives a plan off by ~0.04, with exact row sums instead of
     exact column sums); then its marginals and its cost near the exact optimum at small reg (log-domain updates
     needed: exp(-C / reg) underflows there)."""
+    sinkhorn = guarded_for(sinkhorn, _EXERCISE, "sinkhorn_check")
     from scipy.optimize import linear_sum_assignment
 
     g = torch.Generator().manual_seed(2)
@@ -119,18 +134,18 @@ def check_sinkhorn(sinkhorn) -> bool:
     cost = torch.cdist(x0, x1).pow(2)
     want = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 200))
     plan = _tensor(_call(sinkhorn, cost, 0.5, 200, what="sinkhorn"), cost.shape, "sinkhorn")
-    if float((plan.double() - want).abs().max()) > 1e-6:
+    if not _max_err(plan, want) <= 1e-6:
         rows = plan.sum(1)
         hint = ("the rows do not sum to 1/n: alternate both normalizations, rows and columns, every iteration"
-                if float((rows - 1 / 12).abs().max()) > 1e-4 else
+                if not _max_err(rows, torch.full_like(rows, 1 / 12)) <= 1e-4 else
                 "the Gibbs kernel is exp(-C / reg) (minus sign); update f = reg log(1/n) - reg logsumexp((g - C) / reg)")
         _fail("the plan differs from Sinkhorn's at reg = 0.5", want[0, :4].tolist(), plan[0, :4].tolist(), hint)
     few = _tensor(_call(sinkhorn, cost, 0.5, 3, what="sinkhorn"), cost.shape, "sinkhorn")
     want = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 3))
-    if float((few.double() - want).abs().max()) > 1e-6:
+    if not _max_err(few, want) <= 1e-6:
         cols = f"column sums differ from 1/12 by up to {float((few.double().sum(0) - 1 / 12).abs().max()):.2g}"
         g_first = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 3, rows_first=False))
-        if float((few.double() - g_first).abs().max()) <= 1e-6:
+        if _max_err(few, g_first) <= 1e-6:
             _fail("after 3 iterations at reg = 0.5 the plan is Sinkhorn's with g updated before f",
                   "column sums exactly 1/12", cols, "update f (the row sums) first, then g (the column sums), in "
                   "every iteration; the returned plan's column sums are then exact")
@@ -140,14 +155,12 @@ def check_sinkhorn(sinkhorn) -> bool:
               "start from f = g = 0 and run exactly `iters` iterations, each updating f (from g) and then g "
               "(from the new f); return the plan after the last g update")
     cost = torch.cdist(x0, x1 + 4.0).pow(2)  # far apart: every exp(-C / reg) underflows at reg = 0.005
-    small = sinkhorn(cost, 0.005, 2000)
-    if not torch.isfinite(small).all():
-        _fail("at reg = 0.005 the plan has NaN or inf", "a finite plan", "NaN/inf",
-              "work in the log domain (torch.logsumexp): exp(-C / reg) underflows to 0 for small reg")
+    small = _tensor(_call(sinkhorn, cost, 0.005, 2000, what="sinkhorn"), cost.shape, "sinkhorn at reg = 0.005",
+                    nan_hint="work in the log domain (torch.logsumexp): exp(-C / reg) underflows to 0 for small reg")
     rows, cols = linear_sum_assignment(cost.numpy())
     exact = float(cost.numpy()[rows, cols].sum()) / 12
     got = float((small.double() * cost).sum())
-    if abs(got - exact) > 0.02 * exact or float((small.sum(0) - 1 / 12).abs().max()) > 1e-3:
+    if not (abs(got - exact) <= 0.02 * exact and _max_err(small.sum(0), torch.full((12,), 1 / 12)) <= 1e-3):
         _fail("at reg = 0.005 the plan should be nearly the exact OT plan", f"cost {exact:.4f}", f"cost {got:.4f}",
               "iterate longer, in the log domain")
     return _ok("your Sinkhorn plan matches, and approaches exact OT as reg shrinks")

@@ -9,6 +9,9 @@ from ..distributions import GaussianMixture
 from ..oracle import MixtureOracle
 from ..paths import AffineGaussianPath
 from ._base import _call, _fail, _max_err, _ok, _tensor
+from .forbidden import guarded_for
+
+_EXERCISE = "ex07_diffusion_special_case"
 
 _TARGET = GaussianMixture(torch.tensor([[3.0, -2.0]]), 0.5)  # one Gaussian: every quantity has a closed form
 
@@ -16,13 +19,14 @@ _TARGET = GaussianMixture(torch.tensor([[3.0, -2.0]]), 0.5)  # one Gaussian: eve
 def check_score_from_velocity(score_fn, tol: float = 1e-8) -> bool:
     """The learner's ``score_fn(u, x, t)`` for the CondOT path (u = the marginal velocity at x), applied to the
     oracle's velocity, against the oracle's score (computed from the mixture's Gaussian marginals directly)."""
+    score_fn = guarded_for(score_fn, _EXERCISE, "score_from_velocity_check")
     oracle = MixtureOracle(GaussianMixture.symmetric_2d(), AffineGaussianPath("condot"))
     g = torch.Generator().manual_seed(0)
     for t in (0.1, 0.5, 0.9):
         x = oracle.marginal(t).sample(40, generator=g).double()
         want = oracle.score(x, t)
         got = _tensor(_call(score_fn, oracle.velocity(x, t), x, t, what="score_fn"), x.shape, "score_fn")
-        if _max_err(got, want) > tol * (1 + float(want.abs().max())):
+        if not _max_err(got, want) <= tol * (1 + float(want.abs().max())):
             hint = ("the sign is flipped: the score points towards higher density"
                     if _max_err(got, -want) < tol * (1 + float(want.abs().max())) else
                     "from x = t x1 + (1 - t) x0 and u = x1 - x0, solve for x0; the score of the Gaussian path is "
@@ -40,6 +44,7 @@ def check_em_step(em_step, tol: float = 1e-10) -> bool:
     dX = [u + g^2/2 s] dt + g dW with the given standard normal noise z, checked on given numbers, then
     run from t = 0 to 0.98 with the exact fields of a Gaussian target: the samples' mean and variance
     must match the exact marginal p_0.98 for g = 0.5 and 1 (the same marginals as the ODE)."""
+    em_step = guarded_for(em_step, _EXERCISE, "em_step_check")
     oracle = _oracle()
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(8, 2, generator=gen, dtype=torch.float64)
@@ -48,7 +53,7 @@ def check_em_step(em_step, tol: float = 1e-10) -> bool:
     want = x + 0.1 * (u + 0.5 * 0.8 ** 2 * s) + 0.8 * 0.1 ** 0.5 * z
     got = _tensor(_call(em_step, oracle.velocity, oracle.score, x, 0.3, 0.1, 0.8, z, what="em_step"), x.shape,
                   "em_step")
-    if _max_err(got, want) > tol:
+    if not _max_err(got, want) <= tol:
         no_sqrt = x + 0.1 * (u + 0.5 * 0.8 ** 2 * s) + 0.8 * 0.1 * z
         hint = ("the noise term is g sqrt(h) z: Brownian increments over a step h have variance h"
                 if _max_err(got, no_sqrt) < tol else
@@ -62,7 +67,7 @@ def check_em_step(em_step, tol: float = 1e-10) -> bool:
         for i in range(steps):
             x = em_step(oracle.velocity, oracle.score, x, i / 100, 0.01, g, torch.randn(n, 2, generator=gen,
                                                                                         dtype=torch.float64))
-        if _max_err(x.mean(0), mean) > 0.05 or abs(float(x.var(0).mean()) - var) > 0.08 * var:
+        if not (_max_err(x.mean(0), mean) <= 0.05 and abs(float(x.var(0).mean()) - var) <= 0.08 * var):
             _fail(f"with g = {g:g} the samples at t = {t_end} do not have the flow's marginal",
                   f"mean {mean.tolist()}, variance {var:.4f}",
                   f"mean {x.mean(0).tolist()}, variance {float(x.var(0).mean()):.4f}",
@@ -74,6 +79,7 @@ def check_langevin_step(langevin, tol: float = 1e-10) -> bool:
     """The learner's ``langevin(s, x, eps, z)`` = x + eps s(x) + sqrt(2 eps) z on given numbers, and 400 steps
     on N(m, v I) (whose score is (m - x) / v) starting far away: they must end near mean m and variance
     v / (1 - eps / (2 v)), the exact stationary variance of the discretized chain."""
+    langevin = guarded_for(langevin, _EXERCISE, "langevin_check")
     m, v, eps = torch.tensor([1.0, -1.0], dtype=torch.float64), 0.5, 0.05
 
     def score(x):
@@ -84,7 +90,7 @@ def check_langevin_step(langevin, tol: float = 1e-10) -> bool:
     z = torch.randn(6, 2, generator=gen, dtype=torch.float64)
     want = x + eps * score(x) + (2 * eps) ** 0.5 * z
     got = _tensor(_call(langevin, score, x, eps, z, what="langevin"), x.shape, "langevin")
-    if _max_err(got, want) > tol:
+    if not _max_err(got, want) <= tol:
         hint = ("the noise is sqrt(2 eps) z, not sqrt(eps) z: with less noise the chain settles on a narrower "
                 "distribution than the target" if _max_err(got, x + eps * score(x) + eps ** 0.5 * z) < tol else
                 "x + eps s(x) + sqrt(2 eps) z")
@@ -93,7 +99,7 @@ def check_langevin_step(langevin, tol: float = 1e-10) -> bool:
     for _ in range(400):
         x = langevin(score, x, eps, torch.randn(x.shape, generator=gen, dtype=torch.float64))
     stationary = v / (1 - eps / (2 * v))
-    if _max_err(x.mean(0), m) > 0.03 or abs(float(x.var(0).mean()) - stationary) > 0.05 * stationary:
+    if not (_max_err(x.mean(0), m) <= 0.03 and abs(float(x.var(0).mean()) - stationary) <= 0.05 * stationary):
         _fail("Langevin steps do not settle on the target", f"mean {m.tolist()}, variance {stationary:.4f}",
               f"mean {x.mean(0).tolist()}, variance {float(x.var(0).mean()):.4f}", "x + eps s(x) + sqrt(2 eps) z")
     return _ok("your Langevin step is right and its chain settles on the target")

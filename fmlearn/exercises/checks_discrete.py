@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 
 from ..discrete import MixturePath, jump_probabilities
-from ._base import _call, _fail, _max_err, _ok, _tensor
+from ._base import _call, _fail, _max_err, _ok, _tensor, _worst
+from .forbidden import guarded_for
+
+_EXERCISE = "ex08_discrete_flow_matching"
 
 
 def _tokens(shape, high, seed):
@@ -20,6 +23,7 @@ def _tokens(shape, high, seed):
 def check_mask_path_sample(sample_fn) -> bool:
     """The learner's ``sample_fn(x1, t, mask, u)`` -> x_t (n, L): with kappa_t = t, token i is x1^i where
     u^i < t and the mask otherwise (u: the given uniform numbers, shape (n, L); t: shape (n,))."""
+    sample_fn = guarded_for(sample_fn, _EXERCISE, "mask_path_check")
     x1 = _tokens((6, 5), 4, 0)
     u = torch.rand(6, 5, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
@@ -40,7 +44,7 @@ def check_mask_path_sample(sample_fn) -> bool:
             hint = "draw each token on its own: compare u (shape (n, L)) with t[:, None], not one number per row"
         else:
             hint = "x_t = x1 where u < t[:, None] (t per row, broadcast over the L tokens), the mask elsewhere"
-        _fail("x_t differs from the mask path's sample", want[1].tolist(), got[1].tolist(), hint)
+        _fail("x_t differs from the mask path's sample", *_worst(want, got), hint)
     return _ok("your x_t shows each token's data value with probability t, and the mask otherwise")
 
 
@@ -48,6 +52,7 @@ def check_discrete_velocity(velocity_fn, tol: float = 1e-5) -> bool:
     """The learner's ``velocity_fn(probs, x, t, mask)`` -> rates (n, L, V + 1): the velocity
     1 / (1 - t) [p_{1|t}(y | x_t) - delta_{x_t}(y)] (kappa_t = t), with p the posterior over the V data values
     padded with 0 for the mask state, against :meth:`fmlearn.discrete.MixturePath.velocity`."""
+    velocity_fn = guarded_for(velocity_fn, _EXERCISE, "velocity_check")
     v = 5
     path = MixturePath(v, "mask")
     g = torch.Generator().manual_seed(2)
@@ -59,7 +64,7 @@ def check_discrete_velocity(velocity_fn, tol: float = 1e-5) -> bool:
     want = path.velocity(probs, x, t)
     got = _tensor(_call(velocity_fn, probs, x, t, v, what="velocity_fn"), want.shape, "velocity_fn",
                   "pad probs with a 0 for the mask state, then subtract the one-hot of x_t")
-    if _max_err(got, want) > tol:
+    if not _max_err(got, want) <= tol:
         onehot = torch.nn.functional.one_hot(x, v + 1).float()
         padded = torch.nn.functional.pad(probs, (0, 1))
         slips = (
@@ -72,49 +77,78 @@ def check_discrete_velocity(velocity_fn, tol: float = 1e-5) -> bool:
         )
         hint = next((h for w, h in slips if _max_err(got, w) < tol),
                     "u = (p padded with a 0 for the mask - one_hot(x, V + 1)) / (1 - t)[:, None, None]")
-        _fail("the velocity differs from 1 / (1 - t) [p_1|t - delta_x]", want[1, 0].tolist(), got[1, 0].tolist(), hint)
-    if float(got.sum(-1).abs().max()) > 1e-4:
+        _fail("the velocity differs from 1 / (1 - t) [p_1|t - delta_x]", *_worst(want, got), hint)
+    if not float(got.sum(-1).abs().max()) <= 1e-4:
         _fail("the rows of the velocity must sum to 0", "0 for every token", float(got.sum(-1).abs().max()),
               "subtract delta_{x_t}")
     return _ok("your velocity matches kappa'/(1 - kappa) [p_1|t - delta], and its rows sum to 0")
 
 
+def _zero_rate_hint(got: torch.Tensor, lam: torch.Tensor, dtype: torch.dtype) -> str:
+    """Why a jump law came back NaN: 0 / 0 in a row that cannot leave (lambda = 0), or something else."""
+    bad = ~torch.isfinite(got).all(-1)
+    if not bool((lam[bad] == 0).all()):
+        return "P(y) = (1 - exp(-h lambda)) u(y|x) / lambda for y != x, P(x) = exp(-h lambda)"
+    rows = ", ".join(str(i) for i in bad.nonzero().flatten().tolist())
+    guard = ("; in float32 a guard such as clamp_min(1e-300) rounds to 0 and guards nothing"
+             if dtype == torch.float32 else "")
+    return (f"row {rows} has no rate to leave (all its rates are 0, as for every revealed token in the sampler), so "
+            f"lambda = 0 and (1 - exp(-h lambda)) / lambda is 0 / 0 = NaN{guard}: such a token stays where it is "
+            "with probability 1; guard the division, e.g. torch.where(lam > 0, (1 - torch.exp(-h * lam)) / lam, 0)")
+
+
 def check_euler_jump(jump_fn, tol: float = 1e-6) -> bool:
     """The learner's ``jump_fn(x, rates, h)`` -> the law of the next state (n, S): leave x with probability
     1 - exp(-h lambda), lambda = sum_{y != x} rates_y, and land on y != x in proportion to rates_y; against
-    :func:`fmlearn.discrete.jump_probabilities`, at a small and at a large step."""
+    :func:`fmlearn.discrete.jump_probabilities`, at a small and at a large step, with a row of zero rates (a token
+    that cannot leave, as every revealed token in the sampler: no 0 / 0 there) and with float32 rates (the
+    sampler's)."""
+    jump_fn = guarded_for(jump_fn, _EXERCISE, "euler_jump_check")
     g = torch.Generator().manual_seed(4)
-    x = torch.tensor([0, 1, 2, 3, 1])
-    rates = torch.rand(5, 4, generator=g, dtype=torch.float64) * 3
-    rates = rates - torch.nn.functional.one_hot(x, 4) * (rates.sum(1, keepdim=True))  # rows sum to 0
-    for h in (0.05, 2.0):
-        want = jump_probabilities(x, h * rates, 4)
-        got = _tensor(_call(jump_fn, x, rates, h, what="jump_fn"), want.shape, "jump_fn")
-        if _max_err(got, want) > tol:
-            onehot = torch.nn.functional.one_hot(x, 4).double()
-            linear = onehot + h * rates
-            off = rates * (1 - onehot)
-            lam = off.sum(1, keepdim=True)
+    every = torch.tensor([0, 1, 2, 3, 1, 2])
+    rates = torch.rand(6, 4, generator=g, dtype=torch.float64) * 3
+    rates[5] = 0.0  # a token that cannot leave, tried after the others (so that a slip is named on them first)
+    rates = rates - torch.nn.functional.one_hot(every, 4) * (rates.sum(1, keepdim=True))  # rows sum to 0
+    for h, dtype, rows in ((0.05, torch.float64, 5), (2.0, torch.float64, 5), (0.05, torch.float64, 6),
+                           (0.05, torch.float32, 6)):
+        x, r = every[:rows], rates[:rows]
+        onehot = torch.nn.functional.one_hot(x, 4).double()
+        off = r * (1 - onehot)
+        lam = off.sum(1, keepdim=True)
+        want = jump_probabilities(x, h * r, 4)
+        out = _call(jump_fn, x, r.to(dtype), h, what="jump_fn")
+        if isinstance(out, torch.Tensor) and out.shape == want.shape and not bool(torch.isfinite(out).all()):
+            _fail(f"the law of the next state at h = {h} ({str(dtype)[6:]}) has NaN or inf", *_worst(want, out),
+                  _zero_rate_hint(out, lam[:, 0], dtype))
+        got = _tensor(out, want.shape, "jump_fn")
+        if not _max_err(got, want) <= (tol if dtype == torch.float64 else 1e-5):
+            linear = onehot + h * r
+            low = float(linear.min())
+            linear_hint = (f"you took delta_x + h u, the first-order step: at h = {h} it is not even a probability "
+                           f"(entries down to {low:.2f})" if low < 0 else
+                           "you took delta_x + h u, the first-order step: it stays with probability 1 - h lambda "
+                           f"instead of exp(-h lambda) (off by up to {_max_err(linear, want):.2g} at h = {h}, an "
+                           "error of order h^2), and at a large h its entries go negative")
             slips = (
-                (linear, f"you took delta_x + h u, the first-order step: at h = {h} it is not a probability (entries "
-                 f"{float(linear.min()):.2f} < 0); leave with probability 1 - exp(-h lambda), not h lambda"),
-                (onehot * torch.exp(-h * lam) + (1 - torch.exp(-h * lam)) * rates / lam,
+                (linear, linear_hint + "; leave with probability 1 - exp(-h lambda), not h lambda"),
+                (onehot * torch.exp(-h * lam) + (1 - torch.exp(-h * lam)) * r / lam,
                  "exclude the diagonal: the destination is in proportion to the off-diagonal rates u(y | x), y != x "
                  "(the diagonal entry is minus their sum)"),
                 (onehot * torch.exp(-h * lam) + h * off, "the jump probability, 1 - exp(-h lambda), is shared among "
                  "the destinations in proportion to their rates: (1 - exp(-h lambda)) u(y | x) / lambda"),
             )
-            hint = next((msg for w, msg in slips if _max_err(got, w) < tol),
+            hint = next((msg for w, msg in slips if _max_err(got, w) < 1e-5),
                         "P(y) = (1 - exp(-h lambda)) u(y|x) / lambda for y != x, P(x) = exp(-h lambda)")
-            _fail(f"the law of the next state at h = {h} is wrong", [round(v, 4) for v in want[0].tolist()],
-                  [round(v, 4) for v in got[0].tolist()], hint)
-    return _ok("your jump law leaves with probability 1 - exp(-h lambda), in proportion to the rates")
+            _fail(f"the law of the next state at h = {h} ({str(dtype)[6:]}) is wrong", *_worst(want, got), hint)
+    return _ok("your jump law leaves with probability 1 - exp(-h lambda), in proportion to the rates, and stays put "
+               "where no rate leaves, in float64 and float32")
 
 
 def check_mask_elbo_integrand(integrand_fn, tol: float = 1e-5) -> bool:
     """The learner's ``integrand_fn(logp, masked, t)`` -> (n,): 1 / (1 - t) sum over the masked tokens of
     -log p^theta(x1^i | x_t) (kappa_t = t), with logp (n, L) the log-probabilities of the data values and masked
     (n, L) bool; against the formula written out here."""
+    integrand_fn = guarded_for(integrand_fn, _EXERCISE, "elbo_integrand_check")
     g = torch.Generator().manual_seed(5)
     logp = -torch.rand(6, 4, generator=g, dtype=torch.float64) * 3
     masked = torch.rand(6, 4, generator=g) < 0.5
@@ -124,7 +158,7 @@ def check_mask_elbo_integrand(integrand_fn, tol: float = 1e-5) -> bool:
     want = nll / (1 - t)
     got = _tensor(_call(integrand_fn, logp, masked, t, what="integrand_fn"), want.shape, "integrand_fn",
                   "one number per sequence: sum over its tokens")
-    if _max_err(got, want) > tol:
+    if not _max_err(got, want) <= tol:
         slips = (
             (nll, "weight by kappa'_t / (1 - kappa_t) = 1 / (1 - t): the ELBO integrand is the cross-entropy of the "
              "masked tokens times the jump rate"),
@@ -136,6 +170,5 @@ def check_mask_elbo_integrand(integrand_fn, tol: float = 1e-5) -> bool:
         )
         hint = next((msg for w, msg in slips if _max_err(got, w) < tol),
                     "(-logp * masked).sum(1) / (1 - t)")
-        _fail("the ELBO integrand is wrong", [round(v, 4) for v in want.tolist()[:3]],
-              [round(v, 4) for v in got.tolist()[:3]], hint)
+        _fail("the ELBO integrand is wrong", *_worst(want, got), hint)
     return _ok("your integrand is the masked tokens' cross-entropy times 1 / (1 - t)")

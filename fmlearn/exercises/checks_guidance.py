@@ -9,12 +9,16 @@ import torch
 from torch import nn
 
 from ._base import _call, _fail, _max_err, _ok, _tensor
+from .forbidden import guarded_for
+
+_EXERCISE = "ex06_conditional_generation"
 
 
 class _ToyConditional(nn.Module):
     """A small conditional field u(x, t, y) with labels 0..2 and the "no label" index 3; counts its calls."""
 
     num_classes = 3
+    _grader_side = True  # the grader keeps it and counts the calls it really receives (fmlearn.grading._channel)
 
     def __init__(self):
         super().__init__()
@@ -32,6 +36,7 @@ class _ToyConditional(nn.Module):
 def check_label_dropout(drop) -> bool:
     """The learner's ``drop(y, p, null, generator) -> y'``: each label replaced by ``null`` with probability p,
     independently, the others unchanged: the rate is tested against the binomial law (5 standard deviations)."""
+    drop = guarded_for(drop, _EXERCISE, "label_dropout_check")
     y = torch.randint(0, 10, (20000,), generator=torch.Generator().manual_seed(0))
     for p in (0.1, 0.5):
         out = _tensor(_call(drop, y.clone(), p, 10, torch.Generator().manual_seed(1), what="drop"), y.shape, "drop",
@@ -41,7 +46,7 @@ def check_label_dropout(drop) -> bool:
             _fail("a dropped label must become the 'no label' index", "only the value null = 10 for dropped labels",
                   sorted(set(out[changed].tolist()))[:5], "use torch.where(mask, null, y), not random labels")
         k, n = int(changed.sum()), y.numel()
-        if abs(k - p * n) > 5 * math.sqrt(n * p * (1 - p)):
+        if not abs(k - p * n) <= 5 * math.sqrt(n * p * (1 - p)):
             hint = "you dropped with probability 1 - p: drop where the uniform draw is < p" \
                 if abs(k - (1 - p) * n) < 5 * math.sqrt(n * p * (1 - p)) else \
                 "draw one uniform number per label (torch.rand(n, generator=generator)) and drop where it is < p"
@@ -52,12 +57,13 @@ def check_label_dropout(drop) -> bool:
 def check_guided_velocity(guide) -> bool:
     """The learner's ``guide(u_cond, u_uncond, w)`` = (1 + w) u_cond - w u_uncond: w = 0 gives the conditional
     field, w = -1 the unconditional one, and larger w extrapolates linearly."""
+    guide = guarded_for(guide, _EXERCISE, "guided_velocity_check")
     g = torch.Generator().manual_seed(2)
     uc, uu = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
     for w in (0.0, -1.0, 2.0, 0.5):
         want = (1 + w) * uc - w * uu
         got = _tensor(_call(guide, uc, uu, w, what="guide"), uc.shape, "guide")
-        if _max_err(got, want) > 1e-6:
+        if not _max_err(got, want) <= 1e-6:
             other = uu + w * (uc - uu)
             hint = ("that is the other convention, u_none + s (u_y - u_none) with s = 1 + w; here w = 0 must "
                     "give the conditional field" if _max_err(got, other) < 1e-6 else
@@ -69,6 +75,7 @@ def check_guided_velocity(guide) -> bool:
 def check_cfg_forward(cfg) -> bool:
     """The learner's ``cfg(model, x, t, y, w)``: the guided velocity from ONE forward pass on the doubled batch
     ([x, x], [t, t], [y, null]) against two separate calls, for a float t and for a (n,) tensor t."""
+    cfg = guarded_for(cfg, _EXERCISE, "cfg_forward_check")
     model = _ToyConditional()
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(5, 2, generator=g), torch.randint(0, 3, (5,), generator=g)
@@ -78,7 +85,7 @@ def check_cfg_forward(cfg) -> bool:
         model.calls = 0
         with torch.no_grad():
             got = _tensor(_call(cfg, model, x, t, y, 2.0, what="cfg"), x.shape, "cfg")
-        if _max_err(got, want) > 1e-5:
+        if not _max_err(got, want) <= 1e-5:
             cond_only = model(x, t, y)
             hint = ("that is the conditional field alone: the second half of the batch needs the null label "
                     "model.num_classes" if _max_err(got, cond_only) < 1e-5 else

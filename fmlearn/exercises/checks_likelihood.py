@@ -8,7 +8,10 @@ import torch
 
 from ..likelihood import divergence_exact
 from ..models import MLP
-from ._base import _call, _fail, _max_err, _ok, _tensor
+from ._base import _call, _fail, _finite, _max_err, _ok, _tensor
+from .forbidden import guarded_for
+
+_EXERCISE = "ex04_likelihood"
 
 
 def _field():
@@ -24,12 +27,13 @@ def _full_jacobians(model, x, t):
 def check_divergence(divergence, tol: float = 1e-8) -> bool:
     """The learner's ``divergence(u, x, t)`` -> (n,): sum_i d u_i / d x_i at each sample, against the traces
     of the full per-sample Jacobians of a small MLP in 3-D."""
+    divergence = guarded_for(divergence, _EXERCISE, "divergence_check")
     model = _field()
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     jac = _full_jacobians(model, x, 0.4)
     want = jac.diagonal(dim1=1, dim2=2).sum(-1)
     got = _tensor(_call(divergence, model, x, 0.4, what="divergence"), (6,), "divergence")
-    if _max_err(got, want) > tol * (1 + float(want.abs().max())):
+    if not _max_err(got, want) <= tol * (1 + float(want.abs().max())):
         hint = ("you summed every entry of the Jacobian (the gradient of u.sum()); the divergence needs only the "
                 "diagonal: one backward pass per dimension i, keeping d u_i / d x_i"
                 if _max_err(got, jac.sum((1, 2))) < 1e-8 else
@@ -43,6 +47,7 @@ def check_hutchinson(hutchinson, tol: float = 1e-8) -> bool:
     """The learner's ``hutchinson(u, x, t, eps)`` with probes eps of shape (k, n, d) -> (n,):
     the mean over probes of eps^T J eps, against the same probes applied to the full Jacobians;
     and, with many Rademacher probes, close to the exact divergence."""
+    hutchinson = guarded_for(hutchinson, _EXERCISE, "hutchinson_check")
     model = _field()
     g = torch.Generator().manual_seed(2)
     x = torch.randn(5, 3, generator=g, dtype=torch.float64)
@@ -50,7 +55,7 @@ def check_hutchinson(hutchinson, tol: float = 1e-8) -> bool:
     jac = _full_jacobians(model, x, 0.7)
     want = torch.einsum("kni,nij,knj->kn", eps, jac, eps).mean(0)
     got = _tensor(_call(hutchinson, model, x, 0.7, eps, what="hutchinson"), (5,), "hutchinson")
-    if _max_err(got, want) > tol * (1 + float(want.abs().max())):
+    if not _max_err(got, want) <= tol * (1 + float(want.abs().max())):
         if _max_err(got, 4 * want) < 1e-8:
             hint = "average over the k probes instead of summing"
         elif _max_err(got, torch.einsum("kni,nij->kn", eps, jac).mean(0)) < 1e-8:
@@ -61,9 +66,9 @@ def check_hutchinson(hutchinson, tol: float = 1e-8) -> bool:
         _fail("the Hutchinson estimate differs from eps^T J eps averaged over the given probes", want.tolist()[:3],
               got.tolist()[:3], hint)
     many = torch.randint(0, 2, (2000, 5, 3), generator=g).double() * 2 - 1
-    est = hutchinson(model, x, 0.7, many)
+    est = _tensor(_call(hutchinson, model, x, 0.7, many, what="hutchinson"), (5,), "hutchinson")
     _, exact = divergence_exact(model, x, 0.7)
-    if _max_err(est, exact) > 0.25:
+    if not _max_err(est, exact) <= 0.25:
         _fail("with 2000 probes the estimate should be near the exact divergence", exact.tolist()[:3],
               est.tolist()[:3], "the estimator must be unbiased: E[eps eps^T] = I for Rademacher probes")
     return _ok("your Hutchinson estimator matches eps^T J eps and is unbiased")
@@ -72,6 +77,7 @@ def check_hutchinson(hutchinson, tol: float = 1e-8) -> bool:
 def check_paired_kl(kl_fn, tol: float = 1e-10) -> bool:
     """The learner's ``kl_fn(log_p, log_q)`` -> (kl, standard_error): the mean of log p - log q over
     paired samples and the standard error std / sqrt(n), against a loop written out in Python."""
+    kl_fn = guarded_for(kl_fn, _EXERCISE, "paired_kl_check")
     g = torch.Generator().manual_seed(3)
     log_p = torch.randn(400, generator=g, dtype=torch.float64) * 3 - 4
     log_q = log_p - 0.05 + 0.1 * torch.randn(400, generator=g, dtype=torch.float64)
@@ -82,12 +88,14 @@ def check_paired_kl(kl_fn, tol: float = 1e-10) -> bool:
     if not (isinstance(out, tuple) and len(out) == 2):
         _fail("kl_fn must return a pair (kl, standard_error)", "(float, float)", type(out).__name__,
               "return kl, se")
-    kl, got_se = float(out[0]), float(out[1])
-    if abs(kl - mean) > tol:
+    kl = _finite(out[0], "the KL estimate", "the mean of log_p - log_q over the samples")
+    got_se = _finite(out[1], "the standard error", "the (n - 1) sample standard deviation of log_p - log_q, over "
+                     "sqrt(n)")
+    if not abs(kl - mean) <= tol:
         hint = "KL(p || q) = E_p[log p - log q]; you have the sign flipped" if abs(kl + mean) < 1e-9 else \
             "average log p - log q over the samples"
         _fail("the KL estimate is wrong", f"{mean:.6f}", f"{kl:.6f}", hint)
-    if abs(got_se - se) > 1e-3 * se:
+    if not abs(got_se - se) <= 1e-3 * se:
         hint = "divide the standard deviation by sqrt(n)" if abs(got_se - se * math.sqrt(len(d))) < 1e-3 * se * 20 \
             else "standard error = std(log p - log q) / sqrt(n), with the (n - 1) sample standard deviation"
         _fail("the standard error is wrong", f"{se:.6f}", f"{got_se:.6f}", hint)
