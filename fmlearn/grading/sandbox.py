@@ -2,9 +2,11 @@
 
 :class:`Sandbox` starts ``python -I`` in a fresh scratch folder that holds only a copy of the submission, with
 an environment reduced to what Python and torch need (plus ``FMLEARN_QUICK``), one CPU thread and no GPU, in a
-session (process group) of its own that is killed at the end. The child confines itself before it runs any
-of the submission's code (:mod:`fmlearn.grading._confine`: resource limits, Landlock, no capabilities) and
-then answers requests over two pipes (:mod:`fmlearn.grading._channel`).
+session (process group) of its own that is killed at the end; in a bubblewrap jail where one works, and never
+with root's uid (:mod:`fmlearn.grading._jail`). Its output goes to a file of the grader's with no name, read
+back bounded. The child confines itself before it runs any of the submission's code
+(:mod:`fmlearn.grading._confine`: resource limits, Landlock, seccomp) and then answers requests over two pipes
+(:mod:`fmlearn.grading._channel`).
 
 :class:`StudentFunction` stands, in the grader, for a function the submission defines: calling it sends the
 arguments (a check's model or velocity field travels by value and runs in the sandbox), and returns a plain
@@ -20,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import _jail
 from ._channel import MAX_REPLY, ChannelClosed, ChannelError, ChannelTimeout, recv_frame, send_frame, unpack
 from ._sandbox import _lookup
 
@@ -37,6 +41,8 @@ _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from fmlearn.grading._sand
 _KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH")
 _SIGNALS = {"SIGXCPU": "its CPU-time limit", "SIGXFSZ": "its file-size limit",
             "SIGKILL": "out of memory, or stopped by the grader", "SIGSEGV": "a crash"}
+_JAILS = ("auto", "bubblewrap", "fallback")
+_TAIL = 2000  # bytes of the process's output read back when it dies
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,11 @@ class Limits:
     Python and torch map;
     file_mb: the largest file it may write; quick: run in the course's quick mode (``FMLEARN_QUICK=1``);
     start_timeout: seconds to start its process (importing torch); max_restarts: fresh processes after a crash
-    or a timeout, each replaying the cells that ran before."""
+    or a timeout, each replaying the cells that ran before;
+    jail: ``"bubblewrap"`` (a jail of its own, :mod:`fmlearn.grading._jail`; an error where bubblewrap does not
+    work), ``"fallback"`` (an ordinary process that confines itself) or ``"auto"`` (bubblewrap where it works);
+    user: the uid or user name a submission runs as when the grader runs as root (never root itself; any other
+    grader's submissions run as the grader's own uid)."""
 
     timeout: float = 60.0
     notebook_timeout: float = 600.0
@@ -57,6 +67,14 @@ class Limits:
     quick: bool = True
     start_timeout: float = 120.0
     max_restarts: int = 3
+    jail: str = "auto"
+    user: int | str = _jail.NOBODY
+
+    def __post_init__(self):
+        if self.jail not in _JAILS:
+            raise ValueError(f"jail: expected one of {', '.join(_JAILS)}, got {self.jail!r}")
+        if not (type(self.user) is int and self.user > 0 or type(self.user) is str and self.user):
+            raise ValueError(f"user: expected a uid > 0 or a user name, got {self.user!r}")
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -81,13 +99,12 @@ class SubmissionError(Exception):
 
 
 def _read_roots() -> list[str]:
+    """The folders of this Python installation: the sandbox reads them (a jail binds them at their own paths)."""
     import site
 
-    import fmlearn
-
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages(),
-             os.path.dirname(os.path.realpath(sys.executable)), str(Path(fmlearn.__file__).resolve().parent)}
-    return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
+             os.path.dirname(os.path.realpath(sys.executable))}
+    return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)} | {p for p in paths if os.path.isdir(p)})
 
 
 def _environment(scratch: Path, quick: bool) -> dict:
@@ -105,31 +122,50 @@ class Sandbox:
     """One process running one submission's cells. Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, submission: Path, limits: Limits, deadline: float):
+        """Start the process (in a jail when ``limits.jail`` allows, never as root).
+
+        Raises:
+            SandboxError: the process did not start or did not greet the grader in time.
+            fmlearn.grading._jail.JailUnavailable: the jail asked for does not work here, or the grader runs as
+                root and no unprivileged uid can run this Python.
+        """
         import fmlearn
 
-        self.scratch = Path(tempfile.mkdtemp(prefix="fmlearn-grade-"))
+        package, roots = str(Path(fmlearn.__file__).resolve().parent), _read_roots()
+        ident = _jail.identity(limits.user)
+        self.route, line = _jail.route(limits.jail, ident, tuple(roots), package)
+        self.scratch = Path(_jail.make_scratch(ident))
+        startup = self.scratch / ".ipython" / "profile_default" / "startup"  # made here: IPython would copy a
+        startup.mkdir(parents=True)  # README into it with shutil.copy, whose chmod the sandbox refuses
         (self.scratch / "tmp").mkdir()
         shutil.copyfile(submission, self.scratch / submission.name)
+        for path in (startup.parents[1], startup.parent, startup, self.scratch / "tmp",
+                     self.scratch / submission.name) if ident else ():
+            os.chown(path, *ident)
         self._dead: str | None = None
         self._closed = False
         self._id = 0
+        self._log = tempfile.TemporaryFile()  # its output: a file with no name, out of the submission's reach
         req_r, self._w = os.pipe()
         self._r, rep_w = os.pipe()
-        config = {"scratch": str(self.scratch), "read": _read_roots(), "fds": [req_r, rep_w],
-                  "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
+        jailed = self.route == "bubblewrap"
+        home = _jail.PACKAGE_HOME if jailed else os.path.dirname(package)
+        config = {"scratch": str(self.scratch), "read": [*roots, os.path.join(home, "fmlearn")],
+                  "fds": [req_r, rep_w], "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
                   "cpu_seconds": int(limits.notebook_timeout) + 30}
-        self._log = self.scratch / "output.log"
+        env = _environment(self.scratch, limits.quick)
+        python = [sys.executable, "-I", "-c", _BOOT, home, json.dumps(config)]
+        inner = _jail.bwrap_command(python, roots, package, str(self.scratch), env) if jailed else python
         try:
-            with open(self._log, "wb") as log:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-I", "-c", _BOOT, str(Path(fmlearn.__file__).resolve().parents[1]),
-                     json.dumps(config)], cwd=self.scratch, env=_environment(self.scratch, limits.quick),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w),
-                    start_new_session=True)
+            self.proc = subprocess.Popen(
+                _jail.command(inner, ident, [*roots, package]), cwd=self.scratch, env=env,
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w),
+                start_new_session=True)
         except OSError as err:
             for fd in (req_r, rep_w, self._r, self._w):
                 os.close(fd)
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            self._log.close()
+            _jail.remove_tree(str(self.scratch))
             raise SandboxError(f"the submission's process could not start ({err})") from None
         os.close(req_r)
         os.close(rep_w)
@@ -139,7 +175,7 @@ class Sandbox:
         confinement = hello.get("confinement") if type(hello) is dict else None
         if type(confinement) is not list or not all(type(line) is str for line in confinement):
             self._fail("sent a malformed greeting")
-        self.confinement: list[str] = confinement
+        self.confinement: list[str] = [line, *confinement]
 
     def __enter__(self):
         return self
@@ -216,14 +252,24 @@ class Sandbox:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return "closed the grader's channel"
+        if self.route == "bubblewrap" and 128 < code < 128 + signal.NSIG:  # bwrap exits 128 + the child's signal
+            code = 128 - code
         if code < 0:
             name = signal.Signals(-code).name
             why = f"was killed by {name}" + (f" ({_SIGNALS[name]})" if name in _SIGNALS else "")
         else:
             why = f"exited with code {code}" + (" (os._exit, sys.exit or exit() in its code?)" if code == 0 else "")
-        lines = self._log.read_bytes()[-2000:].decode(errors="replace").strip().splitlines() \
-            if self._log.exists() else []
+        lines = self._tail().decode(errors="replace").strip().splitlines()
         return why + (f"; its last output: {printable(lines[-1], 200)}" if lines else "")
+
+    def _tail(self) -> bytes:
+        """The last bytes of the process's output, read from the grader's own file, which has no name in any
+        folder (so no FIFO, link or device can stand in for it), and never more than ``_TAIL`` of them."""
+        fd = self._log.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return b""
+        return os.pread(fd, _TAIL, max(0, info.st_size - _TAIL))
 
     def close(self) -> None:
         """Kill the process, its process group and anything left in its session; delete the scratch folder."""
@@ -247,7 +293,8 @@ class Sandbox:
             pass
         for fd in (self._w, self._r):
             os.close(fd)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        self._log.close()
+        _jail.remove_tree(str(self.scratch))
 
 
 def _session_members(session: int) -> list[int]:

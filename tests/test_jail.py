@@ -1,0 +1,274 @@
+"""The sandbox against the attacks of issue 20, items 1-4, on each of its two routes: the bubblewrap jail and the
+in-process fallback (Landlock, seccomp, limits).
+
+Each attack runs in a real sandbox (a cell defines a probe, the grader calls it, as a hostile notebook would),
+and each assertion checks the effect where the grader can see it: the file's mode, times, owner and extended
+attributes unchanged, nothing received by a listener, no text of a private file in the report, grading that
+ends in bounded time. On the grader of the previous commit every one of them failed (as root; its sandbox kept
+root's uid): the mode, times and attributes changed, /etc/shadow was read, both listeners got the message, a
+user namespace and an io_uring were made, the grader's command line was read, and a FIFO in place of the
+sandbox's output log hung the grader for ever.
+
+The jail route is skipped where bubblewrap does not work, unless FMLEARN_REQUIRE_JAIL=1 (CI installs it).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from fmlearn.grading import _jail
+from fmlearn.grading.sandbox import Limits, Sandbox, SandboxError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox's layers are Linux's")
+
+ROUTES = ("bubblewrap", "fallback")
+BOUND = 60  # seconds: a sandbox that has not ended by then has hung the grader
+
+PROBE = r'''import ctypes, os, socket
+
+
+def probe(paths, grader_pid):
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result, what):
+        if result < 0:
+            raise OSError(ctypes.get_errno(), what)
+        return result
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read(4096).decode(errors="replace")
+
+    def unix():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(paths["socket"])
+            s.sendall(b"hello from the sandbox")
+
+    def udp():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"hello from the sandbox", ("127.0.0.1", paths["udp"]))
+
+    attempts = {
+        "setxattr beside": lambda: os.setxattr(paths["beside"], "user.fmlearn", b"x"),
+        "utime beside": lambda: os.utime(paths["beside"], (0, 0)),
+        "chown beside": lambda: os.chown(paths["beside"], os.getuid(), os.getgid()),
+        "chmod beside": lambda: os.chmod(paths["beside"], 0),  # last: mode 0 would stop the others
+        "chmod 0600": lambda: os.chmod(paths["private"], 0o666),
+        "chown 0600": lambda: os.chown(paths["private"], os.getuid(), os.getgid()),
+        "setuid": lambda: os.chmod(paths["program"], 0o4755),
+        "/etc/shadow": lambda: read("/etc/shadow") and None,
+        "unix socket": unix,
+        "udp": udp,
+        "user namespace": lambda: check(libc.unshare(0x10000000), "unshare"),  # CLONE_NEWUSER
+        "io_uring": lambda: os.close(check(libc.syscall(425, 4, ctypes.create_string_buffer(120)), "io_uring")),
+        "parent's cmdline": lambda: read(f"/proc/{os.getppid()}/cmdline"),
+        "grader's cmdline": lambda: read(f"/proc/{grader_pid}/cmdline"),
+    }
+    seen = {"uid": os.getuid()}
+    for name, attempt in attempts.items():
+        try:
+            out = attempt()
+            seen[name] = out if type(out) is str else "allowed"
+        except Exception as err:
+            seen[name] = type(err).__name__
+    return seen
+'''
+
+LOG_ATTACK = r'''import os
+
+
+def replace_the_log(kind, target):
+    """The grader of the previous commit read output.log, in this folder, when the process died: make it a FIFO
+    or a link to ``target``; or ("deep") leave a tree deeper than Python's recursion limit for the grader to
+    delete, with a link to ``target``'s folder at its top."""
+    if kind == "deep":
+        os.symlink(os.path.dirname(target), "outside")
+        for _ in range(2000):
+            os.mkdir("d")
+            os.chdir("d")
+    else:
+        if os.path.lexists("output.log"):
+            os.remove("output.log")
+        try:
+            os.mkfifo("output.log") if kind == "fifo" else os.symlink(target, "output.log")
+        except OSError:
+            pass
+    print("the last line it printed", flush=True)
+    os._exit(3)
+'''
+
+
+def _sandbox(route: str, submission: Path, deadline: float) -> Sandbox:
+    try:
+        return Sandbox(submission, Limits(jail=route), deadline)
+    except _jail.JailUnavailable as err:
+        if os.environ.get("FMLEARN_REQUIRE_JAIL") == "1":
+            raise
+        pytest.skip(str(err))
+
+
+def _submission_uid() -> int:
+    ident = _jail.identity(Limits().user)
+    return ident[0] if ident else os.getuid()
+
+
+@pytest.fixture(scope="module", params=ROUTES)
+def attacked(request):
+    """The probe's findings on one route, and what the grader sees afterwards. The files it attacks lie in a
+    folder every user can cross, so only the sandbox stands in the way: ``beside`` (beside the submissions
+    folder) belongs to the uid the submission runs as, ``private`` (0600) and ``program`` (a copy of ``true``)
+    to the grader."""
+    home = Path(tempfile.mkdtemp(prefix="fmlearn-jail-test-"))
+    home.chmod(0o755)
+    try:
+        beside, private, program = home / "beside.txt", home / "private.txt", home / "true"
+        beside.write_text("the instructor's notes\n")
+        os.chown(beside, _submission_uid(), -1)
+        private.write_text("the instructor's key\n")
+        private.chmod(0o600)
+        shutil.copyfile(shutil.which("true"), program)
+        program.chmod(0o755)
+        try:
+            os.setxattr(home, "user.fmlearn", b"test")
+            xattrs = True
+        except OSError:
+            xattrs = False
+        before = {path: os.stat(path) for path in (beside, private, program)}
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(str(home / "grader.sock"))
+        os.chmod(home / "grader.sock", 0o777)
+        unix.listen(4)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        submission = home / "submitted" / "ex01_eve.ipynb"
+        submission.parent.mkdir()
+        submission.write_text("{}")
+        paths = {"beside": str(beside), "private": str(private), "program": str(program),
+                 "socket": str(home / "grader.sock"), "udp": udp.getsockname()[1]}
+        deadline = time.monotonic() + 120
+        with _sandbox(request.param, submission, deadline) as box:
+            box.exec(0, PROBE, deadline)
+            seen = box.call("probe", (paths, os.getpid()), {}, deadline)
+            confinement = box.confinement
+        unix.setblocking(False)
+        udp.setblocking(False)
+        received = []
+        try:
+            conn, _ = unix.accept()
+            conn.settimeout(1)
+            received.append(conn.recv(100))
+        except OSError:
+            pass
+        try:
+            received.append(udp.recv(100))
+        except OSError:
+            pass
+        unix.close()
+        udp.close()
+        yield {"route": request.param, "seen": seen, "confinement": confinement, "before": before,
+               "after": {path: os.stat(path) for path in before}, "xattrs": xattrs,
+               "beside_xattrs": os.listxattr(beside) if xattrs else [], "received": received,
+               "beside": beside, "private": private, "program": program}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_route_is_said(attacked):
+    assert attacked["confinement"][0].startswith(f"jail: {attacked['route']}"), attacked["confinement"]
+
+
+def test_a_submission_never_runs_as_root(attacked):
+    assert attacked["seen"]["uid"] != 0
+    assert attacked["seen"]["uid"] == _submission_uid()
+
+
+def test_no_mode_change_outside_its_folder(attacked):
+    seen, before, after = attacked["seen"], attacked["before"], attacked["after"]
+    for attempt, path in (("chmod beside", attacked["beside"]), ("chmod 0600", attacked["private"]),
+                          ("setuid", attacked["program"])):
+        assert seen[attempt] != "allowed", attempt
+        assert after[path].st_mode == before[path].st_mode, (attempt, oct(after[path].st_mode))
+    assert not after[attacked["program"]].st_mode & stat.S_ISUID
+
+
+def test_no_time_owner_or_attribute_change_outside_its_folder(attacked):
+    seen, before, after = attacked["seen"], attacked["before"], attacked["after"]
+    for attempt in ("utime beside", "chown beside", "chown 0600"):
+        assert seen[attempt] != "allowed", attempt
+    beside, private = attacked["beside"], attacked["private"]
+    assert after[beside].st_mtime_ns == before[beside].st_mtime_ns
+    for path in (beside, private):
+        assert (after[path].st_uid, after[path].st_gid) == (before[path].st_uid, before[path].st_gid)
+    if attacked["xattrs"]:
+        assert seen["setxattr beside"] != "allowed"
+        assert attacked["beside_xattrs"] == []
+
+
+def test_no_secret_system_file(attacked):
+    assert attacked["seen"]["/etc/shadow"] != "allowed"
+
+
+def test_nothing_reaches_a_socket_outside(attacked):
+    seen = attacked["seen"]
+    assert seen["unix socket"] != "allowed" and seen["udp"] != "allowed", seen
+    assert attacked["received"] == []
+
+
+def test_no_user_namespace_and_no_io_uring(attacked):
+    assert attacked["seen"]["user namespace"] != "allowed"
+    assert attacked["seen"]["io_uring"] != "allowed"
+
+
+def test_the_graders_command_line_stays_hidden(attacked):
+    with open("/proc/self/cmdline", "rb") as f:
+        mine = f.read(4096).decode(errors="replace")
+    assert attacked["seen"]["parent's cmdline"] != mine
+    assert attacked["seen"]["grader's cmdline"] != mine
+
+
+class _Hung(Exception):
+    pass
+
+
+def _hung(signum, frame):
+    raise _Hung(f"the grader was still waiting after {BOUND} s")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("kind", ["fifo", "secret", "zero", "deep"])
+def test_a_process_that_replaces_its_log_neither_hangs_nor_leaks(route, kind, tmp_path):
+    secret = tmp_path / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("TOP-SECRET grades of the whole class\n")
+    secret.parent.chmod(0o700)
+    submission = tmp_path / "submitted" / "ex01_mallory.ipynb"
+    submission.parent.mkdir()
+    submission.write_text("{}")
+    target = "/dev/zero" if kind == "zero" else str(secret)
+    previous = signal.signal(signal.SIGALRM, _hung)
+    signal.setitimer(signal.ITIMER_REAL, BOUND)
+    try:
+        start = time.monotonic()
+        deadline = start + BOUND
+        with _sandbox(route, submission, deadline) as box:
+            box.exec(0, LOG_ATTACK, deadline)
+            with pytest.raises(SandboxError) as died:
+                box.call("replace_the_log", (kind, target), {}, deadline)
+        took = time.monotonic() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert took < BOUND
+    assert "TOP-SECRET" not in str(died.value)
+    assert str(died.value).endswith("exited with code 3; its last output: the last line it printed"), died.value
+    assert not box.scratch.exists()  # a deep tree removed too, a link not followed
+    assert secret.read_text().startswith("TOP-SECRET")
