@@ -6,15 +6,18 @@ named ``.ipynb``) -- 15 per exercise, 30 in all, named ``<exercise>_<student>.ip
 ``python -m fmlearn.grading FOLDER --out grades.csv --timeout T --jobs J`` in a fresh scratch folder (no
 journal to resume from); peak memory is the largest sum of the resident memory of the grader's process tree
 (grader, workers, sandboxes), sampled every 0.2 s with psutil, beside the largest single process
-(``/usr/bin/time -v``'s "Maximum resident set size" reports that one).
+(``/usr/bin/time -v``'s "Maximum resident set size" reports that one); CPU seconds are the tree's user + system
+time. The settings alternate (1, 2, 1, 2, ... with ``--repeats``) so that a change in what else the machine runs
+touches both; the load average before each run is printed (other processes compete for the cores).
 
-    python benchmarks/grade_class.py [--jobs 1 2] [--timeout 8] [--keep DIR]
+    python benchmarks/grade_class.py [--jobs 1 2] [--repeats 1] [--timeout 8] [--keep DIR]
 """
 
 import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -83,6 +86,8 @@ def run(folder: Path, jobs: int, timeout: float) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FMLEARN_")}
     command = [sys.executable, "-m", "fmlearn.grading", str(folder), "--out", str(work / "grades.csv"),
                "--timeout", str(timeout), "--jobs", str(jobs)]
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watched, peak_sum, peak_one = psutil.Process(proc.pid), 0, 0
@@ -92,12 +97,15 @@ def run(folder: Path, jobs: int, timeout: float) -> dict:
         time.sleep(0.2)
     seconds = time.monotonic() - started
     out, err = proc.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{out[-2000:]}\n{err[-2000:]}")
     points = [line.split(",") for line in (work / "grades.csv").read_text().splitlines()[1:]]
     shutil.rmtree(work)
     summary = next(line for line in err.splitlines() if line.startswith("class:"))
-    return {"jobs": jobs, "seconds": round(seconds, 1), "peak_tree_rss_mb": round(peak_sum / 2**20),
+    return {"jobs": jobs, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "load_before": load,
+            "peak_tree_rss_mb": round(peak_sum / 2**20),
             "peak_process_rss_mb": round(peak_one / 2**20), "rows": len(points), "summary": summary,
             "total_points": sum(float(p[3]) for p in points)}
 
@@ -105,20 +113,26 @@ def run(folder: Path, jobs: int, timeout: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--repeats", type=int, default=1, help="run the settings in turn this many times")
     ap.add_argument("--timeout", type=float, default=8.0, help="seconds per cell (the loops cost this much)")
     ap.add_argument("--keep", type=Path, help="build the class here and keep it (default: a scratch folder)")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="class-")) / "submitted"
     files = build(folder)
     print(f"{len(files)} submissions in {folder}; {psutil.cpu_count()} CPUs", flush=True)
-    results = []
-    for jobs in args.jobs:
-        results.append(run(folder, jobs, args.timeout))
-        print(json.dumps(results[-1]), flush=True)
-    base = results[0]
-    for r in results[1:]:
-        print(f"--jobs {r['jobs']} vs --jobs {base['jobs']}: wall time x{r['seconds'] / base['seconds']:.2f}, "
-              f"peak tree memory x{r['peak_tree_rss_mb'] / base['peak_tree_rss_mb']:.2f}")
+    results = {jobs: [] for jobs in args.jobs}
+    for _ in range(args.repeats):
+        for jobs in args.jobs:
+            results[jobs].append(run(folder, jobs, args.timeout))
+            print(json.dumps(results[jobs][-1]), flush=True)
+    best = {jobs: min(runs, key=lambda r: r["seconds"]) for jobs, runs in results.items()}
+    base = best[args.jobs[0]]
+    for jobs in args.jobs[1:]:
+        r = best[jobs]
+        memory = r["peak_tree_rss_mb"] / base["peak_tree_rss_mb"]
+        print(f"--jobs {jobs} vs --jobs {args.jobs[0]} (best of {args.repeats}): wall time {r['seconds']} s vs "
+              f"{base['seconds']} s (x{base['seconds'] / r['seconds']:.2f} faster), peak tree memory "
+              f"{r['peak_tree_rss_mb']} MB vs {base['peak_tree_rss_mb']} MB (x{memory:.2f})")
     if args.keep is None:
         shutil.rmtree(folder.parent)
 

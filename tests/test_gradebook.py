@@ -7,21 +7,24 @@ submissions here are files the grader refuses before anything runs (a scan named
 machinery is exercised without the cost of grading; the parallel test grades real ex01 notebooks.
 """
 
+import contextlib
 import csv
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from fmlearn.grading import Result, TaskScore
 from fmlearn.grading.__main__ import main
-from fmlearn.grading.gradebook import (Entry, class_entries, journal_path, merge, parse_shard, shard,
-                                       student_pattern)
+from fmlearn.grading.gradebook import (Entry, class_entries, grade_entries, journal_path, merge, parse_shard,
+                                       shard, student_pattern)
 from fmlearn.grading.report import Row, write_table
 from fmlearn.grading.submissions import load_exercises
 
@@ -184,6 +187,47 @@ def test_a_class_is_graded_in_parallel_and_a_stubborn_submission_costs_only_its_
     summary = [line for line in out.stderr.splitlines() if line.startswith("class: ")]
     assert summary and "4 submissions graded in" in summary[0] and "per minute with 2 jobs" in summary[0]
     assert seconds < 120, seconds
+
+
+def _freeze_a_grading_worker(found: dict) -> None:
+    """Stop (SIGSTOP) this process's grading worker once its sandbox runs: a grader that hangs. Resumed after 40 s
+    if nothing stopped it (so a grader without a watchdog fails the test rather than hang it)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not found:
+        for worker in psutil.Process().children():
+            sandboxes = [c for c in worker.children(recursive=True) if "_sandbox" in " ".join(c.cmdline())]
+            if sandboxes:
+                worker.suspend()
+                found.update(worker=worker, sandbox=sandboxes[0])
+                break
+        time.sleep(0.1)
+    until = time.monotonic() + 40
+    with contextlib.suppress(psutil.NoSuchProcess, KeyError):
+        while time.monotonic() < until and found["worker"].status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.2)
+        if found["worker"].status() != psutil.STATUS_ZOMBIE:
+            found["worker"].resume()
+
+
+def test_a_worker_that_hangs_is_stopped_and_the_others_are_graded(tmp_path):
+    """A worker frozen mid-submission (as a grader blocked on a read would be) is stopped at notebook_timeout +
+    grace, its sandbox with it; the submission gets 0 and the reason, and a fresh worker grades the next one."""
+    sub = tmp_path / "submitted"
+    _save(_prepend(_blank(EX01), "schedule", "while True:\n    pass"), sub / f"{EX01}_dave.ipynb")
+    _scans(sub, [f"{EX01}_erin.ipynb"])
+    results, found = {}, {}
+    freezer = threading.Thread(target=_freeze_a_grading_worker, args=(found,))
+    freezer.start()
+    started = time.monotonic()
+    grade_entries(class_entries([sub], EXERCISES), lambda e, r: results.update({e.student: r}),
+                  exercises=EXERCISES, limits={"timeout": 60, "notebook_timeout": 3}, grace=2)
+    freezer.join()
+    assert time.monotonic() - started < 60
+    assert found and not found["worker"].is_running() and not found["sandbox"].is_running()
+    assert (results["dave"].points, results["dave"].max_points) == (0, 10)
+    assert results["dave"].reason == ("the grader stopped it: no result 5 s after it started (its time limit is "
+                                      "3 s)")
+    assert "not a readable notebook" in results["erin"].reason
 
 
 def test_a_killed_run_keeps_its_rows_and_a_rerun_resumes(tmp_path):

@@ -76,6 +76,11 @@ def _grade(args) -> int:
                                solution=args.solution, exercises=exercises, limits=limits)
         except (ValueError, RuntimeError) as err:
             raise SystemExit(f"error: {err}") from None
+        except KeyboardInterrupt:
+            kept = (f"the rows graded so far are in {args.out}.jsonl, the same command resumes from them"
+                    if args.out is not None else "nothing was kept (no --out)")
+            print(f"interrupted: {kept}", file=sys.stderr)
+            return 130
         print(_export(rows, args.out, args.format))
         results = [row.result for row in rows]
     sandbox = next((r.sandbox for r in results if r.sandbox), [])

@@ -9,7 +9,7 @@ for a cluster, and one gradebook at the end.
   listed, but left out of an LMS export (and said so).
 - **At once.** Each submission is graded by :func:`fmlearn.grading.grade_submission` in a worker process of its
   own (``jobs`` of them, started fresh: grading changes the environment and redirects output), each with its
-  own sandbox. A worker that gives no result ``notebook_timeout`` + :func:`grace` seconds after it got a
+  own sandbox. A worker that gives no result ``notebook_timeout`` + :func:`default_grace` seconds after it got a
   submission is stopped (its sandbox too) and the submission gets 0 and the reason; the others go on.
 - **Journal.** Each graded row is appended to ``<out>.jsonl`` (flushed and fsynced) as soon as it is known; the
   final table is written from it. A rerun with the same ``out`` grades only what the journal does not hold
@@ -217,7 +217,7 @@ class Journal:
 
 # --- workers -----------------------------------------------------------------------------------------------------
 
-def grace(notebook_timeout: float) -> float:
+def default_grace(notebook_timeout: float) -> float:
     """Seconds a worker may overrun a submission's ``notebook_timeout`` (the sandbox's own deadlines normally stop
     it first: this is for a grader that hangs) before it is stopped."""
     return 10.0 + 0.1 * notebook_timeout
@@ -286,9 +286,12 @@ class _Worker:
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(3)
-        for child in _children(self.proc.pid) if self.proc.pid else []:
+        for child in _children(self.proc.pid) if self.proc.is_alive() else []:  # a sandbox: its whole session
             with contextlib.suppress(OSError):
-                os.killpg(child, signal.SIGKILL) if os.getpgid(child) == child else os.kill(child, signal.SIGKILL)
+                if os.getpgid(child) == child:
+                    os.killpg(child, signal.SIGKILL)
+                else:
+                    os.kill(child, signal.SIGKILL)
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(3)
@@ -316,10 +319,13 @@ def _refusal(entry: Entry) -> str | None:
 
 
 def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
-                  exercises: list[Exercise] | None = None, limits: dict | None = None) -> None:
+                  exercises: list[Exercise] | None = None, limits: dict | None = None,
+                  grace: float | None = None) -> None:
     """Grade ``entries``, ``jobs`` at a time, each in a worker process; call ``done(entry, result)`` in this
     process as each one is graded (in the order they finish). ``solution``, ``exercises`` and ``limits`` are
     :func:`~fmlearn.grading.grade_submission`'s (``exercises``: those of :func:`default_solutions` by default).
+    A worker with no result ``notebook_timeout`` + ``grace`` seconds (:func:`default_grace` by default) after it
+    got a submission is stopped, its sandbox too: that submission gets 0 and the reason, a fresh worker goes on.
 
     Raises:
         ValueError: ``jobs`` below 1.
@@ -329,7 +335,7 @@ def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs!r}")
     limits = dict(limits or {})
     limit = limits.get("notebook_timeout", 600.0)
-    limit += grace(limit)
+    limit += default_grace(limit) if grace is None else grace
     if exercises is None:
         folder = default_solutions()
         exercises = load_exercises(folder) if folder.is_dir() else []
