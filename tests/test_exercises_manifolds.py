@@ -89,3 +89,52 @@ def test_check_wrapped_difference(wrong, hint):
     assert check_wrapped_difference(lambda x, y: torch.remainder(y - x + math.pi, 2 * math.pi) - math.pi)
     with pytest.raises(ExerciseCheckError, match=f"hint: .*{hint}"):
         check_wrapped_difference(wrong)
+
+
+def _chord(x, y):
+    """A wrong task-1 log: the direction is right, the length is sin(theta), not theta."""
+    return y - _dot(x, y) * x
+
+
+def _velocity_on(log):
+    def velocity(x0, x1, t):
+        v = log(x0, x1)
+        th = v.norm(dim=1, keepdim=True)
+        return torch.cos(t * th) * v - th * torch.sin(t * th) * x0
+
+    return velocity
+
+
+def test_a_right_velocity_on_a_wrong_log_passes_and_the_log_is_named(capsys):
+    """The derivative is task 3; the log is task 1. A right derivative built on a wrong log passes, with a verdict
+    that names the log; a wrong derivative on it is judged against the learner's own curve, and the hint says that
+    task 1 is wrong too, not only the derivative."""
+    with pytest.raises(ExerciseCheckError):  # without the learner's log: a wrong log looks like a wrong derivative
+        check_geodesic_velocity(_velocity_on(_chord))
+    assert check_geodesic_velocity(_velocity_on(_chord), _chord)
+    assert "your sphere_log (task 1) is wrong" in capsys.readouterr().out
+    assert check_geodesic_velocity(_velocity, _log)
+    with pytest.raises(ExerciseCheckError, match=r"(?s)derivative of the curve built on your sphere_log at t = 0\.4.*"
+                       r"hint: log_.x0..x1. is the velocity at t = 0 only.*your sphere_log \(task 1\) differs"):
+        check_geodesic_velocity(lambda x0, x1, t: _chord(x0, x1), _chord)
+    with pytest.raises(ExerciseCheckError, match="returns 0 for points that differ"):  # no free pass on a null log
+        check_geodesic_velocity(lambda x0, x1, t: torch.zeros_like(x0), lambda x, y: torch.zeros_like(x))
+
+
+def test_failures_show_the_worst_row():
+    """The row shown is the one that is wrong, not row 0 (here right)."""
+    def one_row_wrong(x, y):
+        out = torch.remainder(y - x + math.pi, 2 * math.pi) - math.pi
+        out[7] += 1.0
+        return out
+
+    with pytest.raises(ExerciseCheckError, match=r"expected: .*\(row 7 of a \(12, 2\) tensor, where they differ most"):
+        check_wrapped_difference(one_row_wrong)
+
+    def exp_wrong_in_row_5(x, v):
+        out = _exp(x, v)
+        out[5] = -out[5]
+        return out
+
+    with pytest.raises(ExerciseCheckError, match=r"got: .*\(row 5 of a \(8, 3\) tensor"):
+        check_sphere_maps(exp_wrong_in_row_5, _log)

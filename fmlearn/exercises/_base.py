@@ -54,7 +54,10 @@ def _snapshot(args) -> list:
 
 def _call(fn, *args, what: str, shape_hint: str = SHAPE_HINT):
     """``fn(*args)`` with the learner's usual slips turned into check failures with a hint: an unwritten task,
-    a shape error from broadcasting (a RuntimeError about sizes), and an argument changed in place."""
+    a shape error from broadcasting (a RuntimeError about sizes), and an argument changed in place. The messages
+    name the learner's function by its own name (``what`` for a lambda), as the grader does."""
+    name = getattr(fn, "__name__", "")
+    what = name if name.isidentifier() else what
     before = _snapshot(args)
     try:
         out = fn(*args)
@@ -103,8 +106,12 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _finite(value, what: str, hint: str) -> float:
-    """A number the learner returned, as a float; NaN or inf fails (a comparison with NaN is always False)."""
-    out = float(value)
+    """A number the learner returned (a float, or a one-element tensor or array), as a float; NaN or inf fails (a
+    comparison with NaN is always False)."""
+    try:
+        out = float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        _fail(f"{what} must be a number", "a float", type(value).__name__, hint)
     if not math.isfinite(out):
         _fail(f"{what} is NaN or inf", "a finite number", out, hint)
     return out

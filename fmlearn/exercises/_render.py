@@ -18,8 +18,8 @@ _INSTALLED = tuple({Path(p).resolve() for key in ("stdlib", "platstdlib", "purel
 
 def _theirs(filename: str) -> bool:
     """A frame of the learner's code: not fmlearn's, not Python's or an installed package's."""
-    if filename.startswith("<") and not filename.startswith("<ipython-input"):
-        return filename.startswith(("<test ", "<string>", "<cell"))
+    if filename.startswith("<"):  # code compiled from a string: the learner's, unless it is Python's or a forbidden
+        return not filename.startswith(("<frozen", "<forbidden"))  # function's stand-in (fmlearn.exercises._forbid)
     path = Path(filename).resolve()
     return not any(path.is_relative_to(root) for root in (_PACKAGE, *_INSTALLED))
 

@@ -17,7 +17,7 @@ from ..paths import AffineGaussianPath
 from ..schedules import get_schedule
 from ..solvers import sample as fm_sample
 from ..objectives import cfm_loss as fm_cfm_loss
-from ._base import ExerciseCheckError, _call, _fail, _max_err, _ok, _tensor
+from ._base import ExerciseCheckError, _call, _fail, _finite, _max_err, _ok, _tensor
 from .forbidden import guarded_for
 
 _EXERCISE = "ex01_gaussian_mixture_cfm"
@@ -114,7 +114,8 @@ def check_cfm_loss(loss_fn, tol: float = 1e-4) -> bool:
     if not got.requires_grad:
         _fail("the loss carries no gradient", "a tensor that depends on the model's parameters", "requires_grad=False",
               "compute it from model(x_t, t) without torch.no_grad() or .detach()")
-    got, want = float(got.detach()), float(want.detach())
+    want = float(want.detach())
+    got = _finite(got.detach(), "the CFM loss", "the loss is a mean of squared errors: a NaN comes from model(x_t, t) or the target; print them")
     if not abs(got - want) <= tol * max(1.0, abs(want)):
         with torch.no_grad():
             err = model(AffineGaussianPath("condot").sample(x0, x1, t).xt, t) - (x1 - x0)

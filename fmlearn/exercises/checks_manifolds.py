@@ -135,8 +135,8 @@ def check_geodesic_velocity(geodesic_velocity, sphere_log=None, tol: float = 1e-
             return sphere.geodesic(x0, x1, s)[0]
         return torch.cos(s * theta) * x0 + torch.sin(s * theta) * v / theta
 
-    wrong_log = (" Your sphere_log (task 1) differs from the true log: the velocity was judged on the curve it gives; "
-                 "fix task 1 too.") if theirs else ""
+    wrong_log = ("; and your sphere_log (task 1) differs from the true log: this velocity was judged on the curve "
+                 "it gives, fix task 1 too") if theirs else ""
     for t in (0.0, 0.4, 0.8, 1.0):
         fd = (curve(t + h) - curve(t - h)) / (2 * h)
         got = _call(geodesic_velocity, x0, x1, t, what="geodesic_velocity")

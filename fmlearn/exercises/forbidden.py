@@ -2,8 +2,12 @@
 sandbox), these raise :class:`~fmlearn.exercises._forbid.ForbiddenCall`.
 
 Keyed by (exercise, grade_id of the task's test cell). Each entry says what the task asks the learner to write
-and the dotted names of the functions that implement it in one call (found by trying: each of them, called in a
-one-line answer, passed the task's check before it was forbidden), plus the wrappers that reach the same code.
+and the dotted names of the functions that implement it: those found by trying (a one-line answer calling one
+passed the task's check before it was forbidden: 23 tasks, 60 of the 88 points), the wrappers and inner functions
+that reach the same code (``fmlearn.sample`` over ``odeint``, ``stepping._rk4``), and, for six tasks where no
+fmlearn call can take the inputs the check gives (the noise ``z`` of ``em_step`` and ``langevin``, the uniforms of
+``sample_mask_path`` and ``superposed_step``, the log-probabilities of ``elbo_integrand``, the two velocities of
+``guide``), the function that implements the task all the same.
 A helper the task is meant to use, or one that does a sub-step that is not the task (``condot_density`` in
 ``density_rate``, the learner's own ``sphere_log`` or ``Sphere.log`` in ``geodesic_velocity``, scipy's assignment
 or fmlearn's :func:`~fmlearn.couplings.optimal_assignment` in ``ot_pairing``), stays allowed. A task with no

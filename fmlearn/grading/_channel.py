@@ -2,24 +2,38 @@
 
 A frame is an 8-byte big-endian length and that many bytes. The two directions differ on purpose:
 
-- grader -> submission: a pickle (cloudpickle, so that a check's lambda or model travels by value). Only the
-  submission's process unpickles, and it trusts the grader.
-- submission -> grader: data only, never a pickle. A 4-byte length, a JSON header, then the raw bytes of each
-  array it names. The grader rebuilds plain Python values (None, bool, int, float, complex, str, and lists,
-  tuples and str-keyed dicts of them) and tensors and arrays of a numeric dtype from a fixed list, checking
-  that each array's shape and dtype account for exactly its bytes (``np.frombuffer``, no ``np.load``, no
-  object arrays). A float subclass, a tensor subclass or a patched ``__eq__`` cannot cross: what arrives is
-  a plain ``float`` or a plain ``torch.Tensor``.
+- grader -> submission: a pickle of the standard library (:func:`dumps`). Data travels by value: tensors,
+  arrays, numbers, strings, containers, and objects of classes importable from fmlearn, torch or numpy (a
+  distribution, an ``fm.MLP``). Everything else stays on the grader's side and travels as a reference into a
+  :class:`Registry`: functions, lambdas, bound methods, ``functools.partial``, classes and objects that are not
+  importable from those libraries (a hidden test's own model), and objects whose class says ``_grader_side =
+  True`` (a check's call-counting model). The submission's process unpickles a reference as a stand-in that
+  calls back over the channel, so a hidden test's code, constants and closures never reach it: only the values
+  it computes, at inputs the submission chooses. Only the submission's process unpickles, and it trusts the
+  grader.
+- submission -> grader: data only, never a pickle (:func:`pack`). A 4-byte length, a JSON header, then the raw
+  bytes of each array it names. The grader rebuilds plain Python values (None, bool, int, float, complex, str,
+  and lists, tuples and str-keyed dicts of them) and tensors and arrays of a numeric dtype from a fixed list,
+  checking that each array's shape and dtype account for exactly its bytes (``np.frombuffer``, no
+  ``np.load``, no object arrays). A float subclass, a tensor subclass or a patched ``__eq__`` cannot cross:
+  what arrives is a plain ``float`` or a plain ``torch.Tensor``. Replies, callbacks (the submission calling a
+  stand-in) and vector-Jacobian requests (autograd through a stand-in) all travel this way.
 """
 
 from __future__ import annotations
 
+import functools
+import io
+import itertools
 import json
 import math
 import os
+import pickle
 import select
 import struct
+import sys
 import time
+import types
 
 import numpy as np
 
@@ -88,6 +102,107 @@ def recv_frame(fd: int, limit: int | None = None, deadline: float | None = None)
     if limit is not None and size > limit:
         raise ChannelError(f"a reply of {size} bytes (the limit is {limit})")
     return _read_exact(fd, size, deadline)
+
+
+# --- the grader's requests: a pickle, with the grader's own objects left behind as references -----------------
+
+LIBRARIES = frozenset({"fmlearn", "torch", "numpy", "builtins", "copyreg", "collections", "math", "operator",
+                       "_operator", "functools", "_codecs"})
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodWrapperType, types.WrapperDescriptorType,
+              types.MethodDescriptorType, types.ClassMethodDescriptorType)
+_DATA = (type(None), bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset, slice, range)
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def importable(obj) -> bool:
+    """Whether ``obj`` is the object its ``__module__`` and ``__qualname__`` name in one of :data:`LIBRARIES`
+    (so that a pickle by reference names public code and carries nothing else)."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if type(module) is not str or type(qualname) is not str or module.partition(".")[0] not in LIBRARIES \
+            or "<" in qualname:
+        return False
+    found = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def _attributes(obj) -> dict:
+    """The public attributes of plain value (numbers, strings) of a grader-side object, as the submission sees
+    them (``model.num_classes``): its own and those of its classes that are not library classes."""
+    found: dict = {}
+    for cls in reversed(type(obj).__mro__):
+        if getattr(cls, "__module__", "").partition(".")[0] not in ("builtins", "torch", "numpy"):
+            found.update(vars(cls))
+    found.update(getattr(obj, "__dict__", None) or {})
+    return {k: v for k, v in found.items() if type(k) is str and not k.startswith("_") and type(v) in _PLAIN}
+
+
+_NUMBERS = itertools.count()  # references and graphs are never numbered twice in one grader
+
+
+class Registry:
+    """The grader's objects the submission's process holds references to, and the autograd graphs of the calls
+    it made through them with gradients on (kept for the vector-Jacobian products it may ask for). One request
+    has one registry: a reference the submission kept from an earlier one no longer answers."""
+
+    def __init__(self):
+        self.objects: dict[int, object] = {}
+        self.graphs: dict[int, tuple[list, list]] = {}
+        self._refs: dict[int, int] = {}
+
+    def ref(self, obj) -> int:
+        if id(obj) not in self._refs:
+            self._refs[id(obj)] = number = next(_NUMBERS)
+            self.objects[number] = obj
+        return self._refs[id(obj)]
+
+    def keep(self, inputs: list, outputs: list) -> int:
+        number = next(_NUMBERS)
+        self.graphs[number] = (inputs, outputs)
+        return number
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file, registry: Registry):
+        super().__init__(file, protocol=5)
+        self.registry = registry
+
+    def persistent_id(self, obj):
+        import torch
+
+        if type(obj) in _DATA or isinstance(obj, (torch.Tensor, pickle.PickleBuffer)):
+            return None
+        if isinstance(obj, (types.MethodType, functools.partial)):
+            return "remote", self.registry.ref(obj), True, {}
+        if importable(obj):  # a library's function or class: pickled by its name
+            return None
+        if isinstance(obj, type) or isinstance(obj, _FUNCTIONS):
+            return "remote", self.registry.ref(obj), True, {}
+        if getattr(type(obj), "_grader_side", False) is True or not importable(type(obj)):
+            return "remote", self.registry.ref(obj), callable(obj), _attributes(obj)
+        return None
+
+
+def dumps(value, registry: Registry) -> bytes:
+    """The grader's ``value`` as a pickle in which the grader's own objects are references into ``registry``."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, registry).dump(value)
+    return buffer.getvalue()
+
+
+def tensors(value) -> list:
+    """The tensors in ``value`` (nested in lists, tuples and dict values), in the order :func:`pack` writes them:
+    both sides of a call through a stand-in name the inputs of a vector-Jacobian product by this order."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors(v)]
+    return []
 
 
 # --- data: packed by the submission's process, unpacked by the grader -----------------------------------------

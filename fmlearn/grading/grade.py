@@ -32,6 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmlearn.exercises._forbid import ForbiddenCall
+from fmlearn.exercises.forbidden import forbidden_for, task_for
+
 from .sandbox import Limits, Sandbox, SandboxError, SandboxTimeout, StudentFunction, printable
 from .submissions import (Cell, Exercise, SubmissionRefused, _named, identify, load_exercise, load_exercises,
                           read_cells)
@@ -150,14 +153,18 @@ class _Run:
                     break
 
     def call(self, name: str, args: tuple, kwargs: dict):
-        """Called by a :class:`StudentFunction` during a test cell."""
+        """Called by a :class:`StudentFunction` during a test cell, with the fmlearn functions that answer the
+        test's task forbidden; an attempt at one is remembered (it fails the test even if the test catches it)."""
         if self.sandbox is None:
             raise SandboxError(self.failure or "the submission's process is not running")
         try:
-            return self.sandbox.call(name, args, kwargs, self.cell_deadline)
+            return self.sandbox.call(name, args, kwargs, self.cell_deadline, self.forbid, self.what)
         except SandboxError as err:
             self.sandbox, self.failure = None, self._why(err, self.cell_deadline)
             raise SandboxError(self.failure) from None
+        except ForbiddenCall as err:
+            self.forbidden = self.forbidden or err
+            raise
 
     def _bind(self, source: str) -> None:
         """Give the test cell the submission's names it uses: a stand-in for a function, a copy of a value."""
@@ -190,6 +197,8 @@ class _Run:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         self.cell_deadline = min(self.deadline, time.monotonic() + self.limits.timeout)
         self.failure, error = None, None
+        self.forbid, self.what = forbidden_for(self.exercise.name, grade_id), task_for(self.exercise.name, grade_id)
+        self.forbidden: ForbiddenCall | None = None
         try:
             self._bind(source)
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -201,6 +210,10 @@ class _Run:
         if self.failure is not None:  # a sandbox failure the test caught still fails it
             error = self.failure
             self.incidents.append(f"{grade_id}: {self.failure}")
+        elif self.forbidden is not None:  # so does a forbidden call
+            error = f"ForbiddenCall: {self.forbidden}"
+            name = self.forbidden.name.removeprefix("fmlearn.")
+            self.incidents.append(f"{grade_id}: called fmlearn's {name}, which the task asks you to write yourself")
         return TaskScore(grade_id, 0.0 if error else points, points, error)
 
     def run(self) -> list[TaskScore]:

@@ -9,9 +9,11 @@ back bounded. The child confines itself before it runs any of the submission's c
 (:mod:`fmlearn.grading._channel`).
 
 :class:`StudentFunction` stands, in the grader, for a function the submission defines: calling it sends the
-arguments (a check's model or velocity field travels by value and runs in the sandbox), and returns a plain
-copy of the result, validated on the way. Arguments the function changed in place (a tensor, a model's call
-counter) are changed the same way on the grader's side, so a check that looks for them still sees them.
+arguments (data by value; the test's functions and objects as references the sandbox calls back through, see
+:mod:`fmlearn.grading._channel`), and returns a plain copy of the result, validated on the way. Nothing the
+function does to its arguments comes back: a change in place fails the call as the notebook's check would
+(unless the task declares that argument in-place, :data:`IN_PLACE`), and a model's call counter counts the
+calls the grader's model really received.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import numpy as np
 import torch
 
 from . import _jail
-from ._channel import MAX_REPLY, ChannelClosed, ChannelError, ChannelTimeout, recv_frame, send_frame, unpack
+from ._channel import (MAX_REPLY, ChannelClosed, ChannelError, ChannelTimeout, Registry, dumps, recv_frame, send_frame,
+                       tensors, unpack)
 from ._sandbox import _lookup
 
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from fmlearn.grading._sandbox import main; main(sys.argv[2])"
@@ -82,8 +85,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def printable(text: str, limit: int) -> str:
     """A string from the submission, safe to print: cut at ``limit`` characters, control characters (a terminal's
-    escape sequences) replaced by ``?``."""
-    return _CONTROL.sub("?", text[:limit])
+    escape sequences) removed."""
+    return _CONTROL.sub("", text[:limit])
+
+
+def _line(text: str, limit: int) -> str:
+    """The first line of a string from the submission, plain (see :func:`printable`) and at most ``limit`` long."""
+    lines = str(text).strip().splitlines()
+    return printable(lines[0], limit) if lines else ""
+
+
+IN_PLACE: frozenset[tuple[str, int | str]] = frozenset()
+"""(function name, argument index or keyword) of the arguments a task's function is meant to change in place:
+their new values are copied back onto the grader's objects. Any other change in place fails the call. No task
+needs one today."""
 
 
 class SandboxError(Exception):
@@ -120,6 +135,9 @@ def _environment(scratch: Path, quick: bool) -> dict:
 
 class Sandbox:
     """One process running one submission's cells. Use as a context manager, or call :meth:`close`."""
+
+    _depth = 0  # requests in progress: a test's function that the submission calls back may call the submission
+    _registry: Registry  # the grader's objects the submission holds references to, during the outermost request
 
     def __init__(self, submission: Path, limits: Limits, deadline: float):
         """Start the process (in a jail when ``limits.jail`` allows, never as root).
@@ -195,28 +213,79 @@ class Sandbox:
         except ChannelError as err:
             self._fail(f"broke the grader's channel ({err})")
 
-    def request(self, op: str, deadline: float, **fields) -> dict:
-        """Send one request and wait (until ``deadline``, a ``time.monotonic()`` value) for its reply.
-
-        Raises:
-            SandboxTimeout, SandboxError: when the process does not answer properly (it is then killed).
-        """
-        import cloudpickle
-
-        if self._dead:
-            raise SandboxError(self._dead)
-        self._id += 1
-        payload = cloudpickle.dumps({"id": self._id, "op": op, **fields})
+    def _send(self, payload: bytes, deadline: float) -> None:
         try:
             send_frame(self._w, payload, deadline)
         except ChannelTimeout:
             self._fail("did not answer in time", timeout=True)
         except ChannelError:
             self._fail(self._death())
-        reply = self._receive(deadline)
-        if type(reply) is not dict or reply.get("id") != self._id or type(reply.get("ok")) is not bool:
+
+    def request(self, op: str, deadline: float, **fields) -> dict:
+        """Send one request and wait (until ``deadline``, a ``time.monotonic()`` value) for its reply, answering
+        the callbacks the submission makes meanwhile through the grader's objects it was handed.
+
+        Raises:
+            SandboxTimeout, SandboxError: when the process does not answer properly (it is then killed).
+        """
+        if self._dead:
+            raise SandboxError(self._dead)
+        self._id += 1
+        ident = self._id
+        if not self._depth:
+            self._registry = Registry()
+        self._depth += 1
+        try:
+            self._send(dumps({"id": ident, "op": op, **fields}, self._registry), deadline)
+            while True:
+                reply = self._receive(deadline)
+                if type(reply) is not dict or reply.get("op") not in ("callback", "vjp"):
+                    break
+                self._send(self._answer(reply), deadline)
+        finally:
+            self._depth -= 1
+        if type(reply) is not dict or reply.get("id") != ident or type(reply.get("ok")) is not bool:
             self._fail("answered out of turn")
         return reply
+
+    def _answer(self, frame: dict) -> bytes:
+        """Run the grader's object the submission called back through (or the backward pass of such a call);
+        its answer, pickled as a request is (a value that does not pickle is an error)."""
+        try:
+            if frame["op"] == "vjp":
+                return dumps({"ok": True, "value": self._vjp(frame)}, self._registry)
+            ref, args, kwargs, track = frame.get("ref"), frame.get("args"), frame.get("kwargs"), frame.get("track")
+            if type(args) is not tuple or type(kwargs) is not dict or type(track) is not bool:
+                raise ValueError("a malformed callback")
+            if type(ref) is not int or ref not in self._registry.objects:
+                raise LookupError("a function of the grader's from an earlier call, no longer available")
+            with torch.set_grad_enabled(track):
+                value = self._registry.objects[ref](*args, **kwargs)
+            outputs = value if isinstance(value, tuple) else (value,)
+            inputs = [t for t in tensors((args, kwargs)) if t.requires_grad]
+            graph = None
+            if track and inputs and outputs and all(isinstance(o, torch.Tensor) and o.is_floating_point()
+                                                     for o in outputs):
+                graph = self._registry.keep(inputs, list(outputs))
+            return dumps({"ok": True, "value": _detached(value), "graph": graph}, self._registry)
+        except SandboxError:  # the grader's function called the submission, whose process then failed
+            raise
+        except Exception as err:  # noqa: BLE001 - the grader's function failed on the submission's inputs
+            return dumps({"ok": False, "type": type(err).__name__, "message": _line(str(err), 200)}, self._registry)
+
+    def _vjp(self, frame: dict) -> list:
+        graph, grads = frame.get("graph"), frame.get("grads")
+        if type(graph) is not int or graph not in self._registry.graphs or type(grads) is not list:
+            raise ValueError("a malformed request for a vector-Jacobian product")
+        inputs, outputs = self._registry.graphs[graph]
+        pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad and isinstance(g, torch.Tensor)]
+        if len(grads) != len(outputs) or any(g.shape != o.shape for o, g in pairs):
+            raise ValueError("gradients that do not fit the outputs")
+        if not pairs:
+            return [None] * len(inputs)
+        found = torch.autograd.grad([o for o, _ in pairs], inputs, [g.to(o.dtype) for o, g in pairs],
+                                    retain_graph=True, allow_unused=True)
+        return [None if g is None else g.detach() for g in found]
 
     def exec(self, index: int, source: str, deadline: float) -> str | None:
         """Run cell ``index`` of the submission; return its error (``Type: message``, first line) or None."""
@@ -226,18 +295,34 @@ class Sandbox:
         error = reply.get("error")
         if type(error) is not dict or type(error.get("type")) is not str or type(error.get("message")) is not str:
             return "an error the grader could not read"
-        return printable(f"{error['type'][:100]}: {error['message']}".splitlines()[0], 300)
+        return f"{_line(error['type'], 60)}: {_line(error['message'], 200)}"
 
-    def call(self, name: str, args: tuple, kwargs: dict, deadline: float):
-        """``name(*args, **kwargs)`` in the submission; its exceptions are raised here as built-in ones."""
-        reply = self.request("call", deadline, name=name, args=args, kwargs=kwargs, grad=torch.is_grad_enabled())
+    def call(self, name: str, args: tuple, kwargs: dict, deadline: float, forbid: tuple[str, ...] = (),
+             what: str | None = None):
+        """``name(*args, **kwargs)`` in the submission; its exceptions are raised here as built-in ones.
+
+        ``forbid``: dotted names of the fmlearn functions the call may not use (``what``: what the task asks the
+        learner to write, for the message).
+
+        Raises:
+            ForbiddenCall: the function tried one of ``forbid`` (even if it caught the error).
+            ExerciseCheckError: the function changed an argument in place that the task does not declare.
+        """
+        declared = [key for key in [*range(len(args)), *kwargs] if (name, key) in IN_PLACE]
+        reply = self.request("call", deadline, name=name, args=args, kwargs=kwargs, grad=torch.is_grad_enabled(),
+                             forbid=list(forbid), what=what, inplace=declared)
+        if reply.get("forbidden") in forbid:
+            from fmlearn.exercises._forbid import ForbiddenCall
+
+            raise ForbiddenCall(reply["forbidden"], what)
+        if type(reply.get("changed")) is list and reply["changed"]:
+            raise _in_place(name, args, kwargs, reply["changed"][0])
         if not reply["ok"]:
             raise _exception(reply, name)
-        changed = reply.get("changed")
-        for key, new in changed if type(changed) is list else []:
-            target = args[key] if type(key) is int and 0 <= key < len(args) else kwargs.get(key, None) \
-                if type(key) is str else None
-            _mirror(target, new)
+        mirror = reply.get("mirror")
+        for key, new in mirror if type(mirror) is list else []:
+            if key in declared:
+                _mirror(args[key] if type(key) is int else kwargs[key], new)
         return reply.get("value")
 
     # --- the end --------------------------------------------------------------------------------------------
@@ -311,16 +396,47 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
+def _detached(value):
+    """``value`` with its tensors detached (a tensor in an autograd graph does not pickle)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value) if type(value) in (list, tuple) else value
+    if type(value) is dict:
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+def _in_place(name: str, args: tuple, kwargs: dict, entry) -> Exception:
+    """The error the notebook's check shows for a function that changed its input in place."""
+    from fmlearn.exercises._base import INPLACE_HINT, ExerciseCheckError, _message
+
+    key, info = entry if type(entry) is list and len(entry) == 2 and type(entry[1]) is dict else (None, {})
+    arg = args[key] if type(key) is int and 0 <= key < len(args) else kwargs.get(key) if type(key) is str else None
+    if arg is None:
+        return ExerciseCheckError(f"{name} changed one of its inputs in place\n  hint: {INPLACE_HINT}")
+    label = f"argument {key + 1}" if type(key) is int else f"argument {key}"
+    old, shape, change = tuple(arg.shape), info.get("shape"), info.get("change")
+    if type(shape) is list and tuple(shape) != old and all(type(n) is int for n in shape):
+        how = f"reshaped to {tuple(shape)}"
+    else:
+        how = f"changed by up to {change:.3g}" if type(change) is float else "changed"
+    return ExerciseCheckError(_message(f"{name} changed its input in place ({label}, shape {old})",
+                                       "the arguments left as they were passed in", f"{label} {how} after the call",
+                                       INPLACE_HINT))
+
+
 def _exception(reply: dict, what: str) -> Exception:
     """The exception the submission's code raised, rebuilt as a built-in exception (or SubmissionError), with a
-    note saying where in the submission it was raised."""
+    note saying where in the submission it was raised. Its text is short and plain: the type's name cut at 60
+    characters, the first line of the message at 200, control characters removed."""
     if "unsupported" in reply:
-        return TypeError(f"{what} returned {printable(str(reply['unsupported']), 200)}, which the grader cannot take "
+        return TypeError(f"{what} returned {_line(str(reply['unsupported']), 200)}, which the grader cannot take "
                          "back: return tensors, arrays, numbers or strings (or tuples, lists or dicts of them)")
     error = reply.get("error")
     if type(error) is not dict or not all(type(error.get(k)) is str for k in ("type", "base", "message")):
         return SubmissionError(f"{what} failed (the submission's process sent no readable error)")
-    kind, message = printable(error["type"], 100), printable(error["message"], 4000)
+    kind, message = _line(error["type"], 60), _line(error["message"], 200)
     cls = getattr(builtins, error["base"], None)
     exc: Exception = SubmissionError(f"{kind}: {message}")
     if isinstance(cls, type) and issubclass(cls, Exception) and error["base"] == kind:
@@ -331,12 +447,13 @@ def _exception(reply: dict, what: str) -> Exception:
     elif isinstance(cls, type) and issubclass(cls, Exception):  # e.g. torch's LinAlgError, a RuntimeError
         exc = cls(f"{kind}: {message}")
     if type(error.get("where")) is str:
-        exc.add_note(f"(raised in the submission's {printable(error['where'], 300)})")
+        exc.add_note(f"(raised in the submission's {_line(error['where'], 200)})")
     return exc
 
 
 def _mirror(target, new) -> None:
-    """Change the grader's argument ``target`` as the submission's function changed its copy."""
+    """Change the grader's argument ``target`` as the submission's function changed its copy (only for an
+    argument the task declares in-place, :data:`IN_PLACE`)."""
     if isinstance(target, torch.Tensor) and isinstance(new, torch.Tensor):
         try:
             with torch.no_grad():
@@ -347,10 +464,6 @@ def _mirror(target, new) -> None:
             pass
     elif isinstance(target, np.ndarray) and isinstance(new, np.ndarray) and target.shape == new.shape:
         target[...] = new
-    elif type(new) is dict and type(new.get("$attrs")) is dict:
-        for name, value in new["$attrs"].items():
-            if type(value) in (bool, int, float, str) and type(getattr(target, name, None)) is type(value):
-                setattr(target, name, value)
 
 
 class StudentFunction:
