@@ -74,7 +74,8 @@ def probe(paths, grader_pid):
         "parent's cmdline": lambda: read(f"/proc/{os.getppid()}/cmdline"),
         "grader's cmdline": lambda: read(f"/proc/{grader_pid}/cmdline"),
     }
-    seen = {"uid": os.getuid()}
+    with open("/proc/self/status") as f:
+        seen = {"uid": os.getuid(), "capabilities": next(line.split()[1] for line in f if line.startswith("CapEff"))}
     for name, attempt in attempts.items():
         try:
             out = attempt()
@@ -190,6 +191,16 @@ def test_the_route_is_said(attacked):
 def test_a_submission_never_runs_as_root(attacked):
     assert attacked["seen"]["uid"] != 0
     assert attacked["seen"]["uid"] == _submission_uid()
+    assert int(attacked["seen"]["capabilities"], 16) == 0
+
+
+def test_limits_refuse_a_bad_jail_or_user():
+    with pytest.raises(ValueError, match="jail: expected one of auto, bubblewrap, fallback, got 'docker'"):
+        Limits(jail="docker")
+    with pytest.raises(ValueError, match="user: expected a uid > 0 or a user name, got 0"):
+        Limits(user=0)
+    with pytest.raises(ValueError, match="user: 'root' is root; a submission never runs with root's uid"):
+        Limits(user="root")
 
 
 def test_no_mode_change_outside_its_folder(attacked):

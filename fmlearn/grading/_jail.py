@@ -49,12 +49,13 @@ class JailUnavailable(RuntimeError):
     unprivileged uid can run the submission."""
 
 
-def identity(user: int | str) -> tuple[int, int] | None:
-    """The uid and gid a submission runs as when the grader runs as root (``user``: a uid or a user name; its
-    group is the user's own, or the uid's number when the system does not know the uid); None for any other
-    grader, whose submissions run as itself (only root can change uid)."""
-    if os.geteuid() != 0:
-        return None
+def account(user: int | str) -> tuple[int, int]:
+    """The uid and gid of ``user`` (a uid or a user name; the group is the user's own, or the uid's number when
+    the system does not know the uid).
+
+    Raises:
+        ValueError: ``user`` is root, or a name this system does not know.
+    """
     import pwd
 
     try:
@@ -66,6 +67,12 @@ def identity(user: int | str) -> tuple[int, int] | None:
     if entry.pw_uid == 0:
         raise ValueError(f"user: {user!r} is root; a submission never runs with root's uid")
     return entry.pw_uid, entry.pw_gid
+
+
+def identity(user: int | str) -> tuple[int, int] | None:
+    """The uid and gid a submission runs as when the grader runs as root (:func:`account` of ``user``); None for
+    any other grader, whose submissions run as itself (only root can change uid)."""
+    return account(user) if os.geteuid() == 0 else None
 
 
 def _nested(paths) -> list[str]:

@@ -78,6 +78,7 @@ class Limits:
             raise ValueError(f"jail: expected one of {', '.join(_JAILS)}, got {self.jail!r}")
         if not (type(self.user) is int and self.user > 0 or type(self.user) is str and self.user):
             raise ValueError(f"user: expected a uid > 0 or a user name, got {self.user!r}")
+        _jail.account(self.user)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
