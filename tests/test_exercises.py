@@ -305,6 +305,9 @@ def test_exercise_as_given_stops_at_its_first_task(solution, monkeypatch):
     assert errors, "the exercise ran without any error: a task is not blanked"
     first_cell, first = errors[0]
     assert first.ename == "NotImplementedError", (first.ename, first.evalue)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(first.traceback))  # what the notebook shows: two lines
+    assert re.fullmatch(r"NotImplementedError: \w+ is not written yet: .*\n  \(in your code: Cell In\[\d+\], line \d+, "
+                        r"in \w+: raise NotImplementedError\(\)\)", shown), shown
     first_graded = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade"))
     assert first_cell == first_graded, f"first error in cell {first_cell}, expected the first check (cell {first_graded})"
 

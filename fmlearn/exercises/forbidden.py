@@ -1,5 +1,5 @@
 """Which fmlearn functions answer which task: while a task's answer runs (in its check, and in the grader's
-sandbox), these raise :class:`~fmlearn.exercises._forbid.ForbiddenCall`.
+sandbox), these raise ``ForbiddenCall``.
 
 Keyed by (exercise, grade_id of the task's test cell). Each entry says what the task asks the learner to write
 and the dotted names of the functions that implement it: those found by trying (a one-line answer calling one
@@ -126,13 +126,13 @@ def task_for(exercise: str, grade_id: str) -> str | None:
 
 
 def forbidding_for(exercise: str, grade_id: str):
-    """:func:`~fmlearn.exercises._forbid.forbidding` for one task (its names and its description)."""
+    """``forbidding`` for one task (its names and its description)."""
     entry = FORBIDDEN.get((exercise, grade_id))
     return forbidding(entry.names, entry.what) if entry else contextlib.nullcontext([])
 
 
 def guarded_for(fn, exercise: str, grade_id: str):
-    """The learner's ``fn`` run under its task's forbidding (see :func:`~fmlearn.exercises._forbid.guarded`)."""
+    """The learner's ``fn`` run under its task's forbidding (see ``guarded``)."""
     entry = FORBIDDEN.get((exercise, grade_id))
     return guarded(fn, entry.names, entry.what) if entry else fn
 
