@@ -89,7 +89,7 @@ def bwrap_command(python: list[str], roots: list[str], package: str, scratch: st
     folders) bound read-only at their own paths, the fmlearn folder ``package`` at ``PACKAGE_HOME/fmlearn``,
     ``scratch`` writable at its own path, ``env`` the whole environment."""
     argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--unshare-user", "--disable-userns",
-            "--die-with-parent", "--new-session", "--clearenv"]
+            "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
     for path in SYSTEM:
