@@ -129,7 +129,7 @@ def route(jail: str, ident: tuple[int, int] | None, roots: tuple[str, ...], pack
     uid = f"uid {ident[0]}" if ident else f"uid {os.getuid()} (the grader's own)"
     python = [sys.executable, "-I", "-S", "-c", "pass"]
     reach = [*roots, package]
-    why = "--jail fallback"
+    why = "as asked"
     if jail != "fallback":
         bwrap = shutil.which("bwrap")
         if bwrap is None:
@@ -184,10 +184,10 @@ def remove_tree(path: str) -> None:
     quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
              "env": {"PATH": "/usr/bin:/bin"}, "timeout": 120, "check": False}
     try:
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", path], **quiet)
+        subprocess.run(["rm", "-rf", "--", path], **quiet)
         if os.path.lexists(path):  # folders it made with no rights (mkdir mode 0), when the grader is not root
             subprocess.run(["chmod", "-R", "u+rwx", "--", path], **quiet)
-            subprocess.run(["rm", "-rf", "--one-file-system", "--", path], **quiet)
+            subprocess.run(["rm", "-rf", "--", path], **quiet)
     except (OSError, subprocess.TimeoutExpired):
         shutil.rmtree(path, ignore_errors=True)
 
