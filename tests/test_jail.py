@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from fmlearn.grading import _jail
-from fmlearn.grading.sandbox import Limits, Sandbox, SandboxError
+from fmlearn.grading import _confine, _jail
+from fmlearn.grading.sandbox import Limits, Sandbox, SandboxError, _read_roots
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox's layers are Linux's")
 
@@ -284,3 +285,45 @@ def test_a_process_that_replaces_its_log_neither_hangs_nor_leaks(route, kind, tm
     assert str(died.value).endswith("exited with code 3; its last output: the last line it printed"), died.value
     assert not box.scratch.exists()  # a deep tree removed too, a link not followed
     assert secret.read_text().startswith("TOP-SECRET")
+
+
+SIGNALS = r"""import importlib.util, json, os, signal, sys, threading
+
+spec = importlib.util.spec_from_file_location("_confine", sys.argv[1])
+confine = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(confine)
+confine._libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS, as confine() sets it first
+confine._seccomp()
+seen = {}
+for name, attempt in {"another process": lambda: os.kill(int(sys.argv[2]), signal.SIGKILL),
+                      "every process": lambda: os.kill(-1, 0), "itself": lambda: os.kill(os.getpid(), 0),
+                      "its group": lambda: os.kill(0, 0),
+                      "its thread": lambda: signal.pthread_kill(threading.get_ident(), 0)}.items():
+    try:
+        attempt()
+        seen[name] = "allowed"
+    except OSError as err:
+        seen[name] = type(err).__name__
+print(json.dumps(seen))
+"""
+
+
+def test_seccomp_alone_lets_a_submission_signal_only_itself():
+    """Landlock scopes signals only from ABI 6 (Linux 6.12) on, and masks the filter here: the filter alone, in a
+    process of the submission's uid, must not reach a process of that same uid (another submission's)."""
+    import json
+
+    ident = _jail.identity(Limits().user)
+    victim = subprocess.Popen(["sleep", "60"], **({"user": ident[0], "group": ident[1], "extra_groups": []}
+                                                  if ident else {}))
+    try:
+        python = [sys.executable, "-I", "-S", "-c", SIGNALS, _confine.__file__, str(victim.pid)]
+        reach = [*_read_roots(), os.path.dirname(_confine.__file__)]
+        out = subprocess.run(_jail.command(python, ident, reach), capture_output=True, text=True, timeout=60,
+                             env={}, check=True)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+    assert json.loads(out.stdout) == {"another process": "PermissionError", "every process": "PermissionError",
+                                      "itself": "allowed", "its group": "allowed", "its thread": "allowed"}

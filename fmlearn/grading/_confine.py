@@ -18,7 +18,7 @@ is skipped, and said so, where the system lacks it).
   world-writable or setuid); no socket at all (the grader's channel is two pipes, so neither UDP nor a UNIX
   socket outside reaches anyone); no io_uring (its operations bypass this filter), no namespaces, mounts,
   ``ptrace``, other processes' memory, BPF, perf events, userfaultfd, kernel keys, device nodes, or file
-  handles.
+  handles; signals only to itself (what Landlock's scoping does from ABI 6 on, for older kernels).
 
 :func:`confine` returns one line per layer saying what was applied, for the grading report.
 """
@@ -44,10 +44,12 @@ _DENIED_EVERYWHERE = {  # numbered alike on x86-64 and arm64 (the tables were un
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
     "mount_setattr": 442, "open_tree_attr": 467, "pidfd_getfd": 438, "process_madvise": 440,
+    "pidfd_send_signal": 424,
 }
-_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH_*, seccomp, clone, clone3, {denied system call: number})
+_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH_*, seccomp, clone, clone3, {denied system call: number},
+    #                  {system call that sends a signal to the process its first argument names: number})
     "x86_64": (0xC000003E, 317, 56, 435, {
-        "fork": 57, "vfork": 58, "execve": 59, "execveat": 322,
+        "fork": 57, "tkill": 200, "vfork": 58, "execve": 59, "execveat": 322,
         "chmod": 90, "fchmod": 91, "fchmodat": 268, "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
         "utime": 132, "utimes": 235, "utimensat": 280, "futimesat": 261,
         "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198,
@@ -55,16 +57,18 @@ _SECCOMP_ARCH = {  # machine: (AUDIT_ARCH_*, seccomp, clone, clone3, {denied sys
         "umount2": 166, "pivot_root": 155, "chroot": 161, "ptrace": 101, "process_vm_readv": 310,
         "process_vm_writev": 311, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
         "add_key": 248, "request_key": 249, "mknod": 133, "mknodat": 259, "name_to_handle_at": 303,
-        "open_by_handle_at": 304, **_DENIED_EVERYWHERE}),
+        "open_by_handle_at": 304, **_DENIED_EVERYWHERE},
+        {"kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297}),
     "aarch64": (0xC00000B7, 277, 220, 435, {  # arm64 never had chmod, chown, utime, mknod or fork
-        "execve": 221, "execveat": 281,
+        "execve": 221, "execveat": 281, "tkill": 130,
         "fchmod": 52, "fchmodat": 53, "fchown": 55, "fchownat": 54, "utimensat": 88,
         "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14, "lremovexattr": 15, "fremovexattr": 16,
         "socket": 198, "socketpair": 199, "unshare": 97, "setns": 268, "mount": 40, "umount2": 39,
         "pivot_root": 41, "chroot": 51, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
         "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
         "request_key": 218, "mknodat": 33, "name_to_handle_at": 264, "open_by_handle_at": 265,
-        **_DENIED_EVERYWHERE}),
+        **_DENIED_EVERYWHERE},
+        {"kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240}),
 }
 _SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin",  # programs and libraries
                 "/etc/ld.so.cache", "/etc/localtime", "/etc/fonts",  # the loader's cache, the time zone, fonts
@@ -154,13 +158,18 @@ def _seccomp() -> str:
     machine = os.uname().machine
     if machine not in _SECCOMP_ARCH:
         raise OSError(f"no filter written for {machine}")
-    arch, seccomp, clone, clone3, denied = _SECCOMP_ARCH[machine]
+    arch, seccomp, clone, clone3, denied, signals = _SECCOMP_ARCH[machine]
     load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE, JSET, BPF_RET|K
     prog = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, _EPERM),  # another ABI (i386 on x86-64): nothing
             (load, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, _EPERM),  # x32 system calls: nothing
             (jeq, 0, 1, clone3), (ret, 0, 0, _ENOSYS)]  # glibc falls back to clone, whose flags can be read
     for nr in sorted(set(denied.values())):
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, _EPERM)]
+    for name, nr in signals.items():  # signals to itself only (Landlock scopes them only from ABI 6 on)
+        mine = (os.getpid(), 0) if name == "kill" else (os.getpid(),)  # kill(0, ...): its own process group
+        prog += [(jeq, 0, len(mine) + 3, nr), (load, 0, 0, 16)]
+        prog += [(jeq, len(mine) - i, 0, pid) for i, pid in enumerate(mine)]
+        prog += [(ret, 0, 0, _EPERM), (ret, 0, 0, _ALLOW)]
     prog += [(jeq, 0, 4, clone), (load, 0, 0, 16), (jset, 1, 0, _CLONE_NEW), (jset, 1, 0, _CLONE_THREAD),
              (ret, 0, 0, _EPERM), (ret, 0, 0, _ALLOW)]
     filters = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
@@ -171,7 +180,7 @@ def _seccomp() -> str:
     if out > 0:
         raise OSError(f"thread {out} could not take the filter")
     return ("seccomp: no new processes, no execve, no chmod, chown, utime or xattr changes, no sockets, no "
-            "io_uring, no namespaces or mounts, no ptrace (every thread)")
+            "io_uring, no namespaces or mounts, no ptrace, no signals to other processes (every thread)")
 
 
 def confine(scratch: str, read_roots: list[str], memory_mb: int, cpu_seconds: int, file_mb: int) -> list[str]:
