@@ -49,7 +49,7 @@ _DENIED_EVERYWHERE = {  # numbered alike on x86-64 and arm64 (the tables were un
 _SECCOMP_ARCH = {  # machine: (AUDIT_ARCH_*, seccomp, clone, clone3, {denied system call: number},
     #                  {system call that sends a signal to the process its first argument names: number})
     "x86_64": (0xC000003E, 317, 56, 435, {
-        "fork": 57, "tkill": 200, "vfork": 58, "execve": 59, "execveat": 322,
+        "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "tkill": 200,
         "chmod": 90, "fchmod": 91, "fchmodat": 268, "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
         "utime": 132, "utimes": 235, "utimensat": 280, "futimesat": 261,
         "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198,
