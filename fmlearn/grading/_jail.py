@@ -7,9 +7,10 @@ Two routes, chosen once per grader process (:func:`route`) and said in the repor
   made inside), in a new session, and dies with the grader. Its root is built from nothing: read-only binds of
   what Python, torch and fmlearn need (the interpreter's folders, /usr, the loader's cache, the fmlearn package
   alone at a path of its own: never the course repository, which holds the solutions), the scratch folder
-  writable, a fresh /proc that shows only the jail's processes, a minimal /dev and an empty /tmp. The rest of
-  the machine is absent: no file beside the submissions folder to chmod, no UNIX socket to connect to, no
-  /etc/shadow, no grader's /proc entry; what is bound is read-only (EROFS).
+  writable, a fresh /proc that shows only the jail's processes, a minimal /dev and an empty 1 MiB /tmp;
+  everything else in it is read-only (EROFS), even where Landlock is missing. The rest of the machine is
+  absent: no file beside the submissions folder to chmod, no UNIX socket to connect to, no /etc/shadow, no
+  grader's /proc entry.
 - ``fallback``: an ordinary process. Either way the process then confines itself before it runs any of the
   submission's code (:mod:`fmlearn.grading._confine`: resource limits, Landlock, seccomp), so inside the jail
   these layers are a second wall.
@@ -38,6 +39,7 @@ PACKAGE_HOME = "/opt/fmlearn-grading"  # in the jail: the folder holding the fml
 SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/fonts", "/sys/devices/system/cpu")
 NOBODY = 65534
+_TMP_BYTES = 1 << 20  # the jail's own /tmp (the submission's temporary files go to its folder, TMPDIR)
 _PROBE_SECONDS = 30
 
 _CLONE_NEWNS = 0x20000
@@ -100,11 +102,11 @@ def bwrap_command(python: list[str], roots: list[str], package: str, scratch: st
     for path in SYSTEM_FILES:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(_TMP_BYTES), "--tmpfs", "/tmp"]
     for path in _nested(p for p in roots if not any(p == s or p.startswith(s + "/") for s in SYSTEM)):
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", package, f"{PACKAGE_HOME}/fmlearn", "--bind", scratch, scratch, "--chdir", scratch,
-             "--", *python]
+             "--remount-ro", "/dev", "--remount-ro", "/", "--", *python]  # the rest no longer takes a byte
     return argv
 
 
