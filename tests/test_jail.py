@@ -12,6 +12,7 @@ sandbox's output log hung the grader for ever.
 The jail route is skipped where bubblewrap does not work, unless FMLEARN_REQUIRE_JAIL=1 (CI installs it).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -311,8 +312,6 @@ print(json.dumps(seen))
 def test_seccomp_alone_lets_a_submission_signal_only_itself():
     """Landlock scopes signals only from ABI 6 (Linux 6.12) on, and masks the filter here: the filter alone, in a
     process of the submission's uid, must not reach a process of that same uid (another submission's)."""
-    import json
-
     ident = _jail.identity(Limits().user)
     victim = subprocess.Popen(["sleep", "60"], **({"user": ident[0], "group": ident[1], "extra_groups": []}
                                                   if ident else {}))
@@ -327,3 +326,33 @@ def test_seccomp_alone_lets_a_submission_signal_only_itself():
         victim.wait()
     assert json.loads(out.stdout) == {"another process": "PermissionError", "every process": "PermissionError",
                                       "itself": "allowed", "its group": "allowed", "its thread": "allowed"}
+
+
+REFUSAL = r"""import importlib.util, json, sys
+
+spec = importlib.util.spec_from_file_location("_jail", sys.argv[1])
+jail = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(jail)
+ident, roots, package = json.loads(sys.argv[2])
+try:
+    print(jail.route("fallback", tuple(ident), tuple(roots), package))
+except jail.JailUnavailable as err:
+    print(err)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a grader running as root changes the submission's uid")
+def test_as_root_a_python_the_submission_cannot_reach_is_refused_with_a_fix():
+    """Without the right to make a mount namespace (a container without CAP_SYS_ADMIN), a grader running as root
+    cannot show the submission's uid an interpreter kept under a private home: it refuses, and says what to do,
+    rather than run the submission as root."""
+    ident = _jail.identity(Limits().user)
+    roots, package = _read_roots(), os.path.dirname(os.path.dirname(_jail.__file__))
+    if not _jail._blocked([*roots, package], *ident) or shutil.which("setpriv") is None:
+        pytest.skip(f"uid {ident[0]} can reach this Python without help (or setpriv is missing)")
+    out = subprocess.run(["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", sys.executable, "-I", "-S",
+                          "-c", REFUSAL, _jail.__file__, json.dumps([ident, roots, package])],
+                         capture_output=True, text=True, timeout=60, env={}, check=True)
+    assert out.stdout.startswith(f"the grader runs as root, so submissions run as uid {ident[0]}, which cannot start "
+                                 "this Python"), out.stdout
+    assert "run the grader as a normal user" in out.stdout

@@ -155,7 +155,8 @@ def route(jail: str, ident: tuple[int, int] | None, roots: tuple[str, ...], pack
         if failure is not None:
             raise JailUnavailable(
                 f"the grader runs as root, so submissions run as uid {ident[0]}, which cannot start this Python "
-                f"({failure}); run the grader as a normal user, or choose another --sandbox-user")
+                f"({failure}): run the grader as a normal user, install Python where uid {ident[0]} can read it, "
+                f"or choose another --sandbox-user")
     return "fallback", f"jail: fallback ({why}): an ordinary process, confined by itself as below; {uid}"
 
 
@@ -250,7 +251,11 @@ def launch(plan: dict) -> None:
     uid, gid = plan["uid"], plan["gid"]
     behind = _blocked(plan["reach"], uid, gid)
     if behind:
-        _show(behind)
+        try:
+            _show(behind)
+        except OSError as err:
+            sys.exit(f"fmlearn sandbox launcher: uid {uid} cannot cross {' or '.join(behind)}, and no mount namespace "
+                     f"could show it what it needs there ({err})")
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
