@@ -87,13 +87,13 @@ def probe(paths, grader_pid):
     return seen
 '''
 
-LOG_ATTACK = r'''import os
+LOG_ATTACK = r'''import os, signal
 
 
 def replace_the_log(kind, target):
     """The grader of the previous commit read output.log, in this folder, when the process died: make it a FIFO
     or a link to ``target``; or ("deep") leave a tree deeper than Python's recursion limit for the grader to
-    delete, with a link to ``target``'s folder at its top."""
+    delete, with a link to ``target``'s folder at its top, and crash (bwrap reports the signal as an exit code)."""
     if kind == "deep":
         os.symlink(os.path.dirname(target), "outside")
         for _ in range(2000):
@@ -107,6 +107,8 @@ def replace_the_log(kind, target):
         except OSError:
             pass
     print("the last line it printed", flush=True)
+    if kind == "deep":
+        os.kill(os.getpid(), signal.SIGSEGV)
     os._exit(3)
 '''
 
@@ -283,7 +285,8 @@ def test_a_process_that_replaces_its_log_neither_hangs_nor_leaks(route, kind, tm
         signal.signal(signal.SIGALRM, previous)
     assert took < BOUND
     assert "TOP-SECRET" not in str(died.value)
-    assert str(died.value).endswith("exited with code 3; its last output: the last line it printed"), died.value
+    ending = "was killed by SIGSEGV (a crash)" if kind == "deep" else "exited with code 3"
+    assert str(died.value).endswith(f"{ending}; its last output: the last line it printed"), died.value
     assert not box.scratch.exists()  # a deep tree removed too, a link not followed
     assert secret.read_text().startswith("TOP-SECRET")
 
