@@ -358,7 +358,8 @@ class Sandbox:
         return os.pread(fd, _TAIL, max(0, info.st_size - _TAIL))
 
     def close(self) -> None:
-        """Kill the process, its process group and anything left in its session; delete the scratch folder."""
+        """Kill the process, its process group and anything left in its session (in the jail, bwrap: the jail's
+        processes die with it, with their PID namespace); delete the scratch folder."""
         if self._closed:
             return
         self._closed = True
