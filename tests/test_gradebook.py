@@ -23,8 +23,8 @@ import pytest
 
 from fmlearn.grading import Result, TaskScore
 from fmlearn.grading.__main__ import main
-from fmlearn.grading.gradebook import (Entry, class_entries, grade_entries, journal_path, merge, parse_shard,
-                                       shard, student_pattern)
+from fmlearn.grading.gradebook import (Entry, Journal, class_entries, grade_entries, journal_path, merge,
+                                       parse_shard, shard, student_pattern)
 from fmlearn.grading.report import Row, write_table
 from fmlearn.grading.submissions import load_exercises
 
@@ -300,4 +300,10 @@ def test_slices_graded_apart_merge_into_one_gradebook_and_bad_sets_are_refused(t
     for paths, message in bad.items():
         with pytest.raises(SystemExit, match=message):
             main(["merge", *paths, "--out", "class.csv"])
+    with pytest.raises(SystemExit, match="part1.csv.jsonl holds the grades of slice 1/2, not 2/2; pass another"):
+        main(["submitted", "--shard", "2/2", "--out", "part1.csv"])
+    held = Journal(journal_path(tmp_path / "part2.csv"))  # a run that is still writing part2
+    with pytest.raises(SystemExit, match="part2.csv.jsonl: another run is writing this journal"):
+        main(["submitted", "--shard", "2/2", "--out", "part2.csv"])
+    held.close()
     capsys.readouterr()

@@ -12,9 +12,9 @@ for a cluster, and one gradebook at the end.
   own sandbox. A worker that gives no result ``notebook_timeout`` + :func:`default_grace` seconds after it got a
   submission is stopped (its sandbox too) and the submission gets 0 and the reason; the others go on.
 - **Journal.** Each graded row is appended to ``<out>.jsonl`` (flushed and fsynced) as soon as it is known; the
-  final table is written from it. A rerun with the same ``out`` grades only what the journal does not hold
-  (or what changed since: rows carry the file's SHA-256), so a crash or a kill loses at most the submissions
-  being graded.
+  final table is written from it. A rerun with the same ``out`` grades only what the journal does not hold,
+  what changed since (rows carry the file's SHA-256) and what the grader itself failed on, so a crash or a kill
+  loses at most the submissions being graded.
 - **Slices.** ``--shard K/N`` grades every N-th file of the sorted list, from the K-th (files sorted by path,
   in code-point order: the same on every machine), so a Slurm job array or a Kubernetes indexed Job spreads a
   class over machines; :func:`merge` joins their journals into one gradebook and refuses slices that overlap,
@@ -160,6 +160,7 @@ def file_digest(path: str | os.PathLike) -> str | None:
 # --- the journal -------------------------------------------------------------------------------------------------
 
 def journal_path(out: str | os.PathLike) -> Path:
+    """The journal of the grades written to ``out``: ``<out>.jsonl`` beside it."""
     return Path(f"{out}.jsonl")
 
 
@@ -184,9 +185,9 @@ def read_journal(path: Path) -> tuple[dict | None, dict[str, dict]]:
 
 class Journal:
     """Rows appended to ``<out>.jsonl`` as they are graded, each flushed and fsynced, under an exclusive lock
-    (a second run on the same journal is refused)."""
+    taken before it is read (a second run on the same journal is refused). ``fresh``: empty it first."""
 
-    def __init__(self, path: Path, sliced: dict):
+    def __init__(self, path: Path, fresh: bool = False):
         self.path = path
         self.file = open(path, "a+b")  # noqa: SIM115 - closed by close()
         try:
@@ -194,13 +195,12 @@ class Journal:
         except BlockingIOError:
             self.file.close()
             raise RuntimeError(f"{path}: another run is writing this journal; wait for it, or pass another --out")
-        self.file.seek(0, os.SEEK_END)
-        if self.file.tell():  # a torn last line (killed mid-write): cut it
-            self.file.seek(-1, os.SEEK_END)
-            if self.file.read(1) != b"\n":
-                self.file.seek(0)
-                data = self.file.read()
-                self.file.truncate(data.rfind(b"\n") + 1)
+        self.file.seek(0)
+        data = self.file.read()
+        self.file.truncate(0 if fresh else data.rfind(b"\n") + 1)  # a torn last line (killed mid-write): cut
+
+    def start(self, sliced: dict) -> None:
+        """Say which slice of which class the rows that follow belong to."""
         self._write({"slice": sliced})
 
     def _write(self, record: dict) -> None:
@@ -415,6 +415,31 @@ def _row(entry: Entry, result: Result) -> Row:
     return Row(result, entry.student, entry.assignment or result.exercise, entry.timestamp)
 
 
+def _resume(path: Path, mine: list[Entry], k: int, n: int) -> dict[str, Row]:
+    """The rows a journal already holds for this slice's unchanged files (not those the grader failed on)."""
+    before, old = read_journal(path)
+    if before is None and not old:
+        return {}
+    if before is not None and before["shard"] != [k, n]:
+        raise ValueError(f"--out: {path} holds the grades of slice {before['shard'][0]}/{before['shard'][1]}, "
+                         f"not {k}/{n}; pass another --out")
+    rows, changed, faults = {}, 0, 0
+    for e in mine:
+        record = old.get(e.file)
+        if record is None:
+            continue
+        if record["sha256"] != file_digest(e.file):
+            changed += 1
+        elif record["fault"]:
+            faults += 1
+        else:
+            rows[e.file] = _row(e, Row.from_json(record).result)
+    again = [f"{changed} changed since"] * bool(changed) + [f"{faults} the grader failed on"] * bool(faults)
+    print(f"resuming from {path}: {len(rows)} of {len(mine)} submissions already graded, {len(mine) - len(rows)} "
+          "to grade" + (f" ({', '.join(again)})" if again else ""), file=sys.stderr)
+    return rows
+
+
 def grade_class(entries: list[Entry], out: str | os.PathLike | None = None, *, shard_of: tuple[int, int] = (1, 1),
                 jobs: int = 1, regrade: bool = False, solution=None, exercises: list[Exercise] | None = None,
                 limits: dict | None = None) -> list[Row]:
@@ -426,7 +451,9 @@ def grade_class(entries: list[Entry], out: str | os.PathLike | None = None, *, s
     journal afresh).
 
     Raises:
-        ValueError: ``out``'s journal holds another slice (``--shard``) than this one.
+        ValueError: ``out``'s journal holds another slice (``--shard``) than this one, or is no journal.
+        RuntimeError: another run is writing that journal; or, from :func:`grade_entries`, the grader cannot
+            start or its jail cannot run here.
     """
     k, n = shard_of
     mine = shard(entries, k, n)
@@ -434,40 +461,20 @@ def grade_class(entries: list[Entry], out: str | os.PathLike | None = None, *, s
               "class_digest": _digest([e.file for e in entries])}
     path = journal_path(out) if out is not None else None
     rows: dict[str, Row] = {}
-    journal = None
-    if path is not None:
-        if path.exists() and regrade:
-            path.unlink()
-        if path.exists():
-            before, old = read_journal(path)
-            if before is not None and before["shard"] != [k, n]:
-                raise ValueError(f"--out: {path} holds the grades of slice {before['shard'][0]}/{before['shard'][1]}, "
-                                 f"not {k}/{n}; pass another --out")
-            changed, faults = 0, 0
-            for e in mine:
-                record = old.get(e.file)
-                if record is None:
-                    continue
-                if record["sha256"] != file_digest(e.file):
-                    changed += 1
-                elif record["fault"]:
-                    faults += 1
-                else:
-                    rows[e.file] = _row(e, Row.from_json(record).result)
-            again = [f"{changed} changed since"] * bool(changed) + [f"{faults} the grader failed on"] * bool(faults)
-            print(f"resuming from {path}: {len(rows)} of {len(mine)} submissions already graded, "
-                  f"{len(mine) - len(rows)} to grade" + (f" ({', '.join(again)})" if again else ""), file=sys.stderr)
-        journal = Journal(path, sliced)
-    started, todo = time.monotonic(), [e for e in mine if e.file not in rows]
-
-    def done(entry: Entry, result: Result, fault: bool) -> None:
-        row = _row(entry, result)
-        rows[entry.file] = row
-        if journal is not None:
-            journal.append(row, file_digest(entry.file), fault)
-        print(f"graded {entry.file} ({result.seconds:.1f} s)", file=sys.stderr)
-
+    journal = None if path is None else Journal(path, fresh=regrade)
     try:
+        if journal is not None:
+            rows = _resume(path, mine, k, n)
+            journal.start(sliced)
+        started, todo = time.monotonic(), [e for e in mine if e.file not in rows]
+
+        def done(entry: Entry, result: Result, fault: bool) -> None:
+            row = _row(entry, result)
+            rows[entry.file] = row
+            if journal is not None:
+                journal.append(row, file_digest(entry.file), fault)
+            print(f"graded {entry.file} ({result.seconds:.1f} s)", file=sys.stderr)
+
         grade_entries(todo, done, jobs=jobs, solution=solution, exercises=exercises, limits=limits)
     finally:
         if journal is not None:
