@@ -196,7 +196,7 @@ def _freeze_a_grading_worker(found: dict) -> None:
             sandboxes = [c for c in worker.children(recursive=True) if "_sandbox" in " ".join(c.cmdline())]
             if sandboxes:
                 worker.suspend()
-                found.update(worker=worker, sandbox=sandboxes[0])
+                found.update(worker=worker, sandbox=sandboxes[0], scratch=worker.children()[0].cwd())
                 break
         time.sleep(0.1)
     until = time.monotonic() + 40
@@ -222,6 +222,7 @@ def test_a_worker_that_hangs_is_stopped_and_the_others_are_graded(tmp_path):
     freezer.join()
     assert time.monotonic() - started < 60
     assert found and not found["worker"].is_running() and not found["sandbox"].is_running()
+    assert not Path(found["scratch"]).exists()  # the sandbox's folder, deleted with it
     (dave, fault), (erin, erin_fault) = results["dave"], results["erin"]
     assert (dave.points, dave.max_points, fault) == (0, 10, True)  # the grader's fault: a rerun tries it again
     assert dave.reason == "the grader stopped it: no result 5 s after it started (its time limit is 3 s)"

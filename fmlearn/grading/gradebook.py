@@ -34,12 +34,13 @@ import re
 import signal
 import stat
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._jail import JailUnavailable
+from ._jail import JailUnavailable, remove_tree
 from .grade import Result, default_solutions, grade_submission, submission_files
 from .report import Row
 from .sandbox import printable
@@ -271,6 +272,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _scratch_of(pid: int) -> str | None:
+    """The folder a sandbox process runs in when it is a sandbox's scratch folder (``fmlearn-grade-*`` in the
+    temporary folder; None for anything else, which is never deleted)."""
+    try:
+        folder = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    scratch = os.path.dirname(folder) == tempfile.gettempdir() and os.path.basename(folder).startswith("fmlearn-grade-")
+    return folder if scratch else None
+
+
 class _Worker:
     def __init__(self, ctx, solution, exercises, limits):
         self.conn, child = ctx.Pipe()
@@ -286,11 +298,14 @@ class _Worker:
         self.conn.send(entry.file)
 
     def kill(self) -> None:
-        """SIGTERM (the worker closes its sandbox), then SIGKILL for it and its children's sessions."""
+        """SIGTERM (the worker closes its sandbox); if it does not exit, SIGKILL for its children's sessions (a
+        sandbox and what it started) and for it, and the sandboxes' scratch folders deleted."""
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(3)
-        for child in _children(self.proc.pid) if self.proc.is_alive() else []:  # a sandbox: its whole session
+        scratches = []
+        for child in _children(self.proc.pid) if self.proc.is_alive() else []:
+            scratches.append(_scratch_of(child))
             with contextlib.suppress(OSError):
                 if os.getpgid(child) == child:
                     os.killpg(child, signal.SIGKILL)
@@ -300,6 +315,8 @@ class _Worker:
             self.proc.kill()
         self.proc.join(3)
         self.conn.close()
+        for scratch in filter(None, scratches):
+            remove_tree(scratch)
 
 
 def _ungraded(entry: Entry, reason: str, exercises: list[Exercise]) -> Result:
