@@ -103,7 +103,7 @@ def check_tangent_projection(tangent_proj, tol: float = 1e-10) -> bool:
         div = div + (up[:, i] - down[:, i]) / (2 * h)
     if not _max_err(div, -2 * y[:, 2]) <= 1e-6:
         _fail("the ambient divergence of P(x) e_z must equal its divergence on the sphere, -2 z",
-              (-2 * y[:, 2]).tolist()[:3], div.tolist()[:3], "divide by |x|^2: the field must be tangent to "
+              *_worst(-2 * y[:, 2], div), "divide by |x|^2: the field must be tangent to "
               "every sphere |x| = r, not only to the unit one, for its ambient divergence to be the intrinsic one")
     return _ok("your projection is tangent on every sphere, and its divergence is the intrinsic one")
 
