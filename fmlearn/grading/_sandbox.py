@@ -51,6 +51,9 @@ class Remote:
     def __repr__(self) -> str:
         return "<the grader's object>"
 
+    def __reduce_ex__(self, protocol):
+        raise TypeError("the grader's objects stay in the grader: they cannot be pickled or copied")
+
 
 class RemoteCallable(Remote):
     """One of the grader's functions or callable objects: calling it runs the real one in the grader."""
