@@ -232,7 +232,9 @@ def attacks(v: Victims) -> list[Attack]:
             "        try:\n            _seen.append(get())\n        except Exception:\n            pass\n"
             "    x, h = x0, 1.0 / steps\n    for i in range(steps):\n        x = x + h * u(x, i * h)\n"
             "    if len(_seen) > 5:\n        raise ValueError(' | '.join(_seen)[-4000:])\n    return x")
-    add("hidden_code_leak", EX01, after(a1, "euler_sampler", leak), lost=["euler_sampler_check"], item="5")
+    # The test's velocity is a stand-in for the grader's function: nothing to disassemble, so the honest Euler loop
+    # scores in full and none of the getters has anything to report.
+    add("hidden_code_leak", EX01, after(a1, "euler_sampler", leak), item="5")
     add("hidden_code_udp", EX01, after(a1, "euler_sampler", leak.replace(
         "raise ValueError(' | '.join(_seen)[-4000:])",
         f"import socket\n        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(' | '.join(_seen)"
