@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._jail import identity
+from ._jail import JailUnavailable, identity
 from .grade import default_solutions, grade_submission
 from .gradebook import class_entries, grade_class, merge, parse_shard, student_pattern
 from .report import FORMATS, unplaced, write_report, write_table
@@ -61,7 +61,10 @@ def _grade(args) -> int:
     if not exercises and args.solution is None:
         raise SystemExit(f"no solutions notebooks in {folder}; pass --solutions or --solution")
     if len(args.submissions) == 1 and args.submissions[0].is_file() and shard_of is None and args.format == "table":
-        result = grade_submission(args.submissions[0], args.solution, exercises=exercises, **limits)
+        try:
+            result = grade_submission(args.submissions[0], args.solution, exercises=exercises, **limits)
+        except JailUnavailable as err:
+            raise SystemExit(f"error: {err}") from None
         if result.reason is not None:
             print(f"error: {result.reason}", file=sys.stderr)
             return 2

@@ -190,7 +190,11 @@ class Sandbox:
         os.close(rep_w)
         os.set_blocking(self._w, False)
         os.set_blocking(self._r, False)
-        hello = self._receive(min(deadline, time.monotonic() + limits.start_timeout))
+        try:  # a grader stopped while it waits (Ctrl-C, a worker's watchdog) leaves no process and no scratch folder
+            hello = self._receive(min(deadline, time.monotonic() + limits.start_timeout))
+        except BaseException:
+            self.close()
+            raise
         confinement = hello.get("confinement") if type(hello) is dict else None
         if type(confinement) is not list or not all(type(line) is str for line in confinement):
             self._fail("sent a malformed greeting")
