@@ -24,8 +24,10 @@ vector-Jacobian product (E[(P eps)(P eps)^T] = P keeps Hutchinson unbiased). The
 the projected field P u with the space's step, so x stays on the manifold, and the source density is
 the space's uniform one. The ambient divergence tr(J) of P(x) v equals div_M only when P = I - x x^T / |x|^2
 (the sphere's proj); with I - x x^T it is off by -2 x . v. For the flat torus in angle coordinates P = I:
-the Euclidean divergence. ``space=None`` (or a :class:`~fmlearn.spaces.Euclidean`) is R^D, bit for bit
-the computation without a space.
+the Euclidean divergence. In R^D (:class:`~fmlearn.spaces.Euclidean`, proj(x, v) = v) the same code is the
+computation of Part I, bit for bit. ``space=None`` means the model's own space (a
+:class:`~fmlearn.manifolds.ProjectedVelocity` declares it), else R^D; a ``space=`` that contradicts the model's
+is refused, and so is a ``source=`` density of another space (a Gaussian of R^3 is no density on S^2).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch.func import vjp, vmap
 
 from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_context, model_dtype_device
 from .solvers import odeint
-from .spaces import Euclidean, Space
+from .spaces import EUCLIDEAN, Manifold, check_manifold, declared_space, resolve_space
 from .stepping import time_grid
 
 IMPLS = ("auto", "func", "loop")
@@ -69,11 +71,11 @@ def _check_out(v, shape):
 
 
 def _tangent(proj, x):
-    """The projection of vectors of x's shape onto the tangent space at x (None: no projection, R^D)."""
-    return (lambda e: e) if proj is None else (lambda e: proj(x.detach(), e))
+    """The projection of vectors of x's shape onto the tangent space at x (the identity in R^D)."""
+    return lambda e: proj(x.detach(), e)
 
 
-def _exact_func(velocity, x, t, create_graph, proj=None):
+def _exact_func(velocity, x, t, create_graph, proj):
     """torch.func: one forward pass on the batch, then the D vector-Jacobian products with
     the basis vectors e_i (the same in every sample; projected at each x_b on a manifold)
     vmapped into batched backward passes."""
@@ -109,7 +111,7 @@ def _vjp_forms(velocity, x, t, vectors, n, create_graph):
     return (v, total) if create_graph else (v.detach(), total.detach())
 
 
-def _exact_loop(velocity, x, t, create_graph, proj=None):
+def _exact_loop(velocity, x, t, create_graph, proj):
     """autograd: e_i = the i-th basis vector in every sample gives d v[b, i] / d x[b, i] (samples must not interact)."""
     d, basis = x[0].numel(), torch.eye(x[0].numel(), dtype=x.dtype, device=x.device)
     tangent = _tangent(proj, x)
@@ -117,7 +119,7 @@ def _exact_loop(velocity, x, t, create_graph, proj=None):
     return _vjp_forms(velocity, x, t, vectors, d, create_graph)
 
 
-def _exact(velocity, x, t, create_graph, impl, proj=None):
+def _exact(velocity, x, t, create_graph, impl, proj):
     """(v, div, the implementation that ran): "auto" tries "func" and falls back to "loop"."""
     if impl in ("auto", "func"):
         try:
@@ -128,19 +130,14 @@ def _exact(velocity, x, t, create_graph, impl, proj=None):
     return (*_exact_loop(velocity, x, t, create_graph, proj), "loop")
 
 
-def _projection(space):
-    """None for R^D (no projection: the Part I computation, unchanged), else the space's proj(x, v)."""
-    if space is None or isinstance(space, Euclidean):
-        return None
-    if not callable(getattr(space, "proj", None)):
-        raise TypeError(f"space must have a proj(x, v) method, the tangent projection (e.g. "
-                        f"fmlearn.manifolds.Sphere()), got {type(space).__name__}")
-    return space.proj
+def _manifold(velocity, space) -> Manifold:
+    """The space the field lives on (``space``, else the velocity's declared one, else R^D), as a Manifold."""
+    return check_manifold(resolve_space(velocity, space, owner="velocity"))
 
 
 def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor, *,
                      create_graph: bool = False, impl: str = "auto",
-                     space: Space | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     space: Manifold | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """v = velocity(x, t) and its exact divergence div_b = sum_i d v[b, i] / d x[b, i]; on a manifold the
     Riemannian divergence div_b = sum_i (P e_i)^T (dv[b]/dx[b]) (P e_i) = tr(P J P), P = ``space.proj(x[b], .)``.
 
@@ -154,8 +151,9 @@ def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: 
             ``"loop"``: plain autograd, one backward per dimension i, of sum_b v[b, i]; for
             velocities torch.func cannot transform (e.g. a torch.autograd.Function without
             setup_context). ``"auto"`` (default): "func", and "loop" if that raises.
-        space: None (R^D) or a space with ``proj`` (module docstring): the divergence of v as a field on the
-            manifold, right for a v tangent at the points x (its values off the manifold do not matter).
+        space: a :class:`~fmlearn.spaces.Manifold` (module docstring): the divergence of v as a field on the
+            manifold, right for a v tangent at the points x (its values off the manifold do not matter); None:
+            the velocity's own space (its ``space`` attribute), else R^D.
 
     Returns (v, div), shapes (batch, *data) and (batch,), in x's dtype (a module with floating
     parameters is called on x cast to their dtype). Cost: one forward pass and
@@ -165,7 +163,7 @@ def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: 
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
     return _exact(at_dtype(velocity, model_dtype_device(velocity)[0]), _check_x(x), t, create_graph, impl,
-                  _projection(space))[:2]
+                  _manifold(velocity, space).proj)[:2]
 
 
 def _draw_probes(x, probes, kind, generator):
@@ -183,7 +181,7 @@ def _draw_probes(x, probes, kind, generator):
 def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor,
                           probes: int = 1, generator: torch.Generator | None = None,
                           kind: str = "rademacher", noise: torch.Tensor | None = None, *,
-                          create_graph: bool = False, space: Space | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          create_graph: bool = False, space: Manifold | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """v = velocity(x, t) and Hutchinson's estimate of its divergence,
 
         div_b ~ (1/k) sum_{j=1}^k eps_j[b]^T (dv[b]/dx[b]) eps_j[b],   E[eps eps^T] = I,
@@ -197,8 +195,8 @@ def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor
         noise: the probes themselves, shape (probes, *x.shape), e.g. the same ones at
         every step of an ODE solve (then generator and kind are unused);
         create_graph: keep the autograd graph (default: detached values);
-        space: None (R^D) or a space with ``proj``: each probe is projected, P eps, at its point first, an
-        unbiased estimate of tr(P J P) (see :func:`divergence_exact`).
+        space: a :class:`~fmlearn.spaces.Manifold` (None: the velocity's own, else R^D): each probe is
+        projected, P eps, at its point first, an unbiased estimate of tr(P J P) (see :func:`divergence_exact`).
 
     Returns (v, div_estimate), shapes (batch, *data) and (batch,), in x's dtype (as :func:`divergence_exact`).
     """
@@ -213,9 +211,8 @@ def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor
         got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
         raise ValueError(f"noise must be a tensor of shape (probes, *x.shape) = {(probes, *x.shape)}, got {got}")
     noise = noise.to(dtype=x.dtype, device=x.device)
-    proj = _projection(space)
-    if proj is not None:
-        noise = torch.stack([proj(x.detach(), e) for e in noise])
+    proj = _manifold(velocity, space).proj
+    noise = torch.stack([proj(x.detach(), e) for e in noise])
     v, total = _vjp_forms(at_dtype(velocity, model_dtype_device(velocity)[0]), x, t, noise, probes, create_graph)
     return v, total / probes
 
@@ -234,18 +231,47 @@ class _WithLogDensity:
         return v
 
 
-def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps: int = 32, method: str = "rk4",
-                   divergence: str = "exact", probes: int = 10,
+def _source_log_prob(source: Any, space: Manifold) -> Callable[[torch.Tensor], torch.Tensor]:
+    """log p_0 as a function of x_0: the space's default source, or ``source``'s log_prob (a distribution, of R^D
+    unless it declares its ``space``, refused on another space), or ``source`` itself (a function)."""
+    if source is None:
+        return space.source_log_prob
+    if hasattr(source, "log_prob"):
+        own = declared_space(source, "source") or EUCLIDEAN
+        if own != space:
+            raise ValueError(f"source is a density on {own!r} (its space), but the likelihood is computed on "
+                             f"{space!r}: a density of one space is no density of another; pass a source on "
+                             f"{space!r} (e.g. fmlearn.manifolds.Uniform({space!r})) or leave source out (the space's "
+                             f"default source)")
+        return source.log_prob
+    if callable(source):
+        return source
+    raise TypeError(f"source must have a log_prob method or be callable, got {type(source).__name__}")
+
+
+def _time_span(method: str, steps: int | None) -> dict:
+    """The solver's times, 1 -> 0: ``steps`` equal steps (default 32) for a fixed-step method; the two ends for
+    dopri5, which chooses its own steps."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string such as 'rk4', got {type(method).__name__}")
+    if method == "dopri5":
+        if steps is not None:
+            raise ValueError("steps sets a fixed grid, but method='dopri5' chooses its own steps: set rtol and atol")
+        return {"times": (1.0, 0.0)}
+    return {"times": time_grid(check_positive_int("steps", 32 if steps is None else steps), 1.0, 0.0)}
+
+
+def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps: int | None = None,
+                   method: str = "rk4", divergence: str = "exact", probes: int = 10,
                    generator: torch.Generator | None = None, source: Any = None,
-                   space: Space | None = None) -> torch.Tensor:
+                   space: Manifold | None = None, rtol: float | None = None, atol: float | None = None) -> torch.Tensor:
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
     Integrates the pair (x, a), a tuple state of shapes (batch, *data) and (batch,), of
 
         dx/dt = u_t(x),   da/dt = div u_t(x),   x(1) = x,  a(1) = 0
 
-    with ``steps`` equal steps of ``method`` (fmlearn.solvers.odeint) on the grid
-    1 -> 0, both ends included: a(0) = -int_0^1 div u_t(x_t) dt, and
+    from t = 1 to 0 with ``method`` (fmlearn.solvers.odeint): a(0) = -int_0^1 div u_t(x_t) dt, and
     log p_1(x) = log p_0(x_0) + a(0).
 
     Args:
@@ -253,64 +279,63 @@ def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps
             dtype of its parameters (x is cast for each call, the velocity cast back), in eval
             mode (restored after). Values only: no graph is kept across steps.
         x: (batch, *data), any data shape.
+        steps, method: ``steps`` equal steps (default 32) of a fixed-step method (default ``"rk4"``) on the grid
+            1 -> 0, both ends included; or ``method="dopri5"``, adaptive, under ``rtol`` and ``atol`` (default
+            1e-5 each) with the mixed error norm of :mod:`fmlearn.adaptive`, in which the log-density leaf a
+            counts as much as the points (no ``steps``).
         divergence: ``"exact"`` (divergence_exact, impl "auto" decided at the first
             evaluation) or ``"hutchinson"`` (``probes`` Rademacher probes per sample,
             drawn once from ``generator``, reused at every step: unbiased).
-        source: log p_0. Default N(0, I): -|x_0|^2 / 2 - D/2 log(2 pi) (on a manifold: the space's
-            ``uniform_log_prob``). Otherwise has ``log_prob`` (or is callable), giving (batch,); one with
-            ``dim`` = D (an fmlearn distribution) gets x_0.flatten(1).
-        space: None (R^D, the computation of Part I unchanged) or a manifold such as
-            :class:`fmlearn.manifolds.Sphere`: x must lie on it (its ``check_points``); the field is
-            u_t = space.proj(x, model(x, t)), its divergence the Riemannian one (module docstring), and the
-            solver steps with ``space.step``, so x_t stays on the manifold (up to rounding) at every step.
+        source: log p_0. Default: the space's source, ``space.source_log_prob``: N(0, I),
+            -|x_0|^2 / 2 - D/2 log(2 pi), in R^D; uniform on a compact manifold. Otherwise a distribution with
+            ``log_prob`` on the same space (one declaring another ``space``, or a Part I distribution on a
+            manifold, is refused), or a function, giving (batch,); one with ``dim`` = D (an fmlearn
+            distribution) gets x_0.flatten(1).
+        space: a :class:`~fmlearn.spaces.Manifold`; None: the model's own space (its ``space`` attribute, as a
+            :class:`~fmlearn.manifolds.ProjectedVelocity` has), else R^D. One that contradicts the model's is
+            refused. x must lie on it (its ``check_points``); the field is u_t = space.proj(x, model(x, t)), its
+            divergence the Riemannian one (module docstring), and the solver steps with ``space.step``, so x_t
+            stays on the manifold (up to rounding) at every step.
     Returns log p_1(x), shape (batch,), in x's dtype (float64 x and a float32 model: the ODE is
     integrated in float64). (The source points x_0 themselves reach ``source``: a callable source sees them.)
     Densities on a manifold are with respect to its volume (area on S^2, d theta on the flat torus).
     """
     _check_velocity(model, "model")
-    check_positive_int("steps", steps)
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got {divergence!r}")
     check_positive_int("probes", probes)
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a string such as 'rk4', got {type(method).__name__}")
-    if source is not None and not (hasattr(source, "log_prob") or callable(source)):
-        raise TypeError(f"source must have a log_prob method or be callable, got {type(source).__name__}")
-    proj = _projection(space)
-    if proj is not None:
-        if not callable(getattr(space, "step", None)):
-            raise TypeError(f"space must have a step(x, dx) method, got {type(space).__name__}")
-        if source is None and not callable(getattr(space, "uniform_log_prob", None)):
-            raise TypeError(f"{type(space).__name__} has no uniform_log_prob(x): pass the source density as source=")
-        if callable(getattr(space, "check_points", None)):
-            space.check_points("x", x)
-    x = check_finite("x", _check_x(x))
+    span = _time_span(method, steps)
+    space = _manifold(model, space)
+    log_p0_of = _source_log_prob(source, space)
+    x = check_finite("x", space.check_points("x", _check_x(x)))
     batch, d = x.shape[0], x[0].numel()
-    impl = ["auto"]
     with model_context(model, x) as (net, x):
-        noise = _draw_probes(x, probes, "rademacher", generator) if divergence == "hutchinson" else None
-        field = net if proj is None else (lambda y, t: proj(y, net(y, t)))
-
-        def augmented(state, t):
-            if noise is None:
-                v, div, impl[0] = _exact(field, state[0], t, False, impl[0], proj)
-            else:
-                v, div = divergence_hutchinson(field, state[0], t, probes, noise=noise, space=space)
-            return v, div.to(x.dtype)
-
-        x0, a0 = odeint(augmented, (x, x.new_zeros(batch)), times=time_grid(steps, 1.0, 0.0), method=method,
-                        space=None if proj is None else _WithLogDensity(space)).x
-        if source is None and proj is not None:
-            log_p0 = space.uniform_log_prob(x0)
-        elif source is None:
-            log_p0 = -0.5 * (x0.reshape(batch, d) ** 2).sum(1) - 0.5 * d * math.log(2 * math.pi)
-        else:
-            fn = source.log_prob if hasattr(source, "log_prob") else source
-            log_p0 = fn(x0.reshape(batch, d) if getattr(source, "dim", None) == d else x0)
-            if not isinstance(log_p0, torch.Tensor) or tuple(log_p0.shape) != (batch,):
-                got = tuple(log_p0.shape) if isinstance(log_p0, torch.Tensor) else type(log_p0).__name__
-                raise ValueError(f"source log-density must return shape (batch,) = ({batch},), got {got}")
+        augmented = _augmented_field(net, x, space.proj, divergence, probes, generator, space)
+        x0, a0 = odeint(augmented, (x, x.new_zeros(batch)), method=method, rtol=rtol, atol=atol,
+                        space=_WithLogDensity(space), **span).x
+        log_p0 = log_p0_of(x0.reshape(batch, d) if getattr(source, "dim", None) == d else x0)
+        if not isinstance(log_p0, torch.Tensor) or tuple(log_p0.shape) != (batch,):
+            got = tuple(log_p0.shape) if isinstance(log_p0, torch.Tensor) else type(log_p0).__name__
+            raise ValueError(f"source log-density must return shape (batch,) = ({batch},), got {got}")
     return log_p0.to(x.dtype) + a0
+
+
+def _augmented_field(net, x, proj, divergence, probes, generator, space):
+    """(x, a) -> (u, div u) with u = proj(x, net(x, t)): the field of :func:`log_likelihood`."""
+    impl = ["auto"]
+    noise = _draw_probes(x, probes, "rademacher", generator) if divergence == "hutchinson" else None
+
+    def field(y, t):
+        return proj(y, net(y, t))
+
+    def augmented(state, t):
+        if noise is None:
+            v, div, impl[0] = _exact(field, state[0], t, False, impl[0], proj)
+        else:
+            v, div = divergence_hutchinson(field, state[0], t, probes, noise=noise, space=space)
+        return v, div.to(x.dtype)
+
+    return augmented
 
 
 def bits_per_dim(log_likelihood: torch.Tensor | float, data_shape_or_dim: int | Sequence[int]) -> torch.Tensor:

@@ -1,6 +1,20 @@
-"""The affine Gaussian conditional probability path.
+"""Conditional probability paths: the one interface every path follows, and the affine Gaussian path.
 
-Given a pair (x0, x1) with x0 ~ N(0, I) (the source) and x1 ~ data, the path
+**The path interface** (:class:`ConditionalPath`). Every conditional path of the course, the affine Gaussian
+path here, the geodesic path of a manifold (:class:`fmlearn.manifolds.GeodesicPath`) and the token mixture
+path (:class:`fmlearn.discrete.MixturePath`), offers
+
+    space                                  the space its states live in (:mod:`fmlearn.spaces`)
+    sample_source(shape, generator, device) a draw of its default source, the x0 a path given none starts from
+    sample(x0, x1, t, *, check=True)       one draw x_t from p_t(. | x0, x1), as a :class:`PathSample`
+
+``sample`` is the one sampling method: with ``check=True`` (the default) it refuses bad inputs (shapes,
+NaN, t outside [0, 1], points off the space) with a message naming them; ``check=False`` skips the checks
+(no host sync: the training loop's use, after it has checked its first batch). What it returns is one family:
+a :class:`PathSample` holds (x0, x1, t, xt); a flow's :class:`FlowPathSample` adds dxt, the conditional
+velocity, the regression target of :class:`~fmlearn.objectives.CFMObjective` (a :class:`FlowPath`).
+
+**The affine Gaussian path.** Given a pair (x0, x1) with x0 ~ N(0, I) (the source) and x1 ~ data, the path
 puts x_t = alpha_t x1 + beta_t x0, i.e. p_t(x | x1) = N(alpha_t x1, beta_t^2 I),
 and moves along it with the conditional velocity
 
@@ -15,58 +29,102 @@ the marginal velocity, the score, the noise x0_hat and the data x1_hat (the
 formulas are above :meth:`AffineGaussianPath.x0_from_velocity`). Each conversion
 refuses the end point where it would divide by zero, with a ValueError naming t.
 
-On a space with exp and log maps (:mod:`fmlearn.spaces`, :mod:`fmlearn.manifolds`), the geodesic path
-(:class:`GeodesicPath`, Riemannian flow matching) follows the geodesic from x0 to x1 at the pace kappa_t:
-
-    x_t = exp_{x0}(kappa_t log_{x0}(x1)),   u_t(x_t | x0, x1) = d/dt x_t = d_kappa_t / (1 - kappa_t) log_{x_t}(x1),
-
-which in R^d is the CondOT path for kappa_t = t.
+(``fmlearn.paths.GeodesicPath`` and ``fmlearn.paths.geodesic`` still name the geodesic path and its
+helper, which live in :mod:`fmlearn.manifolds.paths`.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from ._checks import as_tensor, check_finite, check_time, expand_time
-from .schedules import KappaSchedule, Schedule, get_schedule
+from .schedules import Schedule, get_schedule
+from .spaces import EUCLIDEAN, Euclidean
 
 
 @dataclass
 class PathSample:
-    """One draw from the conditional path: shapes (batch, *data), t is (batch,)."""
+    """One draw from a conditional path, the family every path's ``sample`` returns: x0 and x1 (batch, *data),
+    t (batch,), xt ~ p_t(. | x0, x1) of x0's shape (tokens for a discrete path)."""
 
     x0: torch.Tensor
     x1: torch.Tensor
     t: torch.Tensor
     xt: torch.Tensor
+
+
+@dataclass
+class FlowPathSample(PathSample):
+    """A draw from a flow's conditional path: also dxt = u_t(x_t | x0, x1), the conditional velocity (xt's shape)."""
+
     dxt: torch.Tensor
 
 
+@runtime_checkable
+class ConditionalPath(Protocol):
+    """What every conditional path offers (see the module docstring)."""
+
+    space: Any
+
+    def sample_source(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor: ...
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor, *,
+               check: bool = True) -> PathSample: ...
+
+
+@runtime_checkable
+class FlowPath(ConditionalPath, Protocol):
+    """A conditional path of a flow: ``sample`` returns a :class:`FlowPathSample` (with the velocity dxt), and
+    ``space`` is a :class:`~fmlearn.spaces.Manifold` (R^d, the sphere, the torus)."""
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor, *,
+               check: bool = True) -> FlowPathSample: ...
+
+
+def check_pair(space: Any, x0: Any, x1: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, x1) as floating tensors of one shape (batch, *data) and dtype, finite, points of ``space``."""
+    x0 = check_finite("x0", as_tensor("x0", x0))
+    x1 = check_finite("x1", as_tensor("x1", x1, dtype=x0.dtype, device=x0.device))
+    if x0.shape != x1.shape or x0.ndim < 2:
+        raise ValueError(f"x0 and x1 must have the same shape (batch, *data), got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    return space.check_points("x0", x0), space.check_points("x1", x1)
+
+
 class AffineGaussianPath:
-    """x_t = alpha_t x1 + beta_t x0 for a :class:`~fmlearn.schedules.Schedule` (or its name)."""
+    """x_t = alpha_t x1 + beta_t x0 for a :class:`~fmlearn.schedules.Schedule` (or its name), on R^d
+    (``space`` is :class:`~fmlearn.spaces.Euclidean`), from the default source N(0, I)."""
+
+    space: Euclidean = EUCLIDEAN
 
     def __init__(self, schedule: Schedule | str = "condot"):
         self.schedule = get_schedule(schedule)
 
-    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> PathSample:
+    def sample_source(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+        """x0 ~ N(0, I) of the given shape (batch, *data)."""
+        return self.space.sample_source(shape, generator, device)
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor, *,
+               check: bool = True) -> FlowPathSample:
         """x_t and its conditional velocity for batches x0, x1 (same shape) at times t.
 
-        t: a float or a (batch,) tensor in [0, 1].
+        t: a float or a (batch,) tensor in [0, 1]. ``check=False`` skips the input checks (tensors of one
+        shape and a (batch,) time tensor are then assumed): no host sync, for the training loop.
         """
-        x0 = check_finite("x0", as_tensor("x0", x0))
-        x1 = check_finite("x1", as_tensor("x1", x1, dtype=x0.dtype, device=x0.device))
-        if x0.shape != x1.shape or x0.ndim < 2:
-            raise ValueError(f"x0 and x1 must have the same shape (batch, *data), got {tuple(x0.shape)} and {tuple(x1.shape)}")
-        return self.sample_unchecked(x0, x1, check_time(t, x0))
-
-    def sample_unchecked(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
-        """:meth:`sample` without input checks, for the training loop (no host sync)."""
+        if check:
+            x0, x1 = check_pair(self.space, x0, x1)
+            t = check_time(t, x0)
         te = expand_time(t, x0)
-        return PathSample(x0=x0, x1=x1, t=t, xt=self.schedule.interpolate(x0, x1, te),
-                          dxt=self.schedule.velocity(x0, x1, te))
+        return FlowPathSample(x0=x0, x1=x1, t=t, xt=self.schedule.interpolate(x0, x1, te),
+                              dxt=self.schedule.velocity(x0, x1, te))
+
+    def sample_unchecked(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> FlowPathSample:
+        """``sample(x0, x1, t, check=False)`` (the name of earlier versions)."""
+        return self.sample(x0, x1, t, check=False)
 
     def conditional_velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """u_t(x_t | x0, x1) = d_alpha_t x1 + d_beta_t x0."""
@@ -181,73 +239,10 @@ def conversion_levels(schedule: Schedule, t: torch.Tensor) -> dict[str, torch.Te
             "beta_t D_t": b**2 * da - a * schedule.beta_d_beta(t)}
 
 
-def geodesic(space: Any, x0: torch.Tensor, x1: torch.Tensor,
-             s: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The point x_s = exp_{x0}(s log_{x0}(x1)) of the geodesic from x0 (s = 0) to x1 (s = 1), and its velocity
-    d x_s / ds, shapes (batch, *data); s a float or a tensor broadcasting against x0.
-
-    The space's own closed form ``space.geodesic(x0, x1, s)`` when it has one (the sphere's slerp, the torus's
-    wrapped line). Otherwise from exp and log alone: the velocity is the parallel transport of log_{x0}(x1) to
-    x_s, which a geodesic gives as log_{x_s}(x1) / (1 - s) and as -log_{x_s}(x0) / s; the first is used for
-    s < 1/2 and the second from 1/2 on, so neither divides by less than 1/2 and both ends are exact.
-    """
-    if callable(getattr(space, "geodesic", None)):
-        return space.geodesic(x0, x1, s)
-    s = torch.as_tensor(s, dtype=x0.dtype, device=x0.device)
-    xs = space.exp(x0, s * space.log(x0, x1))
-    early = s < 0.5
-    ahead = space.log(xs, x1) / torch.where(early, 1 - s, torch.ones_like(s))
-    behind = -space.log(xs, x0) / torch.where(early, torch.ones_like(s), s)
-    return xs, torch.where(early, ahead, behind)
-
-
-class GeodesicPath:
-    """The geodesic conditional path of Riemannian flow matching on ``space``, at the pace of a convex schedule:
-
-        x_t = exp_{x0}(kappa_t log_{x0}(x1)),   dx_t = d_kappa_t * (d x_s / ds at s = kappa_t)   (see :func:`geodesic`),
-
-    so x_0 = x0 and x_1 = x1, and the speed is d_kappa_t dist(x0, x1) along the whole path. For the loss of
-    :class:`~fmlearn.objectives.CFMObjective`, ||u_theta(x_t, t) - dx_t||^2, the Euclidean norm of the ambient
-    coordinates is the Riemannian one for tangent vectors of the sphere and for angles of the flat torus.
-
-    Args:
-        space: anything with ``exp`` and ``log`` (optionally ``geodesic`` and ``check_points``): e.g.
-            :class:`~fmlearn.manifolds.Sphere`, :class:`~fmlearn.manifolds.FlatTorus`, or
-            :class:`~fmlearn.spaces.Euclidean`, where the path is the affine CondOT path for kappa_t = t.
-        schedule: a :class:`~fmlearn.schedules.KappaSchedule` or its name (default ``"condot"``, kappa_t = t).
-    """
-
-    def __init__(self, space: Any, schedule: KappaSchedule | str = "condot"):
-        if not (callable(getattr(space, "exp", None)) and callable(getattr(space, "log", None))):
-            raise TypeError(f"space must have exp(x, v) and log(x, y) methods (e.g. fmlearn.manifolds.Sphere()), "
-                            f"got {type(space).__name__}")
-        self.space, self.schedule = space, get_schedule(schedule)
-        if not isinstance(self.schedule, KappaSchedule):
-            raise TypeError(f"schedule must be a convex schedule kappa_t (a KappaSchedule such as 'condot'), got "
-                            f"{self.schedule!r}")
-
-    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> PathSample:
-        """x_t and its conditional velocity for batches x0, x1 of points of the space at times t in [0, 1]
-        (a float or a (batch,) tensor); points off the space are refused (its ``check_points``)."""
-        x0 = check_finite("x0", as_tensor("x0", x0))
-        x1 = check_finite("x1", as_tensor("x1", x1, dtype=x0.dtype, device=x0.device))
-        if x0.shape != x1.shape or x0.ndim < 2:
-            raise ValueError(f"x0 and x1 must have the same shape (batch, *data), got {tuple(x0.shape)} and "
-                             f"{tuple(x1.shape)}")
-        if callable(getattr(self.space, "check_points", None)):
-            self.space.check_points("x0", x0)
-            self.space.check_points("x1", x1)
-        return self.sample_unchecked(x0, x1, check_time(t, x0))
-
-    def sample_unchecked(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> PathSample:
-        """:meth:`sample` without input checks, for the training loop (no host sync)."""
-        te = expand_time(t, x0)
-        xt, velocity = geodesic(self.space, x0, x1, self.schedule.kappa(te))
-        return PathSample(x0=x0, x1=x1, t=t, xt=xt, dxt=self.schedule.d_kappa(te) * velocity)
-
-    def conditional_velocity(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-        """u_t(x_t | x0, x1) = d_kappa_t times the geodesic's velocity at s = kappa_t."""
-        return self.sample(x0, x1, t).dxt
-
-    def __repr__(self) -> str:
-        return f"GeodesicPath({self.space!r}, {self.schedule!r})"
+def __getattr__(name: str) -> Any:
+    """``fmlearn.paths.GeodesicPath`` and ``fmlearn.paths.geodesic``: the geodesic path moved to
+    :mod:`fmlearn.manifolds.paths`, beside its spaces; these names still reach it."""
+    if name in ("GeodesicPath", "geodesic"):
+        from .manifolds import paths as manifold_paths
+        return getattr(manifold_paths, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,8 +33,9 @@ _SOLVERS = ("fmlearn.solvers.odeint", "fmlearn.solvers.sample", "fmlearn.solvers
 _ORACLE = ("fmlearn.oracle.MixtureOracle.velocity", "fmlearn.oracle.MixtureOracle.score",
            "fmlearn.oracle.MixtureOracle.__call__", "fmlearn.guidance.ConditionalMixtureOracle.forward",
            "fmlearn.paths.AffineGaussianPath.velocity_from_score")
-_GEODESIC = ("fmlearn.paths.geodesic", "fmlearn.paths.GeodesicPath.sample",
-             "fmlearn.paths.GeodesicPath.sample_unchecked", "fmlearn.paths.GeodesicPath.conditional_velocity")
+_GEODESIC = ("fmlearn.manifolds.paths.geodesic", "fmlearn.manifolds.paths.GeodesicPath.sample",
+             "fmlearn.manifolds.paths.GeodesicPath.sample_unchecked",
+             "fmlearn.manifolds.paths.GeodesicPath.conditional_velocity")
 _DIVERGENCE = ("fmlearn.likelihood.divergence_exact", "fmlearn.likelihood.divergence_hutchinson",
                "fmlearn.likelihood._exact", "fmlearn.likelihood._exact_func", "fmlearn.likelihood._exact_loop",
                "fmlearn.likelihood._vjp_forms")

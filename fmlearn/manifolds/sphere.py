@@ -29,8 +29,7 @@ import math
 import torch
 
 from .._checks import as_tensor, check_positive_int
-from ..distributions import generator_device
-from ..spaces import VectorSpaceFields
+from .base import CompactManifold
 
 #: How far from |x| = 1 a point may be and still count as on the sphere (float32 rounding is ~1e-7).
 ON_SPHERE_TOL = 1e-4
@@ -40,7 +39,7 @@ def _dot(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (x * v).sum(-1, keepdim=True)
 
 
-class Sphere(VectorSpaceFields):
+class Sphere(CompactManifold):
     """The unit sphere in R^dim, as a space (:mod:`fmlearn.spaces`): points and tangent vectors (batch, dim).
 
     Args:
@@ -54,13 +53,15 @@ class Sphere(VectorSpaceFields):
         self.dim = dim
         self.embed_dim = dim
 
-    def check_points(self, name: str, x: torch.Tensor, tol: float = ON_SPHERE_TOL) -> torch.Tensor:
-        """x itself if it is a floating (batch, dim) tensor with | |x_i| - 1 | <= tol for every row, else a
-        ValueError/TypeError naming ``name``, the shape or the worst norm, and what was expected."""
-        x = as_tensor(name, x)
-        if x.ndim != 2 or x.shape[1] != self.dim or x.shape[0] == 0:
-            raise ValueError(f"{name} must be points of S^{self.dim - 1}, a tensor of shape (batch, {self.dim}) "
-                             f"with batch >= 1, got shape {tuple(x.shape)}")
+    coordinates = "ambient coordinates"
+    point_tol = ON_SPHERE_TOL
+
+    @property
+    def symbol(self) -> str:
+        return f"S^{self.dim - 1}"
+
+    def _check_values(self, name: str, x: torch.Tensor, tol: float) -> torch.Tensor:
+        """Every row within tol of the unit sphere, | |x_i| - 1 | <= tol."""
         off = float((x.norm(dim=1) - 1).abs().max())
         if not off <= tol:
             raise ValueError(f"{name} must lie on the unit sphere (| |x| - 1 | <= {tol:g}), but a row has "
@@ -139,21 +140,15 @@ class Sphere(VectorSpaceFields):
         y = x + dx
         return y / y.norm(dim=-1, keepdim=True)
 
-    def random_uniform(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                       dtype: torch.dtype | None = None) -> torch.Tensor:
-        """n points uniform on the sphere, z / |z| for z ~ N(0, I_dim) (rotation invariant), shape (n, dim)."""
-        check_positive_int("n", n)
-        dev = generator_device(generator, device)
-        z = torch.randn(n, self.dim, generator=generator, device=dev, dtype=dtype)
+    def _draw_uniform(self, n: int, generator: torch.Generator | None, device: torch.device,
+                      dtype: torch.dtype | None) -> torch.Tensor:
+        """z / |z| for z ~ N(0, I_dim) (rotation invariant), shape (n, dim)."""
+        z = torch.randn(n, self.dim, generator=generator, device=device, dtype=dtype)
         return z / z.norm(dim=1, keepdim=True)
 
     def log_volume(self) -> float:
         """log |S^{d-1}| = log(2 pi^{d/2} / Gamma(d/2)): log(4 pi) for S^2."""
         return math.log(2.0) + 0.5 * self.dim * math.log(math.pi) - math.lgamma(0.5 * self.dim)
-
-    def uniform_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """The uniform log-density -log |S^{d-1}| at each point, shape (batch,)."""
-        return torch.full(x.shape[:1], -self.log_volume(), dtype=x.dtype, device=x.device)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """What a network sees of a point: x itself (the sphere is already embedded in R^dim)."""

@@ -21,16 +21,15 @@ import math
 
 import torch
 
-from .._checks import as_tensor, check_positive_int
-from ..distributions import generator_device
-from ..spaces import VectorSpaceFields
+from .._checks import check_positive_int
+from .base import CompactManifold
 
 TWO_PI = 2 * math.pi
 #: How far outside [0, 2 pi) an angle may be and still count as a point of the torus.
 ON_TORUS_TOL = 1e-4
 
 
-class FlatTorus(VectorSpaceFields):
+class FlatTorus(CompactManifold):
     """The flat torus T^dim in angle coordinates [0, 2 pi)^dim, as a space (:mod:`fmlearn.spaces`).
 
     Args:
@@ -42,13 +41,15 @@ class FlatTorus(VectorSpaceFields):
         self.dim = dim
         self.embed_dim = 2 * dim
 
-    def check_points(self, name: str, x: torch.Tensor, tol: float = ON_TORUS_TOL) -> torch.Tensor:
-        """x itself if it is a floating (batch, dim) tensor of angles in [-tol, 2 pi + tol], else a ValueError
-        naming ``name`` (wrap angles first: :meth:`wrap`)."""
-        x = as_tensor(name, x)
-        if x.ndim != 2 or x.shape[1] != self.dim or x.shape[0] == 0:
-            raise ValueError(f"{name} must be points of T^{self.dim}, a tensor of shape (batch, {self.dim}) of angles "
-                             f"with batch >= 1, got shape {tuple(x.shape)}")
+    coordinates = "angles"
+    point_tol = ON_TORUS_TOL
+
+    @property
+    def symbol(self) -> str:
+        return f"T^{self.dim}"
+
+    def _check_values(self, name: str, x: torch.Tensor, tol: float) -> torch.Tensor:
+        """Every angle in [-tol, 2 pi + tol] (wrap angles first: :meth:`wrap`)."""
         lo, hi = float(x.min()), float(x.max())
         if not (lo >= -tol and hi <= TWO_PI + tol):
             raise ValueError(f"{name} must hold angles in [0, 2 pi) (tolerance {tol:g}), got values from {lo:.4g} to "
@@ -93,20 +94,14 @@ class FlatTorus(VectorSpaceFields):
         """wrap(x + dx)."""
         return self.wrap(x + dx)
 
-    def random_uniform(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                       dtype: torch.dtype | None = None) -> torch.Tensor:
-        """n points uniform on the torus, U[0, 2 pi)^dim, shape (n, dim)."""
-        check_positive_int("n", n)
-        dev = generator_device(generator, device)
-        return self.wrap(TWO_PI * torch.rand(n, self.dim, generator=generator, device=dev, dtype=dtype))
+    def _draw_uniform(self, n: int, generator: torch.Generator | None, device: torch.device,
+                      dtype: torch.dtype | None) -> torch.Tensor:
+        """U[0, 2 pi)^dim, shape (n, dim)."""
+        return self.wrap(TWO_PI * torch.rand(n, self.dim, generator=generator, device=device, dtype=dtype))
 
     def log_volume(self) -> float:
         """log (2 pi)^d."""
         return self.dim * math.log(TWO_PI)
-
-    def uniform_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """The uniform log-density -d log(2 pi) at each point, shape (batch,)."""
-        return torch.full(x.shape[:1], -self.log_volume(), dtype=x.dtype, device=x.device)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """What a network sees of a point: (cos x, sin x), shape (batch, 2 dim): T^d as a product of unit circles
