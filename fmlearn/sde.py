@@ -44,6 +44,7 @@ from typing import Callable, Sequence, Union
 import torch
 
 from ._checks import as_tensor, check_finite, check_positive_int, check_real, model_context
+from ._random import randn_like
 from .paths import LEVEL_MIN, AffineGaussianPath, conversion_levels
 from .spaces import Space, check_space
 from .stepping import Solution, check_grid, march, time_grid
@@ -66,25 +67,22 @@ def _scale_at(name: str, value: Scale, t: float, positive: bool = False) -> floa
     return got
 
 
-def _randn(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise like x, drawn on the generator's device (so a seed gives the same noise anywhere)."""
-    if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-
-
 def langevin_step(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, eps: float,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, space: Space | None = None) -> torch.Tensor:
     """One unadjusted Langevin step towards the density whose score is given: x + eps s(x) + sqrt(2 eps) z.
 
-    score: x -> grad log p(x), shape of x; x: (batch, *data); eps > 0. It leaves p invariant as eps -> 0;
-    for finite eps a Gaussian N(m, sigma^2) is mapped to itself only approximately: the chain settles at
-    variance sigma^2 / (1 - eps / (2 sigma^2)), so keep eps well below the data's variance.
+    score: x -> grad log p(x), shape of x; x: (batch, *data); eps > 0; z ~ N(0, I) drawn on the generator's
+    device. Like the predictor, it moves through the space: step(step(x, eps s(x)), sqrt(2 eps) z) (default
+    Euclidean: the sum above). It leaves p invariant as eps -> 0; for finite eps a Gaussian N(m, sigma^2) is
+    mapped to itself only approximately: the chain settles at variance sigma^2 / (1 - eps / (2 sigma^2)), so
+    keep eps well below the data's variance.
     """
     eps = check_real("eps", eps, positive=True)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-    return x + eps * score(x) + math.sqrt(2 * eps) * _randn(x, generator)
+    space = check_space(space)
+    x = space.step(x, eps * score(x))
+    return space.step(x, math.sqrt(2 * eps) * randn_like(x, generator))
 
 
 def diffusion_noise(path: AffineGaussianPath, scale: float = 1.0) -> Callable[[float], float]:
@@ -157,7 +155,8 @@ def sde_sample(velocity: Callable[..., torch.Tensor], path: AffineGaussianPath, 
       p_t after each predictor step, size corrector_eps (a number or function of t, > 0); none after a
       step that ends where the score cannot be had from the velocity (beta_t D_t <= LEVEL_MIN: t = 1 for
       CondOT, cosine, Polynomial).
-    - space: applies the drift's and the noise's increments, one after the other (default Euclidean: x + dx).
+    - space: applies every increment, the drift's, the noise's and the corrector's, one after the other
+      (default Euclidean: x + dx).
 
     Runs on the time loop of every solver (:func:`fmlearn.stepping.march`) and returns its
     :class:`~fmlearn.stepping.Solution` (x of shape and dtype of x0, trajectory (len(times), *x0.shape)
@@ -195,7 +194,7 @@ def sde_sample(velocity: Callable[..., torch.Tensor], path: AffineGaussianPath, 
             drift = u if gt == 0 else u + (0.5 * gt**2) * path.score_from_velocity(u, x, t)
             x = space.step(x, h * drift)
             if gt > 0:
-                x = space.step(x, (gt * math.sqrt(h)) * _randn(x, generator))
+                x = space.step(x, (gt * math.sqrt(h)) * randn_like(x, generator))
             evaluations[0] += 1
             if corrector_steps and levels[t_next] > LEVEL_MIN:
                 eps = _scale_at("corrector_eps", corrector_eps, t_next, positive=True)
@@ -204,7 +203,7 @@ def sde_sample(velocity: Callable[..., torch.Tensor], path: AffineGaussianPath, 
                     return path.score_from_velocity(net(y, t_next, **cond), y, t_next)
 
                 for _ in range(corrector_steps):
-                    x = langevin_step(score, x, eps, generator)
+                    x = langevin_step(score, x, eps, generator, space)
                 evaluations[0] += corrector_steps
             return x
 

@@ -219,6 +219,49 @@ def test_corrector_in_the_sampler():
     assert fm.sde_sample(oracle, path, x, steps=8, g=0.0, corrector_steps=3).nfe == 8 + 3 * 7
 
 
+class CountingSpace(fm.spaces.Euclidean):
+    """R^d that counts the increments it applies."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def step(self, x, dx):
+        self.steps += 1
+        return super().step(x, dx)
+
+
+def test_corrector_steps_through_the_space():
+    """Every update goes through space.step: per predictor step the drift and the noise, per Langevin step the
+    score's increment and the noise (2 * 2 + 2 * 2 * 2 = 12 increments on two steps); in R^d the result is the
+    default sampler's, bit for bit, at the same seed."""
+    path = fm.AffineGaussianPath("condot")
+    oracle = fm.MixtureOracle(mixture(), path)
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(12))
+    space = CountingSpace()
+    args = dict(times=[0.2, 0.3, 0.4], g=0.5, corrector_steps=2, corrector_eps=0.03)
+    got = fm.sde_sample(oracle, path, x, space=space, generator=torch.Generator().manual_seed(13), **args)
+    want = fm.sde_sample(oracle, path, x, generator=torch.Generator().manual_seed(13), **args)
+    assert space.steps == 12
+    assert torch.equal(got.x, want.x)
+
+
+def test_langevin_step_on_the_torus():
+    """On the flat torus a Langevin step applies the score's increment, then the noise, each wrapped into
+    [0, 2 pi) by the torus's step: the same as wrapping by hand, and the points stay on the torus."""
+    from fmlearn.manifolds import FlatTorus
+
+    torus = FlatTorus(2)
+    x = torus.wrap(3 * torch.randn(500, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+    eps, score = 0.5, (lambda y: 4.0 - y)
+    got = fm.langevin_step(score, x, eps, torch.Generator().manual_seed(4), space=torus)
+    z = torch.randn(500, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    want = torus.wrap(torus.wrap(x + eps * score(x)) + math.sqrt(2 * eps) * z)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert float(got.min()) >= 0 and float(got.max()) < 2 * math.pi
+    raw = x + eps * score(x) + math.sqrt(2 * eps) * z
+    assert float(raw.max()) >= 2 * math.pi and float(raw.min()) < 0  # wrapping was needed on both sides
+
+
 def test_corrector_fixes_coarse_steps():
     """Six Euler steps to t = 0.9 on data N(m, diag s^2) miss the closed-form variance alpha^2 s^2 + beta^2 by
     about 30%; ten Langevin steps (eps = 0.02) after each step bring it within a third of that."""
@@ -272,6 +315,8 @@ def test_other_bad_input():
         fm.sde_sample(3, path, x, steps=2)
     with pytest.raises(ValueError, match="eps must be a positive finite number, got -0.1"):
         fm.langevin_step(lambda y: -y, x, -0.1)
+    with pytest.raises(TypeError, match=r"space must .*step\(x, dx\).*got str"):
+        fm.langevin_step(lambda y: -y, x, 0.1, space="sphere")
     with pytest.raises(ValueError, match=r"u and x must have the same shape .* got \(3, 3\) and \(3, 2\)"):
         path.score_from_velocity(torch.zeros(3, 3), x, 0.5)
     with pytest.raises(ValueError, match="score must be finite"):
