@@ -14,7 +14,10 @@ with the scale s = atol + rtol * max(|x|, |x_new|), entry by entry,
 
     err = sqrt(mean((e / s)^2))             mean over ALL entries of the batch,
 
-(a tuple state: the mean over all entries of all its tensors); the step is accepted when err <= 1 and the next step size is h * clamp(0.9 * err^(-1/5), 0.2, 10).
+and for a tuple state the mixed norm err = max over its tensors of each one's RMS (as torchdiffeq's), so a small
+leaf, such as the log-density (batch,) beside the points (batch, *data) of :func:`fmlearn.log_likelihood`,
+counts as much as a large one instead of being drowned in a pooled mean. The step is accepted when err <= 1 and
+the next step size is h * clamp(0.9 * err^(-1/5), 0.2, 10).
 The whole batch therefore shares one step size: the least smooth sample sets it for all.
 
 Coefficients: J. R. Dormand and P. J. Prince (1980), A family of embedded Runge-Kutta formulae,
@@ -70,11 +73,10 @@ def _step(u, step, x, t, h, t_next, k1):
 
 
 def _rms(state) -> torch.Tensor:
-    """The root mean square over all entries of a state (of all its tensors), at least in float32."""
-    parts = [v.to(torch.promote_types(v.dtype, torch.float32)) for v in leaves(state)]
-    if len(parts) == 1:
-        return parts[0].pow(2).mean().sqrt()
-    return (sum(p.pow(2).sum() for p in parts) / sum(p.numel() for p in parts)).sqrt()
+    """The error norm of a state, at least in float32: the root mean square over a tensor's entries; for a tuple
+    state the mixed norm, the largest of its tensors' root mean squares."""
+    parts = [v.to(torch.promote_types(v.dtype, torch.float32)).pow(2).mean().sqrt() for v in leaves(state)]
+    return parts[0] if len(parts) == 1 else torch.stack(parts).max()
 
 
 def _ratio(e, scale):

@@ -130,9 +130,9 @@ def _exact(velocity, x, t, create_graph, impl, proj):
     return (*_exact_loop(velocity, x, t, create_graph, proj), "loop")
 
 
-def _manifold(velocity, space) -> Manifold:
+def _manifold(velocity, space, owner: str = "velocity") -> Manifold:
     """The space the field lives on (``space``, else the velocity's declared one, else R^D), as a Manifold."""
-    return check_manifold(resolve_space(velocity, space, owner="velocity"))
+    return check_manifold(resolve_space(velocity, space, owner=owner))
 
 
 def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor, *,
@@ -305,7 +305,7 @@ def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps
         raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got {divergence!r}")
     check_positive_int("probes", probes)
     span = _time_span(method, steps)
-    space = _manifold(model, space)
+    space = _manifold(model, space, owner="model")
     log_p0_of = _source_log_prob(source, space)
     x = check_finite("x", space.check_points("x", _check_x(x)))
     batch, d = x.shape[0], x[0].numel()

@@ -19,8 +19,13 @@ for (x, y) ~ data with y an integer class or token per position:
 
 whose minimiser is the true posterior p(y | x): the classifier of chapter 6, the token posterior of chapter 8.
 
-A path for :class:`CFMObjective` is anything with ``sample_unchecked(x0, x1, t)`` (or ``sample``) returning
-an object with ``xt``, ``t`` and ``dxt`` (the target velocity), such as :class:`~fmlearn.paths.AffineGaussianPath`.
+A path for :class:`CFMObjective` is a flow's conditional path (:class:`~fmlearn.paths.FlowPath`): it has a
+``space``, a default source (``sample_source``) and ``sample(x0, x1, t, check=...)`` returning a
+:class:`~fmlearn.paths.FlowPathSample` (xt, t and dxt, the target velocity): :class:`~fmlearn.paths.AffineGaussianPath`
+in R^d, :class:`~fmlearn.manifolds.GeodesicPath` on a manifold. Without ``source=`` the objective draws x0 from
+the path's default source (N(0, I) in R^d, uniform on the sphere and the torus). The first batch of a run is
+checked against the path's space (points of the space, one shape, times in [0, 1]); later batches are not (no
+host sync per step).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import nn
 
-from ._checks import check_real
-from .paths import AffineGaussianPath
+from ._checks import check_real, check_time
+from .paths import FlowPath, FlowPathSample
+from .spaces import check_manifold
 
 class Objective(Protocol):
     """What :func:`fmlearn.train` minimises (see the module docstring)."""
@@ -83,7 +89,7 @@ def regression_loss(model: nn.Module, ps: Any, **cond: torch.Tensor) -> torch.Te
     return (pred.float() - ps.dxt.float()).pow(2).flatten(1).sum(1).mean()
 
 
-def cfm_loss(model: nn.Module, path: AffineGaussianPath, x0: torch.Tensor, x1: torch.Tensor,
+def cfm_loss(model: nn.Module, path: FlowPath, x0: torch.Tensor, x1: torch.Tensor,
              t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
     """The CFM loss on one batch (x0, x1, t): mean over the batch of ||u_theta(x_t, t) - dx_t||^2."""
     return regression_loss(model, path.sample(x0, x1, t), **cond)
@@ -97,7 +103,8 @@ class CFMObjective:
         data: the data distribution (anything with ``sample(n, generator, device)``), or paired data
             with ``sample_pairs(n, generator, device) -> (x0, x1)`` (e.g. :class:`~fmlearn.PairedData`
             for reflow), which then supplies the source points too.
-        source: the source distribution; default N(0, I) of the data's shape.
+        source: the source distribution; default the path's own (``path.sample_source``): N(0, I) of the data's
+            shape for an affine path, uniform for a geodesic path on the sphere or the torus.
         coupling: ``f(x0, x1) -> x0`` re-pairing each batch's source points with its data points
             (e.g. a minibatch optimal-transport coupling); default: independent pairs.
         time_sampler: ``f(n, generator, device) -> t`` of shape (n,); default uniform, see also
@@ -109,13 +116,18 @@ class CFMObjective:
             index, so that the same model also learns the unconditional field (classifier-free guidance).
 
     A batch is drawn in this order from the loop's generator: x1 (and labels), the dropped labels, x0, t.
+    The first batch of each run is checked: x0 and x1 points of ``path.space`` of one shape (data or a source
+    on another space, e.g. N(0, I) or points off the sphere for a geodesic path, is refused), t in [0, 1].
     """
 
     def __init__(self, path, data, *, source=None, coupling: Callable | None = None,
                  time_sampler: Callable = uniform_time, conditional: bool = False, label_dropout: float = 0.0):
-        if not (callable(getattr(path, "sample_unchecked", None)) or callable(getattr(path, "sample", None))):
-            raise TypeError(f"path must have a sample_unchecked(x0, x1, t) or sample(x0, x1, t) method returning "
-                            f"(xt, t, dxt), e.g. an AffineGaussianPath; got {type(path).__name__}")
+        if not isinstance(path, FlowPath):
+            raise TypeError(f"path must be a flow's conditional path (fmlearn.paths.FlowPath: space, "
+                            f"sample_source(shape, generator, device), sample(x0, x1, t, check=...) returning xt and "
+                            f"dxt), e.g. fmlearn.AffineGaussianPath('condot') or fmlearn.manifolds.GeodesicPath("
+                            f"fmlearn.manifolds.Sphere()); got {type(path).__name__}")
+        check_manifold(path.space, "path.space")
         if not (hasattr(data, "sample") or hasattr(data, "sample_pairs")):
             raise TypeError("data must have a sample(n, generator, device) or a sample_pairs(n, generator, device) "
                             f"method, got {type(data).__name__}")
@@ -137,11 +149,13 @@ class CFMObjective:
             raise ValueError("conditional=True needs labelled samples, not sample_pairs data")
         self.path, self.data, self.source, self.coupling = path, data, source, coupling
         self.time_sampler, self.conditional, self.label_dropout = time_sampler, bool(conditional), label_dropout
-        self._sample_path = getattr(path, "sample_unchecked", None) or path.sample
         self._null_label: int | None = None
+        self._checked = False
 
     def bind(self, model: nn.Module) -> None:
-        """Called by the loop before the first step: a conditional objective reads the model's "no label" index."""
+        """Called by the loop before the first step: the run's first batch will be checked; a conditional
+        objective reads the model's "no label" index."""
+        self._checked = False
         if self.conditional:
             k = getattr(model, "num_classes", None)
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -163,12 +177,49 @@ class CFMObjective:
                 cond["y"] = y
             else:
                 x1 = self.data.sample(n, generator=generator, device=device)
+            if not self._checked:
+                self._check_points("x1", x1)
             x0 = self.source.sample(n, generator=generator, device=device) if self.source is not None else \
-                torch.randn(x1.shape, generator=generator, device=device)
+                self.path.sample_source(tuple(x1.shape), generator, device)
         if self.coupling is not None:
             x0 = self.coupling(x0, x1)
         t = self.time_sampler(n, generator, device)
-        return self._sample_path(x0, x1, t), cond
+        if not self._checked:
+            self._check_first_batch(x0, x1, t)
+        ps = self.path.sample(x0, x1, t, check=False)
+        if not self._checked:
+            if not isinstance(ps, FlowPathSample):
+                raise TypeError(f"path.sample must return a FlowPathSample (with the velocity dxt) for the CFM "
+                                f"loss, got {type(ps).__name__} from {self.path!r}")
+            self._checked = True
+        return ps, cond
+
+    def _origin(self, name: str) -> str:
+        """Where the batch's x0 or x1 comes from, for messages."""
+        if self.paired:
+            return "data.sample_pairs"
+        if name == "x1":
+            return f"data={type(self.data).__name__}"
+        return f"source={self.source!r}" if self.source is not None else "the path's source"
+
+    def _check_points(self, name: str, x: Any) -> None:
+        """x must be points of the path's space; the message says where they came from."""
+        space = self.path.space
+        try:
+            space.check_points(f"{name} (from {self._origin(name)})", x)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{err}; the path {self.path!r} needs points of {space!r}") from None
+
+    def _check_first_batch(self, x0: Any, x1: Any, t: Any) -> None:
+        """Refuse a first batch whose points are not of the path's space, of two shapes, or whose times are
+        not a (batch,) tensor in [0, 1]; the message says which of data, source and time sampler is at fault."""
+        self._check_points("x1", x1)
+        self._check_points("x0", x0)
+        if x0.shape != x1.shape:
+            raise ValueError(f"the source's x0 and the data's x1 must have one shape (batch, *data), got "
+                             f"{tuple(x0.shape)} from {self._origin('x0')} and {tuple(x1.shape)} from "
+                             f"{self._origin('x1')}")
+        check_time(t, x1, name="t (from time_sampler)")
 
     def loss(self, model: nn.Module, batch: tuple[Any, dict]) -> torch.Tensor:
         ps, cond = batch

@@ -16,7 +16,7 @@ import torch
 
 from ._checks import at_dtype, check_unit_interval, model_context, model_dtype_device
 from .adaptive import dopri5
-from .spaces import Space, check_space
+from .spaces import Manifold, Space, check_space, resolve_space
 from .stepping import STEPPERS, Field, Solution, State, check_grid, grid_from, march, time_grid
 
 METHODS = (*sorted(STEPPERS), "dopri5")
@@ -97,6 +97,11 @@ def sample(model: Callable[..., torch.Tensor], x0: torch.Tensor, *, method: str 
     """Push source samples x0 through a velocity model from t = 0 to t = 1: :func:`odeint` of
     ``model(x, t, **cond)``, with 100 steps when a fixed-step method gets neither ``steps`` nor ``times``.
 
+    ``space``: where the state lives; None: the model's own space (its ``space`` attribute, as a
+    :class:`~fmlearn.manifolds.ProjectedVelocity` declares), else R^d. A space that contradicts the model's is
+    refused (a ValueError naming both), and on a :class:`~fmlearn.spaces.Manifold` x0 must be points of it
+    (``space.check_points``: on the sphere, unit vectors).
+
     Runs on the model's device (x0 is moved there), in eval mode, without gradients
     (:func:`fmlearn._checks.model_context`). The state, and so the solution, keeps x0's dtype: the model
     gets x cast to the dtype of its parameters and its velocity is cast back (float64 x0 and a float32
@@ -104,6 +109,9 @@ def sample(model: Callable[..., torch.Tensor], x0: torch.Tensor, *, method: str 
     """
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+    space = resolve_space(model, space)
+    if isinstance(space, Manifold):
+        x0 = space.check_points("x0", x0)
     if method in STEPPERS and steps is None and times is None:
         steps = 100
     with model_context(model, x0) as (net, x0):
@@ -130,8 +138,9 @@ class Step:
 def flow_step(velocity: Field, *, method: str = "euler", weight: float = 1.0, space: Space | None = None,
               **cond: torch.Tensor) -> Step:
     """The step of the flow dx/dt = weight * velocity(x, t, **cond) by a fixed-step ``method`` (as in
-    :func:`odeint`), applied through ``space``. weight in [0, 1] scales the generator (Markov superposition)."""
-    space = check_space(space)
+    :func:`odeint`), applied through ``space`` (None: the velocity's own space, else R^d; another one than the
+    velocity declares is refused). weight in [0, 1] scales the generator (Markov superposition)."""
+    space = resolve_space(velocity, space, owner="velocity")
     if method not in STEPPERS:
         raise ValueError(f"method must be one of {sorted(STEPPERS)} for a step, got {method!r}")
     weight = check_unit_interval("weight", weight)

@@ -358,3 +358,17 @@ def test_cpu_generator_gives_the_same_probes_for_any_device():
     if torch.cuda.is_available():
         c = _draw_probes(x.cuda(), 4, "rademacher", torch.Generator().manual_seed(5))
         assert c.device.type == "cuda" and torch.equal(c.cpu(), b)
+
+
+def test_log_likelihood_dopri5():
+    """method='dopri5' chooses its own steps (before: a misleading '33 time points' error): the 11-mode mixture's
+    exact log-density through its oracle to the tolerance, and steps= refused beside it."""
+    target = GaussianMixture.symmetric_2d()
+    x = target.sample(200, generator=torch.Generator().manual_seed(0)).double()
+    errs = {tol: float((log_likelihood(oracle(), x, method="dopri5", rtol=tol, atol=tol) - target.log_prob(x))
+                       .abs().max()) for tol in (1e-5, 1e-8)}
+    assert errs[1e-8] < 1e-6 and errs[1e-8] < errs[1e-5], errs
+    with pytest.raises(ValueError, match="steps sets a fixed grid, but method='dopri5' chooses its own steps"):
+        log_likelihood(oracle(), x, method="dopri5", steps=32)
+    with pytest.raises(ValueError, match="rtol, atol and first_step control method='dopri5', not method='rk4'"):
+        log_likelihood(oracle(), x, rtol=1e-3)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import fmlearn as fm
+from fmlearn.paths import FlowPathSample, PathSample
 
 P = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25], [0.05, 0.15, 0.3, 0.5]])  # p(y | x), rows x
 
@@ -47,15 +48,38 @@ def test_cross_entropy_refuses_float_targets_and_bad_logits():
 
 
 class LinePath:
-    """A path by the documented protocol only (not an AffineGaussianPath): x_t = (1 - t) x0 + t x1, dx_t = x1 - x0."""
+    """A path by the declared interface only (fmlearn.paths.FlowPath, not an AffineGaussianPath):
+    x_t = (1 - t) x0 + t x1, dx_t = x1 - x0, on R^d from N(0, I)."""
 
-    class Sample:
-        def __init__(self, xt, t, dxt):
-            self.xt, self.t, self.dxt = xt, t, dxt
+    space = fm.Euclidean()
+
+    def sample_source(self, shape, generator=None, device=None):
+        return torch.randn(shape, generator=generator, device=device)
+
+    def sample(self, x0, x1, t, *, check=True):
+        s = t[:, None]
+        return FlowPathSample(x0, x1, t, (1 - s) * x0 + s * x1, x1 - x0)
+
+
+class OldStylePath:
+    """The undeclared contract of earlier versions: sample(x0, x1, t) alone, no space, no source."""
 
     def sample(self, x0, x1, t):
-        s = t[:, None]
-        return self.Sample((1 - s) * x0 + s * x1, t, x1 - x0)
+        return LinePath().sample(x0, x1, t)
+
+
+class TokenStylePath(LinePath):
+    """A path whose samples carry no velocity (a PathSample, as a token path's): no regression target."""
+
+    def sample(self, x0, x1, t, *, check=True):
+        return PathSample(x0, x1, t, x1)
+
+
+def test_a_path_must_declare_the_interface():
+    with pytest.raises(TypeError, match=r"path must be a flow's conditional path .*got OldStylePath"):
+        fm.CFMObjective(OldStylePath(), fm.Moons())
+    with pytest.raises(TypeError, match=r"path.sample must return a FlowPathSample .*got PathSample"):
+        fm.train(fm.MLP(2), fm.CFMObjective(TokenStylePath(), fm.Moons()), steps=1, device="cpu", progress=False)
 
 
 def test_a_protocol_path_trains_like_condot():

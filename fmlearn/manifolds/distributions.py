@@ -27,6 +27,7 @@ import torch
 
 from .._checks import as_tensor, check_finite, check_positive_int
 from ..distributions import generator_device
+from .base import CompactManifold
 from .sphere import Sphere
 from .torus import TWO_PI, FlatTorus
 
@@ -234,13 +235,14 @@ class WrappedNormalMixture(ManifoldMixture):
 
 
 class Uniform:
-    """The uniform distribution on a space with ``random_uniform`` and ``uniform_log_prob`` (the source of
-    Riemannian flow matching): ``sample(n, generator, device)`` and ``log_prob(x)``, as the Part I distributions."""
+    """The uniform distribution on a compact manifold (the default source of Riemannian flow matching):
+    ``sample(n, generator, device)`` and ``log_prob(x)``, as the Part I distributions; ``space`` says where."""
 
-    def __init__(self, space: Sphere | FlatTorus):
-        if not all(callable(getattr(space, name, None)) for name in ("random_uniform", "uniform_log_prob")):
-            raise TypeError(f"space must have random_uniform and uniform_log_prob (e.g. fmlearn.manifolds.Sphere()), "
-                            f"got {type(space).__name__}")
+    def __init__(self, space: CompactManifold):
+        if not isinstance(space, CompactManifold):
+            raise TypeError(f"space must be a compact manifold with a uniform distribution (a "
+                            f"fmlearn.manifolds.CompactManifold such as fmlearn.manifolds.Sphere()), got "
+                            f"{type(space).__name__}")
         self.space = space
 
     @property

@@ -13,26 +13,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .sphere import Sphere
-from .torus import FlatTorus
+from .base import CompactManifold
 
 
 class ProjectedVelocity(nn.Module):
     """``model(x, t) = space.tangent_from_ambient(x, net(space.embed(x), t))``, a tangent field on ``space``.
 
     Args:
-        space: a :class:`~fmlearn.manifolds.Sphere` or :class:`~fmlearn.manifolds.FlatTorus` (anything with
-            ``embed``, ``tangent_from_ambient`` and ``embed_dim``).
+        space: a :class:`~fmlearn.manifolds.CompactManifold` (:class:`~fmlearn.manifolds.Sphere`,
+            :class:`~fmlearn.manifolds.FlatTorus`): its ``embed``, ``tangent_from_ambient`` and ``embed_dim``.
+            The model declares it (attribute ``space``), so :func:`fmlearn.sample` and
+            :func:`fmlearn.log_likelihood` run on it without ``space=`` and refuse another one.
         net: a velocity network ``net(z, t)`` on R^{space.embed_dim} returning the same shape, such as
             ``fmlearn.MLP(space.embed_dim)``.
     """
 
-    def __init__(self, space: Sphere | FlatTorus, net: nn.Module):
+    def __init__(self, space: CompactManifold, net: nn.Module):
         super().__init__()
-        for name in ("embed", "tangent_from_ambient"):
-            if not callable(getattr(space, name, None)):
-                raise TypeError(f"space must have embed(x) and tangent_from_ambient(x, w) (e.g. "
-                                f"fmlearn.manifolds.Sphere()), got {type(space).__name__}")
+        if not isinstance(space, CompactManifold):
+            raise TypeError(f"space must be a manifold with an embedding for the network (a "
+                            f"fmlearn.manifolds.CompactManifold such as fmlearn.manifolds.Sphere()), got "
+                            f"{type(space).__name__}")
         if not isinstance(net, nn.Module):
             raise TypeError(f"net must be a torch.nn.Module such as fmlearn.MLP({space.embed_dim}), "
                             f"got {type(net).__name__}")
