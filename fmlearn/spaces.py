@@ -182,14 +182,20 @@ def check_shape(name: str, shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def check_space(space: Space | None, name: str = "space") -> Space:
-    """The space itself (``None``: Euclidean), refused unless it is a :class:`Space` (step and check_field)."""
+def _require(space: Any, protocol: type, what: str) -> Any:
+    """The space itself (``None``: Euclidean), refused with a TypeError (``what``, an example, what it got) unless
+    it follows ``protocol``."""
     if space is None:
         return EUCLIDEAN
-    if not isinstance(space, Space):
-        raise TypeError(f"{name} must be a space with step(x, dx) and check_field(v, x) methods (e.g. "
-                        f"fmlearn.spaces.Euclidean() or fmlearn.manifolds.Sphere()), got {type(space).__name__}")
+    if not isinstance(space, protocol):
+        raise TypeError(f"{what} (e.g. fmlearn.spaces.Euclidean() or fmlearn.manifolds.Sphere()), got "
+                        f"{type(space).__name__}")
     return space
+
+
+def check_space(space: Space | None, name: str = "space") -> Space:
+    """The space itself (``None``: Euclidean), refused unless it is a :class:`Space` (step and check_field)."""
+    return _require(space, Space, f"{name} must be a space with step(x, dx) and check_field(v, x) methods")
 
 
 def check_manifold(space: Any, name: str = "space") -> Manifold:
@@ -211,12 +217,7 @@ _MANIFOLD_MEMBERS = ("step", "check_field", "cdist", "check_points", "proj", "ex
 
 def check_metric_space(space: Space | None) -> MetricSpace:
     """The space itself (``None``: Euclidean), refused unless it has cdist (the metrics' and transport's cost)."""
-    if space is None:
-        return EUCLIDEAN
-    if not isinstance(space, MetricSpace):
-        raise TypeError(f"space must have a cdist(x, y) method, the pairwise distances (e.g. "
-                        f"fmlearn.spaces.Euclidean() or fmlearn.manifolds.Sphere()), got {type(space).__name__}")
-    return space
+    return _require(space, MetricSpace, "space must have a cdist(x, y) method, the pairwise distances")
 
 
 def declared_space(obj: Any, owner: str = "model") -> Space | None:

@@ -113,3 +113,33 @@ def test_unknown_schedule_raises():
     """An unknown schedule name raises ValueError quoting it."""
     with pytest.raises(ValueError, match="'warp'"):
         AffineGaussianPath("warp")
+
+
+def test_every_path_follows_the_one_interface():
+    """AffineGaussianPath and GeodesicPath are FlowPaths: a space, a default source and one sample method whose
+    check=False gives the same PathSample family (fmlearn.paths.GeodesicPath still names the moved class)."""
+    import fmlearn as fm
+    from fmlearn.manifolds import GeodesicPath, Sphere
+    from fmlearn.paths import ConditionalPath, FlowPath, FlowPathSample
+    from fmlearn.paths import GeodesicPath as OldName
+
+    assert OldName is GeodesicPath and fm.GeodesicPath is GeodesicPath
+    sphere = Sphere()
+    for path, x0, x1 in ((AffineGaussianPath("cosine"), *pair()),
+                         (GeodesicPath(sphere), sphere.random_uniform(32, torch.Generator().manual_seed(0),
+                                                                      dtype=torch.float64),
+                          sphere.random_uniform(32, torch.Generator().manual_seed(1), dtype=torch.float64))):
+        assert isinstance(path, FlowPath) and isinstance(path, ConditionalPath)
+        t = torch.rand(32, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        checked, unchecked = path.sample(x0, x1, t), path.sample(x0, x1, t, check=False)
+        assert isinstance(checked, FlowPathSample) and isinstance(checked, PathSample)
+        assert torch.equal(checked.xt, unchecked.xt) and torch.equal(checked.dxt, unchecked.dxt)
+        assert torch.equal(path.sample_unchecked(x0, x1, t).dxt, checked.dxt)
+        draw = path.sample_source((6, 3), torch.Generator().manual_seed(3))
+        path.space.check_points("x0", draw)
+    assert torch.equal(AffineGaussianPath().sample_source((6, 3), torch.Generator().manual_seed(3)),
+                       torch.randn(6, 3, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="x1 must lie on the unit sphere"):
+        GeodesicPath(sphere).sample(x0, 2 * x1, 0.5)
+    with pytest.raises(ValueError, match=r"shape must be \(n, 3\) for points of S\^2, got \(6, 2\)"):
+        GeodesicPath(sphere).sample_source((6, 2))

@@ -81,3 +81,74 @@ def test_a_space_without_cdist_is_refused():
         fm.w2_distance(torch.zeros(3, 2), torch.zeros(3, 2), space=object())
     with pytest.raises(TypeError, match="cdist"):
         fm.OTCoupling(space="sphere")
+
+
+# --- the declared contracts (issue 21) ----------------------------------------------------------------------------
+
+def test_the_course_spaces_follow_the_declared_protocols():
+    from fmlearn.manifolds import FlatTorus, Sphere
+    from fmlearn.spaces import Manifold, MetricSpace, Space, check_manifold
+
+    for space in (Euclidean(), Sphere(), Sphere(4), FlatTorus(1), FlatTorus(3)):
+        assert isinstance(space, Manifold) and isinstance(space, MetricSpace) and isinstance(space, Space)
+        assert check_manifold(space) is space
+
+    class StepOnly:
+        def step(self, x, dx):
+            return x + dx
+
+        def check_field(self, v, x, name="velocity"):
+            return v
+
+    assert isinstance(StepOnly(), Space) and not isinstance(StepOnly(), Manifold)
+    with pytest.raises(TypeError, match=r"space must be a manifold .*got StepOnly, which lacks cdist, check_points, "
+                                        r"proj, exp, log, geodesic, dist, sample_source, source_log_prob"):
+        check_manifold(StepOnly())
+
+
+def test_spaces_compare_by_kind_and_dimension():
+    from fmlearn.manifolds import FlatTorus, Sphere
+
+    assert Sphere() == Sphere(3) and hash(Sphere()) == hash(Sphere(3)) and Sphere(3) != Sphere(4)
+    assert FlatTorus(3) != Sphere(3) and Euclidean() == Euclidean() and Euclidean() != Sphere()
+
+
+def test_euclidean_geometry_and_default_source():
+    """R^d's geodesic is the straight line (against exp and log), its source N(0, I): the draw of torch.randn and
+    the log-density of scipy, over all data dimensions of an image-shaped batch."""
+    from scipy import stats
+
+    space, g = Euclidean(), torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(5, 1, 2, 2, generator=g, dtype=torch.float64), torch.randn(5, 1, 2, 2, generator=g, dtype=torch.float64)
+    xs, v = space.geodesic(x0, x1, 0.3)
+    torch.testing.assert_close(xs, space.exp(x0, 0.3 * space.log(x0, x1)))
+    torch.testing.assert_close(v, x1 - x0)
+    draw = space.sample_source((5, 1, 2, 2), torch.Generator().manual_seed(1))
+    assert torch.equal(draw, torch.randn((5, 1, 2, 2), generator=torch.Generator().manual_seed(1)))
+    want = stats.norm.logpdf(x0.reshape(5, -1).numpy()).sum(1)
+    torch.testing.assert_close(space.source_log_prob(x0), torch.from_numpy(want))
+    with pytest.raises(ValueError, match=r"shape must be a batch shape \(batch, \*data\) of positive ints, got 5"):
+        space.sample_source(5)
+    with pytest.raises(ValueError, match=r"x must be finite"):
+        space.check_points("x", torch.tensor([[float("nan")]]))
+    with pytest.raises(ValueError, match=r"x must be points of R\^d, a tensor of shape \(batch, \*data\)"):
+        space.check_points("x", torch.zeros(3))
+
+
+def test_resolve_space_reads_what_a_model_declares():
+    from fmlearn.manifolds import FlatTorus, Sphere
+    from fmlearn.spaces import resolve_space
+
+    class Declares:
+        space = Sphere()
+
+    class DeclaresJunk:
+        space = "sphere"
+
+    assert resolve_space(lambda x, t: x, None) == Euclidean()
+    assert resolve_space(lambda x, t: x, FlatTorus(2)) == FlatTorus(2)
+    assert resolve_space(Declares(), None) == Sphere() and resolve_space(Declares(), Sphere(3)) == Sphere()
+    with pytest.raises(ValueError, match=r"space=FlatTorus\(dim=3\) contradicts the model's own space Sphere\(\)"):
+        resolve_space(Declares(), FlatTorus(3))
+    with pytest.raises(TypeError, match=r"the model's space attribute must be a space .*got str"):
+        resolve_space(DeclaresJunk(), None)

@@ -30,19 +30,16 @@ from ..spaces import VectorSpaceFields, check_shape
 class CompactManifold(VectorSpaceFields, abc.ABC):
     """The shared part of the course's compact manifolds (see the module docstring).
 
-    Class attributes of a subclass: ``symbol`` (how messages name it, e.g. "S^2" is computed from dim),
-    ``coordinates`` (what a row holds, for messages) and ``point_tol`` (how far off a point may be).
+    A subclass sets ``dim`` (a point's coordinates), ``embed_dim`` (what a network sees) and ``symbol`` (its name
+    in messages, e.g. "S^2" or "T^3"), and may set the class attributes ``coordinates`` (what a row holds, for
+    messages) and ``point_tol`` (how far off a point may be).
     """
 
     dim: int
     embed_dim: int
+    symbol: str
     coordinates: str = "coordinates"
     point_tol: float = 1e-4
-
-    @property
-    @abc.abstractmethod
-    def symbol(self) -> str:
-        """The manifold's name in messages, e.g. "S^2" or "T^3"."""
 
     @abc.abstractmethod
     def log_volume(self) -> float:

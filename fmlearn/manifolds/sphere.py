@@ -50,15 +50,10 @@ class Sphere(CompactManifold):
         check_positive_int("dim", dim)
         if dim < 2:
             raise ValueError(f"dim must be the ambient dimension, at least 2 (S^1 in R^2), got {dim}")
-        self.dim = dim
-        self.embed_dim = dim
+        self.dim, self.embed_dim, self.symbol = dim, dim, f"S^{dim - 1}"
 
     coordinates = "ambient coordinates"
     point_tol = ON_SPHERE_TOL
-
-    @property
-    def symbol(self) -> str:
-        return f"S^{self.dim - 1}"
 
     def _check_values(self, name: str, x: torch.Tensor, tol: float) -> torch.Tensor:
         """Every row within tol of the unit sphere, | |x_i| - 1 | <= tol."""

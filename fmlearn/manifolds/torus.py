@@ -38,15 +38,10 @@ class FlatTorus(CompactManifold):
 
     def __init__(self, dim: int = 2):
         check_positive_int("dim", dim)
-        self.dim = dim
-        self.embed_dim = 2 * dim
+        self.dim, self.embed_dim, self.symbol = dim, 2 * dim, f"T^{dim}"
 
     coordinates = "angles"
     point_tol = ON_TORUS_TOL
-
-    @property
-    def symbol(self) -> str:
-        return f"T^{self.dim}"
 
     def _check_values(self, name: str, x: torch.Tensor, tol: float) -> torch.Tensor:
         """Every angle in [-tol, 2 pi + tol] (wrap angles first: :meth:`wrap`)."""
