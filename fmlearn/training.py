@@ -8,10 +8,19 @@ The loop keeps the device busy: losses stay on the device and are read back,
 checked for NaN/inf and shown in the progress bar once every ``log_every``
 steps, which is the only host sync.
 
-Checkpoints hold the weights, Adam's state, the random generator's state, the
-loss history, the planned number of steps, the EMA weights and the run's
-settings (batch size, learning rate, seed, EMA decay), so a resumed run is the
-same run, bit for bit, and a run with other settings is refused.
+Checkpoints. A checkpoint holds the weights, Adam's state, the random
+generator's state, the loss history, the planned number of steps, the EMA
+weights, the run's settings (batch size, learning rate, seed, EMA decay) and the
+run's contract: a fingerprint of the objective (its class and every parameter
+that defines the problem: path, schedule, data, source, coupling, time sampler,
+loss...) and of what the model declares it was built for (its attributes in
+:data:`MODEL_CONTRACT`, such as ``space`` or ``num_states``), described by value,
+not by identity (:mod:`fmlearn._fingerprint`). A resumed run is the same run,
+bit for bit: one with other settings, with cosine decay over another number of
+steps, on another objective or with a model of another contract is refused by a
+ValueError that names each part that differs, saved and given. A checkpoint
+written before the contract was stored resumes with a warning (its objective
+cannot be checked) and is saved with the contract from then on.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_positive_int, check_real
+from ._fingerprint import differences, fingerprint
 from .config import get_device, show_progress
 from .objectives import Objective, check_objective
 
@@ -44,6 +55,11 @@ from .objectives import Objective, check_objective
 #: kernel launches, and autocast adds casts. Measured on an H100 (benchmarks/train_step.py and README):
 #: at batch 4096 autocast took a 2.1M-parameter MLP from 299 to 245 it/s and an 8.5M one from 166 to 262.
 AMP_MIN_PARAMS = 4_000_000
+
+#: What a model may declare it was built for, read when present and stored in a checkpoint's contract: the space
+#: of a continuous model, the number of states, vocabulary and source kind of a token model, the number of
+#: classes of a conditional one.
+MODEL_CONTRACT = ("space", "num_states", "vocab_size", "source", "num_classes")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -114,38 +130,64 @@ def train(model: nn.Module, objective: Objective, *, steps: int, batch_size: int
         steps: number of optimizer steps in total (a resumed run continues up to it).
         batch_size, lr: batch size and Adam's learning rate (cosine-decayed to 0 when ``cosine_decay``).
         seed: seeds the generator the objective draws its batches from, so a run is reproducible. It does
-            not set the model's initial weights: the model was built before train() is called, from the
-            global torch seed of that moment, so seed that (``fmlearn.seed_everything(seed)`` or
-            ``torch.manual_seed(seed)``) before building the model; train() never re-initialises it.
+            not set the model's initial weights: seed the global torch generator (``fmlearn.seed_everything``
+            or ``torch.manual_seed``) before building the model; train() never re-initialises it.
         device: where to train; default CUDA when present (``FMLEARN_DEVICE`` overrides).
         amp: bfloat16 autocast of the loss; default on CUDA for models of at least ``AMP_MIN_PARAMS``
             parameters (where it pays), off otherwise and always off on the CPU.
         log_every: steps between loss read-backs (progress bar, NaN check).
         progress: show a progress bar; default: yes, unless ``FMLEARN_PROGRESS=0`` or ``CI`` is set
             (:func:`fmlearn.config.show_progress`: a headless run stores no stale bar in its outputs).
-        checkpoint: a file path: resume from it if it exists, save to it at the end (atomic write).
-            A resumed run continues the same plan: with cosine decay, ``steps`` must equal the saved run's,
-            and batch_size, lr, seed and ema must equal the saved ones (a ValueError names each that differs).
-            On KeyboardInterrupt (Ctrl-C, or an interrupt raised inside the step) it also saves the steps
-            done so far, prints where, and re-raises: calling train again with the same arguments resumes.
-            Ctrl-C then lets the current step finish first; a second Ctrl-C interrupts at once.
-        ema: keep an exponential moving average of the weights with this decay (e.g. 0.999),
-            theta_ema <- d_k * theta_ema + (1 - d_k) * theta after step k = 0, 1, ..., and load it
-            into ``model`` at the end: averaged weights are less noisy than the last step's. The decay
-            warms up, d_k = min(ema, (1 + k) / (10 + k)) (as TensorFlow's ExponentialMovingAverage with
-            num_updates): early averages follow the weights closely, so the random initial weights do not
-            linger in the average (with d_k = ema from the start they keep a share ema^steps of it).
+        checkpoint: a file path: resume from it if it exists, save to it at the end (atomic write). A
+            resumed run is the same run: see "Checkpoints" in the module docstring for what must match.
+            On KeyboardInterrupt it also saves the steps done so far, prints where, and re-raises: calling
+            train again with the same arguments resumes. Ctrl-C lets the current step finish first; a
+            second Ctrl-C interrupts at once.
         checkpoint_every: also save every this many steps (at the next loss read-back), so an
             interrupted run can resume exactly where the last save left it.
+        ema: keep an exponential moving average of the weights with this decay (e.g. 0.999),
+            theta_ema <- d_k theta_ema + (1 - d_k) theta after step k = 0, 1, ..., with the warm-up
+            d_k = min(ema, (1 + k) / (10 + k)) (TensorFlow's ExponentialMovingAverage with num_updates, so the
+            random initial weights do not linger), and load it into ``model`` at the end.
 
     Returns:
         a :class:`TrainResult` with the loss of every step.
 
     Raises:
         NonFiniteLossError: naming the first step whose loss was NaN or inf.
-        ValueError: a checkpoint that cannot be read, was not written by train, or holds a run with other
-            settings; the message names the file and the cause.
+        ValueError: a checkpoint that cannot be read, was not written by train, or holds another run
+            (other settings, another objective or model contract); the message names the file and the cause.
     """
+    lr = _check_arguments(model, objective, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                          log_every=log_every, checkpoint_every=checkpoint_every, ema=ema, checkpoint=checkpoint,
+                          flags={"amp": amp, "cosine_decay": cosine_decay, "progress": progress})
+    run = _Run(model, objective, device, amp, steps=steps, batch_size=batch_size, lr=lr, seed=int(seed),
+               cosine_decay=cosine_decay, checkpoint=checkpoint, ema=ema)
+    losses = _LossLog(run, log_every, show_progress() if progress is None else progress)
+    take_step = _step_function(run, objective)
+    interrupt = _DeferredInterrupt(enabled=checkpoint is not None)
+    t0 = time.perf_counter()
+    try:
+        with interrupt:
+            for step in range(run.start, steps):
+                losses.pending.append(take_step(step))
+                if (step + 1 - run.start) % log_every == 0 or step + 1 == steps:
+                    losses.flush(checkpoint_every)
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        losses.close()
+        run.interrupted(losses.unflushed())
+        raise
+    finally:
+        losses.close()
+    return run.finish(losses.history, time.perf_counter() - t0)
+
+
+def _check_arguments(model, objective, *, steps, batch_size, lr, seed, log_every, checkpoint_every, ema,
+                     flags: dict, checkpoint) -> float:
+    """Refuse a bad argument of train with a message naming it, what was given and what was expected;
+    return lr as a float. ``flags``: the switches, name -> value (True/False, or None for "the default")."""
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
     check_positive_int("log_every", log_every)
@@ -161,117 +203,194 @@ def train(model: nn.Module, objective: Objective, *, steps: int, batch_size: int
         check_positive_int("checkpoint_every", checkpoint_every)
     if ema is not None and not (isinstance(ema, float) and 0.0 < ema < 1.0):
         raise ValueError(f"ema must be None or a decay in (0, 1) such as 0.999, got {ema!r}")
-    if callable(getattr(objective, "bind", None)):
-        objective.bind(model)
+    for name, value in flags.items():
+        if not (isinstance(value, bool) or (value is None and name != "cosine_decay")):
+            expected = "True or False" if name == "cosine_decay" else "True, False or None (the default)"
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path (str or pathlib.Path) or None, got "
+                        f"{type(checkpoint).__name__} {checkpoint!r}")
+    return lr
 
-    dev = get_device(device)
-    if amp is None:
-        amp = dev.type == "cuda" and sum(p.numel() for p in model.parameters()) >= AMP_MIN_PARAMS
-    amp = bool(amp)
-    model.to(dev).train()
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    params = [p for p in model.parameters()]
-    ema_params = [p.detach().clone() for p in params] if ema is not None else None
-    settings = {"batch_size": batch_size, "lr": lr, "seed": int(seed), "ema": None if ema is None else float(ema)}
-    history: list[float] = []
-    start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = _read_checkpoint(checkpoint, resume=True)
-        start, planned = int(state["step"]), int(state.get("planned_steps", steps))
-        if start > steps:
-            raise ValueError(f"checkpoint {checkpoint} holds {start} steps, more than steps={steps}")
-        if cosine_decay and planned != steps:
-            raise ValueError(f"checkpoint {checkpoint} comes from a run planned for steps={planned} with cosine "
+
+class _Run:
+    """One training run's state: the model on its device, Adam, the batches' generator, the EMA weights,
+    the loss history, and where an interrupt leaves it; it resumes from, and saves to, the checkpoint.
+
+    ``completed`` steps are in the weights, Adam and the history (flushed or not); ``snapshot`` is the
+    generator state at the start of the step under way (its draws are undone on interrupt); ``updating``
+    marks opt.step() and the EMA update, during which the weights are between two steps."""
+
+    def __init__(self, model, objective, device, amp, *, steps, batch_size, lr, seed, cosine_decay, checkpoint, ema):
+        if callable(getattr(objective, "bind", None)):
+            objective.bind(model)
+        self.contract = _run_contract(model, objective)
+        self.dev = get_device(device)
+        if amp is None:
+            amp = self.dev.type == "cuda" and sum(p.numel() for p in model.parameters()) >= AMP_MIN_PARAMS
+        self.model, self.amp, self.steps, self.batch_size = model.to(self.dev).train(), bool(amp), steps, batch_size
+        self.lr, self.cosine_decay, self.ema, self.checkpoint = lr, cosine_decay, ema, checkpoint
+        self.gen = torch.Generator(device=self.dev).manual_seed(seed)
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+        self.params = list(model.parameters())
+        self.ema_params = [p.detach().clone() for p in self.params] if ema is not None else None
+        self.settings = {"batch_size": batch_size, "lr": lr, "seed": seed, "ema": None if ema is None else float(ema)}
+        self.history: list[float] = []
+        self.start = 0
+        if checkpoint is not None and Path(checkpoint).exists():
+            self._resume()
+        self.completed, self.snapshot, self.updating = self.start, None, False
+
+    def _resume(self):
+        path, steps = self.checkpoint, self.steps
+        state = _read_checkpoint(path, resume=True)
+        self.start, planned = int(state["step"]), int(state.get("planned_steps", steps))
+        if self.start > steps:
+            raise ValueError(f"checkpoint {path} holds {self.start} steps, more than steps={steps}")
+        if self.cosine_decay and planned != steps:
+            raise ValueError(f"checkpoint {path} comes from a run planned for steps={planned} with cosine "
                              f"decay; resume it with steps={planned}, or pass cosine_decay=False")
-        differ = _settings_that_differ(state, settings)
+        differ = _settings_that_differ(state, self.settings)
         if differ:
-            raise ValueError(f"checkpoint {checkpoint} holds a run with other settings: {'; '.join(differ)}. "
+            raise ValueError(f"checkpoint {path} holds a run with other settings: {'; '.join(differ)}. "
                              "Resume it with the saved settings, or train into another checkpoint file")
-        _load_state(checkpoint, state, model, opt)
-        history = state["losses"].tolist()
+        _check_contract(path, state, self.contract)
+        _load_state(path, state, self.model, self.opt)
+        self.history = state["losses"].tolist()
         try:
-            gen.set_state(state["generator"].to("cpu"))  # generator states live on the CPU
+            self.gen.set_state(state["generator"].to("cpu"))  # generator states live on the CPU
         except (RuntimeError, TypeError, AttributeError) as err:
-            raise ValueError(f"checkpoint {checkpoint} holds a random generator state that does not fit this "
-                             f"run's {dev.type} generator (was it trained on another device?): {err}") from err
-        for e, saved in zip(ema_params or (), state.get("ema", ())):
+            raise ValueError(f"checkpoint {path} holds a random generator state that does not fit this "
+                             f"run's {self.dev.type} generator (was it trained on another device?): {err}") from err
+        for e, saved in zip(self.ema_params or (), state.get("ema", ())):
             e.copy_(saved)
 
-    def save(step_done, losses):
-        save_checkpoint(checkpoint, model, opt, step=step_done, losses=losses, generator=gen,
-                        planned_steps=steps, ema=ema_params, settings=settings)
+    def save(self, step_done: int, losses):
+        save_checkpoint(self.checkpoint, self.model, self.opt, step=step_done, losses=losses, generator=self.gen,
+                        planned_steps=self.steps, ema=self.ema_params, settings=self.settings,
+                        contract=self.contract)
 
-    pending: list[torch.Tensor] = []  # this chunk's losses, still on the device
-    # Where an interrupt leaves the run: `completed` steps are in the weights, Adam and `history` + `pending`;
-    # `snapshot` is the generator state at the start of the step under way (its draws are undone on interrupt);
-    # `updating` marks opt.step() and the EMA update, during which the weights are between two steps.
-    completed, snapshot, updating = start, None, False
-    interrupt = _DeferredInterrupt(enabled=checkpoint is not None)
-    t0 = time.perf_counter()
-    bar = tqdm(total=steps, initial=start, disable=not (show_progress() if progress is None else progress),
-               desc=f"training on {dev.type}", leave=False)
-    try:
-        with interrupt:
-            for step in range(start, steps):
-                if checkpoint is not None:
-                    snapshot = gen.get_state()  # a CPU copy of a few KB, no host sync
-                batch = objective.draw(batch_size, gen, dev)
-                with _amp_context(amp, dev):
-                    loss = objective.loss(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cosine_decay:  # lr_i = lr (1 + cos(pi i / steps)) / 2, set by hand: no scheduler object per step
-                    for group in opt.param_groups:
-                        group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-                updating = True
-                opt.step()
-                if ema_params is not None:
-                    with torch.no_grad():
-                        decay = min(ema, (1 + step) / (10 + step))
-                        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - decay)
-                pending.append(loss.detach())
-                completed, snapshot, updating = step + 1, None, False
-                if (completed - start) % log_every == 0 or completed == steps:
-                    n = len(pending)
-                    chunk = torch.stack(pending).float().cpu().numpy()
-                    _raise_if_nonfinite(chunk, completed - n, steps)
-                    history.extend(chunk.tolist())
-                    pending.clear()
-                    bar.update(n)
-                    bar.set_postfix(loss=f"{chunk.mean():.4f}")
-                    if checkpoint is not None and checkpoint_every and completed < steps and \
-                            completed // checkpoint_every > (completed - n) // checkpoint_every:
-                        save(completed, history)
-                if interrupt.requested:
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        bar.close()
+    def interrupted(self, losses: list[float]):
+        """Ctrl-C (or an interrupt raised inside a step): save the completed steps when it is safe, say where."""
+        completed, steps, checkpoint = self.completed, self.steps, self.checkpoint
         if checkpoint is None:
             print(f"training interrupted after {completed} of {steps} steps; nothing was saved (pass "
                   "checkpoint=<file> to train to make an interrupted run resumable)", file=sys.stderr)
-        elif updating:
+        elif self.updating:
             print(f"training interrupted while updating the weights at step {completed + 1} of {steps}: nothing "
                   f"was saved, the checkpoint {checkpoint} (if any) holds the last save", file=sys.stderr)
         else:
-            if snapshot is not None:
-                gen.set_state(snapshot)
-            pending_losses = torch.stack(pending).float().cpu().tolist() if pending else []
-            save(completed, (history + pending_losses)[:completed])  # [:completed]: a loss flushed twice counts once
+            if self.snapshot is not None:
+                self.gen.set_state(self.snapshot)
+            self.save(completed, losses[:completed])  # [:completed]: a loss flushed twice counts once
             print(f"training interrupted after {completed} of {steps} steps: saved them to the checkpoint "
                   f"{checkpoint}; call train again with the same arguments to resume from there", file=sys.stderr)
-        raise
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    model.eval()
-    if checkpoint is not None and steps > start:
-        save(steps, history)  # with the raw weights: a resumed run continues from them
-    if ema_params is not None:
-        with torch.no_grad():
-            for p, e in zip(params, ema_params):
-                p.copy_(e)
-    return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(dev), steps_run=steps - start)
+
+    def finish(self, history: list[float], seconds: float) -> TrainResult:
+        """Save the last checkpoint (with the raw weights: a resumed run continues from them), then load the
+        EMA weights into the model."""
+        self.model.eval()
+        if self.checkpoint is not None and self.steps > self.start:
+            self.save(self.steps, history)
+        if self.ema_params is not None:
+            with torch.no_grad():
+                for p, e in zip(self.params, self.ema_params):
+                    p.copy_(e)
+        return TrainResult(losses=np.asarray(history), seconds=seconds, device=str(self.dev),
+                           steps_run=self.steps - self.start)
+
+
+def _step_function(run: _Run, objective: Objective):
+    """step(i) -> the loss of step i, still on the device: draw a batch, take its loss (under autocast when
+    amp), backpropagate, set the cosine-decayed learning rate, take Adam's step, update the EMA."""
+    model, opt, gen, dev, amp, batch_size = run.model, run.opt, run.gen, run.dev, run.amp, run.batch_size
+    params, ema_params, ema, lr, steps = run.params, run.ema_params, run.ema, run.lr, run.steps
+    cosine_decay, snapshots = run.cosine_decay, run.checkpoint is not None
+
+    def step(i: int) -> torch.Tensor:
+        if snapshots:
+            run.snapshot = gen.get_state()  # a CPU copy of a few KB, no host sync
+        batch = objective.draw(batch_size, gen, dev)
+        with _amp_context(amp, dev):
+            loss = objective.loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cosine_decay:  # lr_i = lr (1 + cos(pi i / steps)) / 2, set by hand: no scheduler object per step
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / steps))
+        run.updating = True
+        opt.step()
+        if ema_params is not None:
+            with torch.no_grad():
+                decay = min(ema, (1 + i) / (10 + i))
+                torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - decay)
+        run.completed, run.snapshot, run.updating = i + 1, None, False
+        return loss.detach()
+
+    return step
+
+
+class _LossLog:
+    """The losses: ``pending`` on the device, ``history`` read back; the flush (the loop's one host sync) checks
+    them for NaN/inf, shows them in the progress bar, and saves a periodic checkpoint when one is due."""
+
+    def __init__(self, run: _Run, log_every: int, progress: bool):
+        self.run, self.history, self.pending = run, run.history, []
+        self.bar = tqdm(total=run.steps, initial=run.start, disable=not progress,
+                        desc=f"training on {run.dev.type}", leave=False)
+
+    def flush(self, checkpoint_every: int | None):
+        run, n, completed = self.run, len(self.pending), self.run.completed
+        chunk = torch.stack(self.pending).float().cpu().numpy()
+        _raise_if_nonfinite(chunk, completed - n, run.steps)
+        self.history.extend(chunk.tolist())
+        self.pending.clear()
+        self.bar.update(n)
+        self.bar.set_postfix(loss=f"{chunk.mean():.4f}")
+        if run.checkpoint is not None and checkpoint_every and completed < run.steps and \
+                completed // checkpoint_every > (completed - n) // checkpoint_every:
+            run.save(completed, self.history)
+
+    def unflushed(self) -> list[float]:
+        """The history with the losses still on the device (after an interrupt)."""
+        return self.history + (torch.stack(self.pending).float().cpu().tolist() if self.pending else [])
+
+    def close(self):
+        self.bar.close()
+
+
+def _run_contract(model: nn.Module, objective: Objective) -> dict[str, str]:
+    """The fingerprint of what a run trains: the objective, and the model's attributes named in MODEL_CONTRACT
+    (those it has). The model's own modules and tensors, when the objective holds them, count as constants:
+    the checkpoint holds the weights apart, and they change as it trains."""
+    skip = [*model.modules(), *model.parameters(), *model.buffers()]
+    contract = fingerprint(objective, "objective", skip)
+    for name in MODEL_CONTRACT:
+        try:
+            value = getattr(model, name)
+        except Exception:  # an attribute it does not have, or a property that cannot be read: nothing declared
+            continue
+        contract.update(fingerprint(value, f"model.{name}", skip))
+    return contract
+
+
+def _check_contract(path, state: dict, contract: dict[str, str]) -> None:
+    """Refuse to resume a checkpoint trained on another objective or with a model of another contract,
+    naming each part that differs (saved and given); warn for a checkpoint that holds no contract."""
+    saved = state.get("contract")
+    if saved is None:
+        warnings.warn(f"checkpoint {path} holds no fingerprint of its objective and model (it was written before "
+                      "fmlearn stored one), so it cannot be checked that it was trained on the objective given; "
+                      "resuming it, and saving the fingerprint with it from now on", UserWarning, stacklevel=5)
+        return
+    if not (isinstance(saved, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in saved.items())):
+        raise ValueError(f"checkpoint {path} holds a contract that is not a dict of texts ({type(saved).__name__}): "
+                         "it was not written by fmlearn.train")
+    differ = differences(saved, contract)
+    if differ:
+        raise ValueError(f"checkpoint {path} was trained on another objective or model than the ones given: "
+                         f"{'; '.join(differ)}. Resume it with the objective and model it was trained with, or "
+                         "train into another checkpoint file")
 
 
 def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):
@@ -287,11 +406,13 @@ def _raise_if_nonfinite(chunk: np.ndarray, first_step: int, steps: int):
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler: Any = None, *, step: int, losses: Sequence[float] | np.ndarray,
                     generator: torch.Generator | None = None,
-                    planned_steps: int | None = None, ema: list | None = None, settings: dict | None = None) -> None:
+                    planned_steps: int | None = None, ema: list | None = None, settings: dict | None = None,
+                    contract: dict[str, str] | None = None) -> None:
     """Save training state to ``path`` atomically (write a temporary file, then rename).
 
     ``settings``: a dict of numbers (and None) that a resumed run must repeat; :func:`train` stores its
-    batch_size, lr, seed and ema there."""
+    batch_size, lr, seed and ema there. ``contract``: a dict of texts, the fingerprint of the objective and
+    the model's declared contract that a resumed run must repeat (see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "step": int(step), "losses": torch.as_tensor(np.asarray(losses, dtype=np.float64))}
@@ -307,6 +428,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         state["ema"] = [e.detach().cpu() for e in ema]
     if settings is not None:
         state["settings"] = dict(settings)
+    if contract is not None:
+        state["contract"] = dict(contract)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:

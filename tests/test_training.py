@@ -289,9 +289,14 @@ def test_load_missing_checkpoint(tmp_path):
     (dict(lr=float("inf")), ValueError, "lr"),
     (dict(log_every=0), ValueError, "log_every"),
     (dict(model=lambda x, t: x), TypeError, "model must be a torch.nn.Module"),
-    (dict(path="condot"), TypeError, "path must have a sample_unchecked"),
+    (dict(path="condot"), TypeError, r"path must .*got str"),
     (dict(target=[1, 2, 3]), TypeError, "data must have a sample"),
     (dict(device="cuda:0" if not torch.cuda.is_available() else "warp"), ValueError, "device"),
+    (dict(cosine_decay="no"), TypeError, r"cosine_decay must be True or False, got str 'no'"),
+    (dict(cosine_decay=None), TypeError, r"cosine_decay must be True or False, got NoneType"),
+    (dict(amp="on"), TypeError, r"amp must be True, False or None \(the default\), got str 'on'"),
+    (dict(progress=1), TypeError, r"progress must be True, False or None \(the default\), got int 1"),
+    (dict(checkpoint=3), TypeError, r"checkpoint must be a file path \(str or pathlib.Path\) or None, got int 3"),
 ])
 def test_bad_inputs(kwargs, exc, match):
     """Bad arguments to train raise with a message naming the argument."""
@@ -578,3 +583,174 @@ def test_paired_data_bad_input():
     with pytest.raises(ValueError, match="pass source=None"):
         quick_train(small_model(), 1, target=PairedData(torch.zeros(4, 2), torch.ones(4, 2)), source=TARGET)
 
+
+
+# --- the run's contract: the objective's fingerprint and the model's declared attributes (issue 21, item 5) ---
+
+def test_resume_with_another_path_is_refused(tmp_path):
+    """A checkpoint trained on the CondOT path cannot be resumed on the VP path: the message names the part
+    that differs with both values, and neither the weights nor the file are touched."""
+    ck = tmp_path / "run.pt"
+    quick_train(small_model(), 20, checkpoint=ck, cosine_decay=False)
+    before = ck.read_bytes()
+    model = small_model(seed=5)
+    weights = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"another objective.*objective\.path\.schedule: saved CondOT, given VP"):
+        quick_train(model, 40, checkpoint=ck, cosine_decay=False, path=AffineGaussianPath("vp"))
+    assert ck.read_bytes() == before
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+
+
+@pytest.mark.parametrize("change, part", [
+    (dict(target=Gaussian(mean=[3.0, 2.0], std=0.5)), r"objective\.data\.mean: saved tensor float32 \(2,\) #\w+, "
+                                                      r"given tensor float32 \(2,\) #\w+"),
+    (dict(source=Gaussian(mean=[0.0, 0.0], std=2.0)), r"objective\.source: saved None, given Gaussian"),
+    (dict(time_sampler=logit_normal_time(0.0, 1.0)), r"objective\.time_sampler: saved uniform_time, "
+                                                     r"given logit_normal_time\(mean=0.0, std=1.0\)"),
+])
+def test_resume_with_another_target_source_or_time_sampler_is_refused(tmp_path, change, part):
+    """Another target (same class, other values), another source, another time sampler: each refused by name."""
+    ck = tmp_path / "run.pt"
+    quick_train(small_model(), 20, checkpoint=ck, cosine_decay=False)
+    with pytest.raises(ValueError, match=part):
+        quick_train(small_model(), 40, checkpoint=ck, cosine_decay=False, **change)
+
+
+def test_resume_with_the_same_objective_rebuilt_is_accepted(tmp_path, recwarn):
+    """New instances built the same way (path, schedule, target, time sampler with the same parameters) are the
+    same objective: the run resumes without a warning and its history goes on."""
+    ck = tmp_path / "run.pt"
+    first = quick_train(small_model(), 20, checkpoint=ck, cosine_decay=False, time_sampler=logit_normal_time(0.5))
+    resumed = quick_train(small_model(), 40, checkpoint=ck, cosine_decay=False, time_sampler=logit_normal_time(0.5),
+                          path=AffineGaussianPath("condot"), target=Gaussian(mean=[3.0, -2.0], std=0.5))
+    assert resumed.steps_run == 20 and np.array_equal(resumed.losses[:20], first.losses)
+    assert not [w for w in recwarn if "fingerprint" in str(w.message)]
+
+
+def test_resume_a_token_model_with_the_other_loss_is_refused(tmp_path):
+    """Cross-entropy, then generalized KL on the same mixture path and data: refused, naming the loss."""
+    import fmlearn.discrete as D
+
+    table = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [1, 1, 2, 2]])
+    path = D.MixturePath(4, "mask")
+
+    def model():
+        torch.manual_seed(0)
+        return D.TokenMLP(path.num_states, 4, 4, embed=8, hidden=16)
+
+    ck = tmp_path / "tokens.pt"
+    args = dict(steps=10, batch_size=16, progress=False, device="cpu", checkpoint=ck, cosine_decay=False)
+    train(model(), D.DiscreteObjective(path, D.TokenData(table), loss="ce"), **args)
+    with pytest.raises(ValueError, match=r"objective\.loss_name: saved 'ce', given 'gkl'"):
+        train(model(), D.DiscreteObjective(path, D.TokenData(table), loss="gkl"), **{**args, "steps": 20})
+    with pytest.raises(ValueError, match=r"objective\.path\.source: saved 'mask', given 'uniform'"):
+        train(model(), D.DiscreteObjective(D.MixturePath(5, "uniform"), D.TokenData(table)), **{**args, "steps": 20})
+
+
+def test_resume_with_a_model_of_another_contract_is_refused(tmp_path):
+    """A model declares what it was built for (here its space): another space on resume is refused, naming
+    both; the same weights shapes would otherwise load without a word."""
+    from fmlearn.manifolds import FlatTorus
+
+    ck = tmp_path / "run.pt"
+    model = small_model()
+    model.space = fmlearn.spaces.Euclidean()
+    quick_train(model, 20, checkpoint=ck, cosine_decay=False)
+    other = small_model()
+    other.space = FlatTorus(2)
+    with pytest.raises(ValueError, match=r"model\.space: saved Euclidean, given FlatTorus"):
+        quick_train(other, 40, checkpoint=ck, cosine_decay=False)
+    bare = small_model()  # declares no space at all
+    with pytest.raises(ValueError, match=r"model\.space: saved Euclidean, given \(absent\)"):
+        quick_train(bare, 40, checkpoint=ck, cosine_decay=False)
+
+
+def test_old_checkpoint_without_contract_resumes_with_a_warning(tmp_path):
+    """A checkpoint written before the contract was stored resumes (the same losses as an uninterrupted run)
+    with a warning naming the file; the next save stores the contract, and then another objective is refused."""
+    ck = tmp_path / "old.pt"
+    full = quick_train(small_model(), 40, cosine_decay=False)
+    quick_train(small_model(), 20, checkpoint=ck, cosine_decay=False)
+    state = torch.load(ck, weights_only=True)
+    del state["contract"]
+    torch.save(state, ck)
+    with pytest.warns(UserWarning, match=rf"checkpoint {ck} holds no fingerprint of its objective"):
+        resumed = quick_train(small_model(), 40, checkpoint=ck, cosine_decay=False)
+    assert np.array_equal(resumed.losses, full.losses)
+    assert "contract" in torch.load(ck, weights_only=True)
+    with pytest.raises(ValueError, match="objective.path.schedule"):
+        quick_train(small_model(), 60, checkpoint=ck, cosine_decay=False, path=AffineGaussianPath("cosine"))
+
+
+def test_checkpoint_with_a_malformed_contract_is_refused(tmp_path):
+    ck = tmp_path / "bad.pt"
+    quick_train(small_model(), 20, checkpoint=ck, cosine_decay=False)
+    state = torch.load(ck, weights_only=True)
+    state["contract"] = [1, 2]
+    torch.save(state, ck)
+    with pytest.raises(ValueError, match="holds a contract that is not a dict of texts"):
+        quick_train(small_model(), 40, checkpoint=ck, cosine_decay=False)
+
+
+class HoldsTheModel:
+    """An objective that keeps the model it trains (as a teacher-free self-distillation would): the model's
+    weights change as it trains, which must not make the objective another one."""
+
+    def __init__(self):
+        self.inner = fmlearn.CFMObjective(AffineGaussianPath(), TARGET)
+
+    def bind(self, model):
+        self.model, self.first_layer = model, next(model.parameters())
+
+    def draw(self, n, generator, device):
+        return self.inner.draw(n, generator, device)
+
+    def loss(self, model, batch):
+        return self.inner.loss(model, batch)
+
+
+def test_an_objective_holding_the_trained_model_resumes(tmp_path):
+    ck = tmp_path / "run.pt"
+    train(small_model(), HoldsTheModel(), steps=20, batch_size=32, progress=False, checkpoint=ck, cosine_decay=False)
+    resumed = train(small_model(), HoldsTheModel(), steps=40, batch_size=32, progress=False, checkpoint=ck,
+                    cosine_decay=False)
+    assert resumed.steps_run == 20
+
+
+def test_fingerprint_by_value_not_identity():
+    """The fingerprint reads values: equal for objects built alike (a tensor copied to another dtype is not
+    alike), different for a changed entry; long lists collapse into one hash; cycles and depth end."""
+    from fmlearn._fingerprint import MAX_DEPTH, differences, fingerprint
+
+    a = fingerprint(fmlearn.CFMObjective(AffineGaussianPath("sqrt"), Gaussian([1.0, 2.0], 0.5)), "o")
+    b = fingerprint(fmlearn.CFMObjective(AffineGaussianPath("sqrt"), Gaussian([1.0, 2.0], 0.5)), "o")
+    assert a == b and a["o.path.schedule"] == "Sqrt"
+    c = fingerprint(fmlearn.CFMObjective(AffineGaussianPath("sqrt"), Gaussian([1.0, 2.0 + 1e-6], 0.5)), "o")
+    assert [line.split(":")[0] for line in differences(a, c)] == ["o.data.mean"]
+
+    class Node:
+        def __init__(self, items):
+            self.items, self.me, self._cache = items, self, object()
+
+    long = fingerprint(Node(list(range(100))), "n")
+    assert long["n.items"].startswith("list of 100 #") and "n.items[0]" not in long
+    assert fingerprint(Node(list(range(100))), "n") == long != fingerprint(Node(list(range(101))), "n")
+    assert long["n.me"].endswith("Node (not described further)") and not any("_cache" in k for k in long)
+    deep = Node([])
+    for _ in range(2 * MAX_DEPTH):
+        deep = Node([deep])
+    assert len(fingerprint(deep, "d")) <= 2 * MAX_DEPTH + 2
+    assert differences({"a": "1", "a.x": "2"}, {"a": "3", "a.y": "4"}) == ["a: saved 1, given 3"]
+
+    class Declared:  # declares its own parts: the rest of its attributes do not count
+        def __init__(self, k):
+            self.k, self.noise = k, torch.randn(3)
+
+        def fingerprint(self):
+            return {"k": self.k}
+
+    assert fingerprint(Declared(2), "x") == {"x": "Declared", "x.k": "2"} == fingerprint(Declared(2), "x")
+    net = small_model()
+    assert fingerprint(net, "m")["m"].startswith("MLP weights #") and fingerprint(net, "m") != \
+        fingerprint(small_model(seed=1), "m")
+    assert fingerprint([net], "m", skip=[net]) == {"m": "list of 1", "m[0]": "the model being trained"}
