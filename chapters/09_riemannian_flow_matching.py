@@ -50,10 +50,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from fmlearn.manifolds import (FlatTorus, ProjectedVelocity, Sphere, Uniform, VonMisesFisherMixture,
+from fmlearn.manifolds import (FlatTorus, GeodesicPath, ProjectedVelocity, Sphere, Uniform, VonMisesFisherMixture,
                                WrappedNormalMixture, vmf_entropy)
 from fmlearn.manifolds import plotting as mplot
-from fmlearn.paths import GeodesicPath
 from fmlearn.widgets import sphere_flow
 
 T_START = time.perf_counter()

@@ -181,7 +181,8 @@ def _draw_probes(x, probes, kind, generator):
 def divergence_hutchinson(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: float | torch.Tensor,
                           probes: int = 1, generator: torch.Generator | None = None,
                           kind: str = "rademacher", noise: torch.Tensor | None = None, *,
-                          create_graph: bool = False, space: Manifold | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          create_graph: bool = False,
+                          space: Manifold | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """v = velocity(x, t) and Hutchinson's estimate of its divergence,
 
         div_b ~ (1/k) sum_{j=1}^k eps_j[b]^T (dv[b]/dx[b]) eps_j[b],   E[eps eps^T] = I,
@@ -264,7 +265,8 @@ def _time_span(method: str, steps: int | None) -> dict:
 def log_likelihood(model: Callable[..., torch.Tensor], x: torch.Tensor, *, steps: int | None = None,
                    method: str = "rk4", divergence: str = "exact", probes: int = 10,
                    generator: torch.Generator | None = None, source: Any = None,
-                   space: Manifold | None = None, rtol: float | None = None, atol: float | None = None) -> torch.Tensor:
+                   space: Manifold | None = None, rtol: float | None = None,
+                   atol: float | None = None) -> torch.Tensor:
     """log p_1(x) of the flow of ``model`` from ``source`` at t = 0, shape (batch,).
 
     Integrates the pair (x, a), a tuple state of shapes (batch, *data) and (batch,), of

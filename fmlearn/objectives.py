@@ -168,6 +168,8 @@ class CFMObjective:
         cond = {}
         if self.paired:
             x0, x1 = self.data.sample_pairs(n, generator=generator, device=device)
+            if not self._checked:
+                self._check_points("x1", x1)
         else:
             if self.conditional:
                 x1, y = self.data.sample(n, generator=generator, device=device, return_labels=True)
@@ -211,9 +213,9 @@ class CFMObjective:
             raise type(err)(f"{err}; the path {self.path!r} needs points of {space!r}") from None
 
     def _check_first_batch(self, x0: Any, x1: Any, t: Any) -> None:
-        """Refuse a first batch whose points are not of the path's space, of two shapes, or whose times are
-        not a (batch,) tensor in [0, 1]; the message says which of data, source and time sampler is at fault."""
-        self._check_points("x1", x1)
+        """Refuse a first batch (its x1 checked as drawn) whose x0 are not points of the path's space, of two
+        shapes, or whose times are not a (batch,) tensor in [0, 1]; the message says which of data, source and
+        time sampler is at fault."""
         self._check_points("x0", x0)
         if x0.shape != x1.shape:
             raise ValueError(f"the source's x0 and the data's x1 must have one shape (batch, *data), got "

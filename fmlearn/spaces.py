@@ -106,7 +106,7 @@ class Euclidean:
         return check_velocity_output(v, x, name)
 
     def check_points(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """x as a floating tensor if it is a finite batch (batch, *data) with batch >= 1, else an error naming ``name``."""
+        """x as a floating tensor if it is a finite batch (batch, *data), batch >= 1, else an error naming ``name``."""
         x = as_tensor(name, x)
         if x.ndim < 2 or x.shape[0] == 0:
             raise ValueError(f"{name} must be points of R^d, a tensor of shape (batch, *data) with batch >= 1, "

@@ -119,7 +119,7 @@ def test_euclidean_geometry_and_default_source():
     from scipy import stats
 
     space, g = Euclidean(), torch.Generator().manual_seed(0)
-    x0, x1 = torch.randn(5, 1, 2, 2, generator=g, dtype=torch.float64), torch.randn(5, 1, 2, 2, generator=g, dtype=torch.float64)
+    x0, x1 = (torch.randn(5, 1, 2, 2, generator=g, dtype=torch.float64) for _ in range(2))
     xs, v = space.geodesic(x0, x1, 0.3)
     torch.testing.assert_close(xs, space.exp(x0, 0.3 * space.log(x0, x1)))
     torch.testing.assert_close(v, x1 - x0)
