@@ -102,3 +102,26 @@ def test_conditional_objective_needs_num_classes():
     with pytest.raises(TypeError, match="num_classes"):
         fm.train(fm.MLP(2), fm.CFMObjective(fm.AffineGaussianPath(), fm.GaussianMixture.symmetric_2d(),
                                             conditional=True), steps=1, device="cpu", progress=False)
+
+
+class NaNData:
+    def sample(self, n, generator=None, device=None):
+        return torch.full((n, 2), float("nan"))
+
+
+@pytest.mark.parametrize("objective, err, match", [
+    (lambda: fm.CFMObjective(fm.AffineGaussianPath(), NaNData()), ValueError,
+     r"x1 \(from data=NaNData\) must be finite.*needs points of Euclidean\(\)"),
+    (lambda: fm.CFMObjective(fm.AffineGaussianPath(), fm.Moons(), source=fm.Gaussian([0.0, 0.0, 0.0], 1.0)),
+     ValueError, r"x0 and the data's x1 must have one shape .*\(32, 3\) from source=Gaussian\(dim=3\) and \(32, 2\) "
+                 r"from data=Moons"),
+    (lambda: fm.CFMObjective(fm.AffineGaussianPath(), fm.Moons(), time_sampler=lambda n, g, d: 2 * torch.rand(n)),
+     ValueError, r"t \(from time_sampler\) must lie in \[0, 1\]"),
+    (lambda: fm.CFMObjective(fm.AffineGaussianPath(), fm.Moons(), time_sampler=lambda n, g, d: torch.rand(n, 1)),
+     ValueError, r"t \(from time_sampler\) must be a float or a tensor of shape \(batch,\) = \(32,\)"),
+])
+def test_the_first_batch_is_checked(objective, err, match):
+    """A careless data set, source or time sampler is refused at the first step, naming which (before: a NaN loss,
+    a torch broadcasting error or a silently wrong time)."""
+    with pytest.raises(err, match=match):
+        fm.train(fm.MLP(2), objective(), steps=1, batch_size=32, device="cpu", progress=False)
