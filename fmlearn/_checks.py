@@ -140,13 +140,16 @@ def model_dtype_device(model: Any) -> tuple[torch.dtype | None, torch.device | N
 
 
 def at_dtype(fn: Callable[..., Any], dtype: torch.dtype | None) -> Callable[..., Any]:
-    """``fn(x, t, **kw)`` called with x cast to ``dtype`` and its output cast back to x's dtype, so a float32
-    network can drive a float64 state and the reverse (the casts are differentiable). ``fn`` itself if
-    dtype is None."""
+    """``fn(x, t, **kw)`` called with a floating x cast to ``dtype`` and its output cast back to x's dtype, so a
+    float32 network can drive a float64 state and the reverse (the casts are differentiable). Integer tokens
+    (and any x that is not floating) pass as they are, and so does the output they give (a token model's
+    logits keep the model's dtype): a token is no number to cast. ``fn`` itself if dtype is None."""
     if dtype is None:
         return fn
 
     def call(x, t, **kw):
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            return fn(x, t, **kw)
         out = fn(x.to(dtype), t, **kw)
         return out.to(x.dtype) if isinstance(out, torch.Tensor) else out
 
@@ -170,9 +173,10 @@ def model_context(model: Any, x: torch.Tensor | None = None, *, grad: bool = Fal
     """Run a model for evaluation: ``with model_context(model, x) as (net, x): ...``.
 
     Inside, a module is in eval mode (its mode is restored on exit) and gradients are off unless ``grad``;
-    ``x`` is moved to the device of the model's parameters; ``net(x, t, **kw)`` calls the model on x cast
-    to its parameters' dtype and casts the output back to x's dtype (:func:`at_dtype`), so the caller's
-    state keeps its own dtype. A plain function is called as it is, x left where it is.
+    ``x`` is moved to the device of the model's parameters; ``net(x, t, **kw)`` calls the model on a floating x
+    cast to its parameters' dtype and casts the output back to x's dtype (:func:`at_dtype`), so the caller's
+    state keeps its own dtype; integer tokens are not cast (a token model's logits come back as it returns
+    them). A plain function is called as it is, x left where it is.
     """
     dtype, device = model_dtype_device(model)
     if x is not None and device is not None:

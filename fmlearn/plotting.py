@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 import numpy as np
 import torch
 
+from ._checks import model_context
 from .oracle import MixtureOracle
 
 Extent = tuple[float, float, float, float]
@@ -118,13 +119,14 @@ def plot_vector_field(velocity: Callable, t: float, ax: Axes | None = None, exte
     """Arrows of ``velocity(x, t)`` on an n x n grid at time t.
 
     By default matplotlib scales the arrows to fit each panel; give ``scale`` (velocity
-    units per data unit of arrow length) to draw several panels on one common scale.
+    units per data unit of arrow length) to draw several panels on one common scale. A network is
+    evaluated as every sampler does (:func:`fmlearn._checks.model_context`: eval mode, no gradients, on its
+    device and in its dtype).
     """
     ax = _ax(ax)
     X, Y, pts = grid_points(extent, n)
-    with torch.no_grad():
-        params = next(iter(velocity.parameters()), None) if hasattr(velocity, "parameters") else None
-        v = _np(velocity(pts.to(params.device) if params is not None else pts, t))
+    with model_context(velocity, pts) as (net, pts):
+        v = _np(net(pts, t))
     fixed = {} if scale is None else {"scale_units": "xy", "scale": scale}
     ax.quiver(X, Y, v[:, 0].reshape(X.shape), v[:, 1].reshape(X.shape), color=color, angles="xy", **fixed)
     return _finish(ax, title or f"velocity at t = {t:.2f}", extent)

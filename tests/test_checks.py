@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fmlearn._checks import as_tensor, check_time
+from fmlearn._checks import as_tensor, check_time, model_context
 
 
 def test_as_tensor_keeps_float64_precision_of_python_floats():
@@ -37,3 +37,30 @@ def test_check_real_refuses(value, positive, exc, match):
     from fmlearn._checks import check_real
     with pytest.raises(exc, match=match):
         check_real("x", value, positive=positive)
+
+
+class _Recorder(torch.nn.Module):
+    """Records the dtype of what it is called on; returns float64 logits for tokens, its input for floats."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.seen = []
+
+    def forward(self, x, t):
+        self.seen.append((x.dtype, self.training, torch.is_grad_enabled()))
+        return x + self.w if x.is_floating_point() else torch.zeros(*x.shape, 3, dtype=torch.float64) + self.w
+
+
+def test_model_context_casts_only_floating_inputs():
+    """Integer tokens used to be cast to the model's float dtype (so token code bypassed the wrapper); now they
+    pass as they are and the logits come back in the model's dtype, while a float32 state still drives a float64
+    model and gets float32 back."""
+    model = _Recorder().train()
+    tokens = torch.tensor([[0, 2], [1, 1]])
+    with model_context(model, tokens) as (net, x):
+        logits = net(x, 0.5)
+        state = net(torch.ones(2, 2), 0.5)
+    assert model.seen == [(torch.long, False, False), (torch.float64, False, False)] and model.training
+    assert logits.dtype == torch.float64 and logits.shape == (2, 2, 3)
+    assert state.dtype == torch.float32

@@ -159,3 +159,24 @@ def test_mode_fraction_band_is_behind_the_bars_and_loss_axis_has_intermediate_la
     lo, hi = ax.get_ylim()
     labels = [lab.get_text() for tick, lab in zip(ax.get_yticks(), ax.get_yticklabels()) if lo <= tick <= hi]
     assert len(labels) >= 5 and all(labels), labels
+
+
+def test_plot_vector_field_evaluates_a_network_as_the_samplers_do():
+    """In eval mode, without gradients, in the network's own dtype (a float64 network took float32 points)."""
+    class Half(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+            self.modes = []
+
+        def forward(self, x, t):
+            assert x.dtype == torch.float64
+            self.modes.append((self.training, torch.is_grad_enabled()))
+            return 0.5 * x * self.w
+
+    net = Half().train()
+    ax = P.plot_vector_field(net, 0.3, n=5, extent=(-1.0, 1.0, -1.0, 1.0))
+    q = next(c for c in ax.collections if isinstance(c, Quiver))
+    np.testing.assert_allclose(q.U, 0.5 * np.linspace(-1, 1, 5)[None].repeat(5, 0).ravel(), atol=1e-7)
+    assert net.modes == [(False, False)] and net.training
+    plt.close("all")
