@@ -299,5 +299,144 @@ def test_bad_input_is_refused_with_the_argument_named():
         D.MixturePath(8, "mask", Overshoot())
     with pytest.raises(TypeError, match="schedule must be a KappaSchedule"):
         D.MixturePath(8, "mask", fm.Cosine())
+    uniform = D.MixturePath(8, "uniform")
     with pytest.raises(ValueError, match="corrector > 0 needs the mask source"):
-        D.posterior_field(oracle, D.MixturePath(8, "uniform"), corrector=1.0)
+        D.posterior_field(D.ExactPosterior(SMALL, uniform), uniform, corrector=1.0)
+
+
+# --- declared contracts (issue 21): no plausible tokens from bad inputs or a diverged model -------------------
+
+class _Const(torch.nn.Module):
+    """A posterior 'model' with one fixed logit everywhere (a diverged network); declares its path."""
+
+    def __init__(self, value, path):
+        super().__init__()
+        self.value, self.vocab_size, self.num_states, self.source = value, path.vocab_size, path.num_states, \
+            path.source
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t):
+        return torch.full((*x.shape, self.vocab_size), self.value) + 0 * self.w
+
+
+def test_draw_refuses_rows_that_are_no_distribution():
+    """NaN, inf, a negative weight or an all-zero row used to draw state 0 (or the negative state) silently."""
+    good = torch.tensor([0.2, 0.3, 0.5])
+    for bad, word in ((torch.tensor([float("nan"), 1.0, 1.0]), "NaN"), (torch.tensor([0.0, 0.0, 0.0]), "all zero"),
+                      (torch.tensor([-1.0, 0.0, 2.0]), "negative"), (torch.tensor([0.0, float("inf"), 1.0]), "inf")):
+        with pytest.raises(ValueError, match=f"probs must hold rows.*{word}"):
+            D.draw(torch.stack([good, bad]))
+    with pytest.raises(TypeError, match="probs must be a floating tensor"):
+        D.draw(torch.tensor([[1, 2]]))
+    assert D.draw(good[None].expand(5, 3), torch.Generator().manual_seed(0)).shape == (5,)
+
+
+@pytest.mark.parametrize("value, source", [(float("nan"), "mask"), (float("-inf"), "mask"),
+                                           (float("nan"), "uniform")])
+def test_a_diverged_model_samples_no_tokens(value, source):
+    """NaN or all -inf logits gave every token 0 (a 'valid' sample); now the sampler raises once, at its end."""
+    path = D.MixturePath(4, source)
+    with pytest.raises(ValueError, match="NaN or infinite|diverged"):
+        D.sample(_Const(value, path), path, path.sample_source((16, 2)), steps=4,
+                 generator=torch.Generator().manual_seed(0))
+
+
+def test_the_token_space_checks_each_step_unless_deferred():
+    x = torch.zeros(3, dtype=torch.long)
+    rates = torch.tensor([[0.0, float("nan"), 1.0]] * 3)
+    with pytest.raises(ValueError, match="diverged"):
+        D.Categorical(3).step(x, rates)
+    space = D.Categorical(3, deferred=True)
+    space.step(x, rates)                      # no sync: recorded
+    with pytest.raises(ValueError, match="3 token-steps"):
+        space.check_draws()
+    space.check_draws()                       # the flag is cleared
+    assert D.Categorical(3) == D.Categorical(3, torch.Generator()) != D.Categorical(4)
+
+
+def test_indices_and_bits_refuse_tokens_outside_the_vocabulary():
+    """[0, 4] with V = 4 used to read the bits of [1, 0]; a negative token indexed from the end."""
+    law = torch.full((16,), 1 / 16, dtype=torch.float64)
+    for x in (torch.tensor([[0, 4]]), torch.tensor([[0, -1]])):
+        with pytest.raises(ValueError, match="x1 must hold tokens in 0..3"):
+            D.nll_bits(law, x, 4)
+        with pytest.raises(ValueError, match="x must hold tokens in 0..3"):
+            D.state_index(x, 4)
+    with pytest.raises(ValueError, match="law must be a law over the V"):
+        D.nll_bits(law[:8], torch.tensor([[0, 1]]), 4)
+    path = D.MixturePath(4, "mask")
+    table = D.tabulated(D.ExactPosterior(torch.tensor([[0, 1], [2, 3]]), path), path.num_states, 2)
+    with pytest.raises(ValueError, match="x must hold tokens in 0..4"):
+        table(torch.tensor([[0, 5]]), 0.5)
+    torch.testing.assert_close(table(torch.tensor([[4, 1]]), 0.5)[0, 0].exp(), torch.tensor([1.0, 0, 0, 0]))
+    assert D.state_index(torch.tensor([[1, 0]]), 4).item() == 4
+
+
+def test_a_model_of_another_path_is_refused_naming_both():
+    mask, uniform = D.MixturePath(4, "mask"), D.MixturePath(4, "uniform")
+    model = D.TokenMLP(mask.num_states, 4, 2, embed=4, hidden=8, depth=1)
+    assert (model.vocab_size, model.num_states, model.source) == (4, 5, "mask")
+    x1 = torch.tensor([[0, 1], [2, 3]])
+    for call in (lambda: D.sample(model, uniform, uniform.sample_source((3, 2)), steps=2),
+                 lambda: D.elbo(model, uniform, x1, repeats=2),
+                 lambda: D.euler_law(model, uniform, 2, steps=2),
+                 lambda: D.model_law(model, uniform, 2, ode_steps=4)):
+        with pytest.raises(ValueError, match=r"source='mask' \(the path's: 'uniform'\)"):
+            call()
+    with pytest.raises(ValueError, match="num_states=5 does not fit vocab_size=3"):
+        D.TokenMLP(5, 3, 2)
+    with pytest.raises(ValueError, match="num_states = 5 for source='mask'"):
+        D.TokenConvNet(4, 4, side=2, source="mask")
+
+
+def test_a_mask_model_without_the_extra_state_fails_before_training():
+    """num_states=V on a mask path (the +1 forgotten) used to fail inside fm.train with 'IndexError: index out
+    of range in self'; data tokens outside the vocabulary likewise."""
+    path = D.MixturePath(4, "mask")
+    model = D.TokenMLP(4, 4, 2, embed=4, hidden=8, depth=1)
+    data = D.TokenData(torch.tensor([[0, 1], [2, 3]]))
+    with pytest.raises(ValueError, match=r"num_states=4 \(the path's: 5\).*\+1 is the mask"):
+        fm.train(model, D.DiscreteObjective(path, data), steps=1, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"data \(its table\) must hold tokens in 0..3"):
+        D.DiscreteObjective(path, D.TokenData(torch.tensor([[0, 1], [2, 4]])))
+
+    class Wild:
+        def sample(self, n, generator=None, device=None):
+            return torch.full((n, 2), 7)
+
+    good = D.TokenMLP(path.num_states, 4, 2, embed=4, hidden=8, depth=1)
+    with pytest.raises(ValueError, match=r"data \(a batch of data.sample\) must hold tokens in 0..3"):
+        fm.train(good, D.DiscreteObjective(path, Wild()), steps=1, batch_size=4, progress=False)
+
+
+def test_losses_are_named_right():
+    """loss='kl' used to compute the generalized KL silently."""
+    path = D.MixturePath(4, "mask")
+    x = torch.tensor([[4, 1]])
+    with pytest.raises(ValueError, match="loss must be one of.*named 'gkl'"):
+        D.token_losses(path, torch.zeros(1, 2, 4), x, torch.tensor([[0, 1]]), torch.tensor([0.5]), loss="kl")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        D.DiscreteObjective(path, D.TokenData(torch.tensor([[0, 1]])), loss="mse")
+
+
+def test_mixture_path_sample_follows_the_path_interface_and_refuses_bad_input():
+    path = D.MixturePath(4, "mask")
+    x1 = torch.tensor([[0, 1], [2, 3]])
+    ps = path.sample(path.sample_source((2, 2)), x1, 1.0)
+    assert isinstance(ps, fm.PathSample) and torch.equal(ps.xt, x1) and ps.t.shape == (2,)
+    assert path.space == D.Categorical(5)
+    for x0, xx1, t, match in ((torch.full((2, 1), 4), x1, 0.5, "one shape"),
+                              (path.sample_source((2, 2)), x1, 1.5, "t must lie in"),
+                              (path.sample_source((2, 2)), x1, torch.tensor([0.5, -0.1]), "t must lie in"),
+                              (path.sample_source((2, 2)), x1.float(), 0.5, "x1 must hold integer tokens"),
+                              (path.sample_source((2, 2)), torch.tensor([[0, 4], [1, 1]]), 0.5,
+                               "x1 must hold tokens in 0..3"),
+                              (torch.full((2, 2), 5), x1, 0.5, "x0 must hold tokens in 0..4")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            path.sample(x0, xx1, t)
+
+
+def test_the_elbo_of_a_nan_model_is_refused():
+    path = D.MixturePath(4, "mask")
+    with pytest.raises(ValueError, match="ELBO came out NaN"):
+        D.elbo(_Const(float("nan"), path), path, torch.tensor([[0, 1], [2, 3]]), repeats=2)

@@ -643,7 +643,9 @@ def test_resume_a_token_model_with_the_other_loss_is_refused(tmp_path):
     train(model(), D.DiscreteObjective(path, D.TokenData(table), loss="ce"), **args)
     with pytest.raises(ValueError, match=r"objective\.loss_name: saved 'ce', given 'gkl'"):
         train(model(), D.DiscreteObjective(path, D.TokenData(table), loss="gkl"), **{**args, "steps": 20})
-    with pytest.raises(ValueError, match=r"objective\.path\.source: saved 'mask', given 'uniform'"):
+    # the model declares the mask path it was built for, so the objective refuses it before the checkpoint does
+    with pytest.raises(ValueError, match=r"objective\.path\.source: saved 'mask', given 'uniform'|"
+                                         r"source='mask' \(the path's: 'uniform'\)"):
         train(model(), D.DiscreteObjective(D.MixturePath(5, "uniform"), D.TokenData(table)), **{**args, "steps": 20})
 
 

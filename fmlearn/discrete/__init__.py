@@ -13,16 +13,17 @@ data          the chapter's data as tokens: checkerboard, digits (17 grey levels
 """
 
 from . import baselines, data
-from .categorical import Categorical, draw, jump_probabilities
+from .categorical import Categorical, draw, invalid_rows, jump_chance, jump_probabilities
 from .elbo import ELBOEstimate, elbo
-from .exact import (ExactPosterior, JointLaw, all_states, euler_law, generator_matrix, marginal_law, model_law,
-                    nll_bits, source_law, state_index, tabulated)
+from .exact import (ExactPosterior, JointLaw, Tabulated, all_states, euler_law, generator_matrix, marginal_law,
+                    model_law, nll_bits, source_law, state_index, tabulated)
 from .models import TokenConvNet, TokenMLP
 from .objectives import DiscreteObjective, TokenData, token_losses
-from .paths import MixturePath, check_probabilities, check_tokens
+from .paths import MixturePath, check_path, check_probabilities, check_tokens
 from .sampling import corrector_rates, final_jump, posterior_field, sample
 
-__all__ = ["Categorical", "draw", "jump_probabilities", "ELBOEstimate", "elbo", "ExactPosterior", "JointLaw",
-           "all_states", "euler_law", "generator_matrix", "marginal_law", "model_law", "nll_bits", "source_law",
-           "state_index", "tabulated", "TokenConvNet", "TokenMLP", "DiscreteObjective", "TokenData", "token_losses", "MixturePath",
-           "check_probabilities", "check_tokens", "corrector_rates", "final_jump", "posterior_field", "sample"]
+__all__ = ["Categorical", "draw", "invalid_rows", "jump_chance", "jump_probabilities", "ELBOEstimate", "elbo",
+           "ExactPosterior", "JointLaw", "Tabulated", "all_states", "euler_law", "generator_matrix", "marginal_law",
+           "model_law", "nll_bits", "source_law", "state_index", "tabulated", "TokenConvNet", "TokenMLP",
+           "DiscreteObjective", "TokenData", "token_losses", "MixturePath", "check_path", "check_probabilities",
+           "check_tokens", "corrector_rates", "final_jump", "posterior_field", "sample"]

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_positive_int, model_context, model_dtype_device
+from .._checks import check_positive_int, model_context
+from .._random import draw_device
 from .objectives import token_losses
-from .paths import MixturePath, check_tokens
+from .paths import MixturePath, check_path, check_tokens
 from .sampling import PosteriorModel
 
 ESTIMATORS = ("plain", "masked")
@@ -50,13 +51,8 @@ class ELBOEstimate:
         return f"{self.bits:.4f} ± {self.se:.4f} bits"
 
 
-def _gen_device(generator: torch.Generator | None) -> torch.device:
-    """Where to draw: the generator's device (CPU or CUDA), the CPU without one; draws then move to the data."""
-    return generator.device if generator is not None else torch.device("cpu")
-
-
 def _stratified_times(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    dev = _gen_device(generator)
+    dev = draw_device(generator)
     perm = torch.randperm(n, generator=generator, device=dev).to(device)
     return (perm + torch.rand(n, generator=generator, device=dev).to(device)) / n
 
@@ -65,15 +61,15 @@ def _pass(model, path: MixturePath, x1: torch.Tensor, t: torch.Tensor, estimator
           generator: torch.Generator | None, positions: int | None) -> torch.Tensor:
     """The integrand (nats) of each sequence at its time t, shape (N,)."""
     if estimator == "plain":
-        x = path.sample_given(x1, t, generator)
+        x = path.sample_given(x1, t, generator, check=False)
         return token_losses(path, model(x, t), x, x1, t, "gkl").sum(-1)
     n, length = x1.shape
     rows = torch.arange(n, device=x1.device)
     total = torch.zeros(n, device=x1.device)
     for k in range(positions or length):
-        i = torch.randint(length, (n,), generator=generator, device=_gen_device(generator)).to(x1.device) \
+        i = torch.randint(length, (n,), generator=generator, device=draw_device(generator)).to(x1.device) \
             if positions else torch.full_like(rows, k)
-        x = path.sample_given(x1, t, generator)
+        x = path.sample_given(x1, t, generator, check=False)
         x[rows, i] = path.mask
         total += -path.log_posterior(model(x, t), x)[rows, i].gather(-1, x1[rows, i, None]).squeeze(-1)
     return total * path.schedule.d_kappa(t) * (length / (positions or length))
@@ -86,10 +82,16 @@ def elbo(model: PosteriorModel, path: MixturePath, x1: torch.Tensor, *, repeats:
 
     ``estimator``: "plain" or "masked" (module docstring); default "masked" for the mask source, else "plain".
     ``positions``: with "masked", the number of positions per pass (default all L).
+
+    A model built for another path (its ``vocab_size``, ``num_states``, ``source``) is refused; so is an
+    estimate that comes out NaN (a diverged model's logits), which would otherwise print as a number.
     """
     check_positive_int("repeats", repeats)
     check_positive_int("batch_size", batch_size)
-    check_tokens("x1", x1, path.vocab_size)
+    check_path(path).check_model(model)
+    check_tokens("x1", x1, path.vocab_size, "the data values of the vocabulary")
+    if x1.ndim != 2:
+        raise ValueError(f"x1 must be data tokens of shape (N, L), got shape {tuple(x1.shape)}")
     estimator = estimator or ("masked" if path.mask is not None else "plain")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -100,15 +102,16 @@ def elbo(model: PosteriorModel, path: MixturePath, x1: torch.Tensor, *, repeats:
         check_positive_int("positions", positions)
         if positions > length:
             raise ValueError(f"positions must be at most the sequence length {length}, got {positions}")
-    _, device = model_dtype_device(model)
-    x1 = x1.to(device) if device is not None else x1
     means = []
-    with model_context(model):
+    with model_context(model, x1) as (net, x1):
         for _ in range(repeats):
             t = _stratified_times(len(x1), generator, x1.device)
-            parts = [_pass(model, path, x1[i:i + batch_size], t[i:i + batch_size], estimator, generator, positions)
+            parts = [_pass(net, path, x1[i:i + batch_size], t[i:i + batch_size], estimator, generator, positions)
                      for i in range(0, len(x1), batch_size)]
             means.append(float(torch.cat(parts).double().mean()) / math.log(2))
+    if any(math.isnan(m) for m in means):
+        raise ValueError("the ELBO came out NaN: the model's logits hold NaN (a diverged model, or inf - inf); "
+                         "its bound is no number")
     m = torch.tensor(means, dtype=torch.float64)
     se = float(m.std() / math.sqrt(repeats)) if repeats > 1 else float("nan")
     return ELBOEstimate(bits=float(m.mean()), se=se, repeats=repeats, estimator=estimator)

@@ -22,10 +22,10 @@ import math
 
 import torch
 
-from .._checks import check_positive_int, check_time, model_context, model_dtype_device
+from .._checks import check_positive_int, check_time, model_context
 from ..solvers import odeint
 from .categorical import jump_probabilities
-from .paths import MixturePath, check_tokens
+from .paths import MixturePath, check_path, check_tokens
 from .sampling import PosteriorModel, posterior_field
 
 
@@ -37,8 +37,16 @@ def all_states(num_states: int, length: int) -> torch.Tensor:
     return torch.stack([g.reshape(-1) for g in grids], dim=1)
 
 
-def state_index(x: torch.Tensor, num_states: int) -> torch.Tensor:
-    """n = sum_i x^i num_states^(L - 1 - i) for sequences x (batch, L)."""
+def state_index(x: torch.Tensor, num_states: int, *, check: bool = True) -> torch.Tensor:
+    """n = sum_i x^i num_states^(L - 1 - i) for sequences x (batch, L) of tokens in 0..num_states - 1.
+
+    A token outside that range is refused (``check``, one host sync): it would alias another sequence
+    ([0, 4] with 4 states is [1, 0]; a negative token counts from the end)."""
+    check_positive_int("num_states", num_states)
+    if check:
+        check_tokens("x", x, num_states, f"the {num_states} states a sequence is indexed by")
+        if x.ndim != 2:
+            raise ValueError(f"x must be sequences of shape (batch, L), got shape {tuple(x.shape)}")
     powers = num_states ** torch.arange(x.shape[1] - 1, -1, -1, device=x.device)
     return (x * powers).sum(1)
 
@@ -52,13 +60,20 @@ class ExactPosterior:
 
     def __init__(self, support: torch.Tensor, path: MixturePath, probs: torch.Tensor | None = None,
                  chunk: int = 2048):
-        check_tokens("support", support, path.vocab_size)
+        check_tokens("support", support, check_path(path).vocab_size, "the data values of the vocabulary")
+        if support.ndim != 2 or support.shape[0] < 1:
+            raise ValueError(f"support must be sequences of shape (M, L) with M >= 1, got {tuple(support.shape)}")
+        self.vocab_size, self.num_states, self.source = path.vocab_size, path.num_states, path.source
         m = support.shape[0]
         self.support, self.path, self.chunk = support.long(), path, max(1, min(chunk, 2**24 // m))
         self.q = torch.full((m,), 1.0 / m, dtype=torch.float64) if probs is None else probs.double()
         self.onehot = torch.nn.functional.one_hot(self.support, path.vocab_size).float()
 
     def __call__(self, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        check_tokens("x", x, self.num_states, f"the path's {self.num_states} states")
+        if x.ndim != 2 or x.shape[1] != self.support.shape[1]:
+            raise ValueError(f"x must be sequences of shape (batch, {self.support.shape[1]}), got "
+                             f"{tuple(x.shape)}")
         t = check_time(t, x, check_values=False).float()
         return torch.cat([self._logits(x[i:i + self.chunk], t[i:i + self.chunk])
                           for i in range(0, len(x), self.chunk)])
@@ -159,7 +174,7 @@ def _final_jump_transition(model, path: MixturePath, law: JointLaw) -> torch.Ten
 
 def _on_data(p: torch.Tensor, path: MixturePath, length: int) -> torch.Tensor:
     """The law restricted to sequences of data values, in the index order of V^L."""
-    return p[0, state_index(all_states(path.vocab_size, length).to(p.device), path.num_states)]
+    return p[0, state_index(all_states(path.vocab_size, length).to(p.device), path.num_states, check=False)]
 
 
 def euler_law(model: PosteriorModel, path: MixturePath, length: int, *, steps: int,
@@ -167,13 +182,14 @@ def euler_law(model: PosteriorModel, path: MixturePath, length: int, *, steps: i
     """The exact law over the V^L data sequences of :func:`fmlearn.discrete.sample` with ``steps`` steps (computed
     on the model's device)."""
     check_positive_int("steps", steps)
-    device = model_dtype_device(model)[1]
-    law = JointLaw(path.num_states, length, device)
-    field = posterior_field(model, path, corrector)
-    with model_context(model):
-        p = odeint(lambda p, t: field(law.states, t).double(), source_law(path, length).to(device), steps=steps,
-                   space=law).x
-        return _on_data(p @ _final_jump_transition(model, path, law), path, length)
+    check_positive_int("length", length)
+    check_path(path).check_model(model)
+    with model_context(model, all_states(path.num_states, length)) as (net, states):
+        law = JointLaw(path.num_states, length, states.device)
+        field = posterior_field(net, path, corrector)
+        p = odeint(lambda p, t: field(law.states, t).double(), source_law(path, length).to(states.device),
+                   steps=steps, space=law).x
+        return _on_data(p @ _final_jump_transition(net, path, law), path, length)
 
 
 def model_law(model: PosteriorModel, path: MixturePath, length: int, *, ode_steps: int = 120, s_max: float = 12.0,
@@ -183,9 +199,8 @@ def model_law(model: PosteriorModel, path: MixturePath, length: int, *, ode_step
     log(1 - kappa), then the jump at t = 1 (mass still masked, about exp(-s_max) per token, draws from the
     posterior). Computed on the model's device."""
     check_positive_int("ode_steps", ode_steps)
-    device = model_dtype_device(model)[1]
-    states = all_states(path.num_states, length).to(device)
-    field = posterior_field(model, path, corrector)
+    check_positive_int("length", length)
+    check_path(path).check_model(model)
     target = 1 - torch.exp(-torch.linspace(0, s_max, ode_steps + 1, dtype=torch.float64))
     lo, hi = torch.zeros_like(target), torch.ones_like(target)
     for _ in range(60):  # t_i = kappa^-1(target_i) by bisection (kappa is nondecreasing)
@@ -194,29 +209,56 @@ def model_law(model: PosteriorModel, path: MixturePath, length: int, *, ode_step
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     grid = torch.cat([torch.zeros(1, dtype=torch.float64), hi[1:]])
     grid = torch.cummax(grid, 0).values + torch.arange(len(grid), dtype=torch.float64) * 1e-15
-    with model_context(model):
-        p = odeint(lambda p, t: p @ generator_matrix(field(states, t).double()), source_law(path, length).to(device),
-                   method="rk4", times=grid).x
-        return _on_data(p @ _final_jump_transition(model, path, JointLaw(path.num_states, length, device)), path,
-                        length)
+    with model_context(model, all_states(path.num_states, length)) as (net, states):
+        field = posterior_field(net, path, corrector)
+        p = odeint(lambda p, t: p @ generator_matrix(field(states, t).double()),
+                   source_law(path, length).to(states.device), method="rk4", times=grid).x
+        return _on_data(p @ _final_jump_transition(net, path, JointLaw(path.num_states, length, states.device)),
+                        path, length)
 
 
 def nll_bits(law: torch.Tensor, x1: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """-log2 law(x1) for each sequence x1 (batch, L), from a law over the V^L data sequences."""
-    return -torch.log2(law[state_index(x1.to(law.device), vocab_size)])
+    """-log2 law(x1) for each sequence x1 (batch, L) of data tokens in 0..V - 1, from a law over the V^L data
+    sequences (shape (V^L,)); a token outside the vocabulary is refused (it would read another sequence's bits)."""
+    check_positive_int("vocab_size", vocab_size)
+    check_tokens("x1", x1, vocab_size, "the data values of the vocabulary")
+    if x1.ndim != 2:
+        raise ValueError(f"x1 must be sequences of shape (batch, L), got shape {tuple(x1.shape)}")
+    if not isinstance(law, torch.Tensor) or tuple(law.shape) != (vocab_size ** x1.shape[1],):
+        got = tuple(law.shape) if isinstance(law, torch.Tensor) else type(law).__name__
+        raise ValueError(f"law must be a law over the V^L = {vocab_size}^{x1.shape[1]} data sequences, shape "
+                         f"({vocab_size ** x1.shape[1]},), got {got}")
+    return -torch.log2(law[state_index(x1.to(law.device), vocab_size, check=False)])
 
 
-def tabulated(model: PosteriorModel, num_states: int, length: int) -> PosteriorModel:
-    """``model`` evaluated once per call on all N joint states and read by index: the same logits for any batch, at
-    the cost of N rows instead of the batch (fast sampling of many sequences on a small state space; t a float)."""
-    device = model_dtype_device(model)[1]  # a module is evaluated where it lives, the result moved to x's device
-    states = all_states(num_states, length).to(device)
+class Tabulated:
+    """A posterior model evaluated once per call on all N joint states and read by index (see :func:`tabulated`);
+    it declares the path of the model it tabulates (``vocab_size``, ``num_states``, ``source``, when it does)."""
 
-    def table_model(x: torch.Tensor, t: float) -> torch.Tensor:
+    def __init__(self, model: PosteriorModel, num_states: int, length: int):
+        self.model, self.num_states, self.length = model, check_positive_int("num_states", num_states), \
+            check_positive_int("length", length)
+        declared = getattr(model, "num_states", None)
+        if declared is not None and declared != num_states:
+            raise ValueError(f"num_states={num_states} contradicts the model's own num_states={declared}")
+        self.vocab_size, self.source = getattr(model, "vocab_size", None), getattr(model, "source", None)
+        self.states = all_states(num_states, length)
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
         if not isinstance(t, float):
             raise TypeError(f"a tabulated model takes one time for the whole batch, a Python float, got "
                             f"{type(t).__name__}")
-        logits = model(states if device is not None else states.to(x.device), t)
-        return logits[state_index(x.to(logits.device), num_states)].to(x.device)
+        check_tokens("x", x, self.num_states, f"the {self.num_states} states of the table")
+        if x.ndim != 2 or x.shape[1] != self.length:
+            raise ValueError(f"x must be sequences of shape (batch, {self.length}), got shape {tuple(x.shape)}")
+        # evaluated where a module lives, else (a plain function) where x is; the states kept there
+        with model_context(self.model, self.states.to(x.device)) as (net, self.states):
+            logits = net(self.states, t)
+        return logits[state_index(x.to(logits.device), self.num_states, check=False)].to(x.device)
 
-    return table_model
+
+def tabulated(model: PosteriorModel, num_states: int, length: int) -> Tabulated:
+    """``model`` evaluated once per call on all N joint states and read by index: the same logits for any batch, at
+    the cost of N rows instead of the batch (fast sampling of many sequences on a small state space; t a float).
+    Tokens outside 0..num_states - 1 are refused (one host sync per call), not read as another sequence's."""
+    return Tabulated(model, num_states, length)

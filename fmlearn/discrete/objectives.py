@@ -32,6 +32,18 @@ from .paths import MixturePath, check_tokens
 LOSSES = ("ce", "gkl")
 
 
+def check_loss(loss: Any) -> str:
+    """loss must name one of :data:`LOSSES`; "kl" is refused with a pointer to "gkl" (the generalized KL of the
+    rates, which is no plain KL of distributions: rates need not sum to 1)."""
+    if loss not in LOSSES:
+        hint = ("; the discrete loss is the generalized KL of the rates, sum u log(u / v) - u + v, named 'gkl' "
+                "(a plain KL of the rates would be no divergence: they need not sum to 1)") \
+            if isinstance(loss, str) and loss.lower() in ("kl", "kld", "generalized_kl", "generalized-kl") else ""
+        raise ValueError(f"loss must be one of {LOSSES} ('ce': cross-entropy, 'gkl': generalized KL), "
+                         f"got {loss!r}{hint}")
+    return loss
+
+
 class TokenData:
     """Sequences drawn with replacement from a table of rows (M, L) (optionally with probabilities (M,)):
     ``sample(n, generator, device)`` -> (n, L) integer tokens."""
@@ -68,7 +80,9 @@ class TokenData:
 
 def token_losses(path: MixturePath, logits: torch.Tensor, x: torch.Tensor, x1: torch.Tensor, t: torch.Tensor,
                  loss: str = "ce") -> torch.Tensor:
-    """The per-token loss (nats), shape (batch, L): cross-entropy or the generalized KL (module docstring)."""
+    """The per-token loss (nats), shape (batch, L): ``loss="ce"`` the cross-entropy, ``"gkl"`` the generalized KL
+    of the rates (module docstring)."""
+    check_loss(loss)
     logp = path.log_posterior(logits, x)
     nll = -logp.gather(-1, x1.unsqueeze(-1)).squeeze(-1)
     if loss == "ce":
@@ -91,19 +105,33 @@ class DiscreteObjective:
             raise TypeError(f"path must be a MixturePath, got {type(path).__name__}")
         if not callable(getattr(data, "sample", None)):
             raise TypeError(f"data must have a sample(n, generator, device) method, got {type(data).__name__}")
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.path, self.data, self.loss_name = path, data, loss
+        self.path, self.data, self.loss_name = path, data, check_loss(loss)
+        if isinstance(data, TokenData):
+            self._check_data(data.table, "its table")
+        self._checked = False
+
+    def _check_data(self, x1: torch.Tensor, what: str) -> None:
+        check_tokens(f"data ({what})", x1, self.path.vocab_size,
+                     f"the path's vocabulary of {self.path.vocab_size} data values; the mask {self.path.mask} "
+                     "is no data value" if self.path.mask is not None else
+                     f"the path's vocabulary of {self.path.vocab_size} data values")
 
     def bind(self, model: nn.Module) -> None:
-        """Nothing to read from the model."""
+        """Called by the training loop before the first step: refuse a model built for another path
+        (:meth:`MixturePath.check_model`); the run's first batch will be checked."""
+        self.path.check_model(model)
+        self._checked = False
 
     def draw(self, n: int, generator: torch.Generator | None,
              device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x_t, x1, t) for n sequences."""
+        """(x_t, x1, t) for n sequences; the first batch of a run is checked (tokens in the vocabulary)."""
         x1 = self.data.sample(n, generator=generator, device=device)
+        if not self._checked:
+            self._check_data(x1, "a batch of data.sample")
         t = torch.rand(n, generator=generator, device=device)
-        return self.path.sample_given(x1, t, generator), x1, t
+        xt = self.path.sample_given(x1, t, generator, check=not self._checked)
+        self._checked = True
+        return xt, x1, t
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, x1, t = batch

@@ -22,29 +22,50 @@ those probabilities:
 whose rows sum to 0; the rate kappa'_t / (1 - kappa_t) is the schedule's :meth:`~fmlearn.schedules.KappaSchedule.rate`,
 kept finite at t = 1. Its conditional version, with p_{1|t} replaced by delta_{x1}, generates p_t(. | x0, x1);
 averaged over the posterior it generates the marginal path (the tests propagate both exactly).
+
+The path follows the course's path interface (:mod:`fmlearn.paths`): ``space`` (the token space
+:class:`~fmlearn.discrete.categorical.Categorical` of its S states), ``sample_source`` and ``sample(x0, x1, t)``,
+which returns a :class:`~fmlearn.paths.PathSample` (x0, x1, t, xt). A posterior model declares what it was
+built for (``vocab_size``, ``num_states``, ``source``: :class:`~fmlearn.discrete.TokenMLP` does); the sampler,
+the ELBO and the training objective read it through :meth:`MixturePath.check_model` and refuse a model of
+another path, naming both.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .._checks import check_positive_int, check_time, expand_time
+from .._random import draw_device
+from ..paths import PathSample
 from ..schedules import CondOT, KappaSchedule
 from .categorical import Categorical
 
 SOURCES = ("mask", "uniform")
+#: What a posterior model declares about the path it was built for (checked by MixturePath.check_model).
+DECLARED = ("vocab_size", "num_states", "source")
 
 
-def check_tokens(name: str, x: torch.Tensor, num_states: int) -> torch.Tensor:
-    """x must be an integer tensor with values in {0, ..., num_states - 1} (one host sync)."""
+def check_tokens(name: str, x: torch.Tensor, num_states: int, what: str = "") -> torch.Tensor:
+    """x must be an integer tensor with values in {0, ..., num_states - 1} (one host sync); ``what`` says what
+    the range is (e.g. "the vocabulary"), for the message."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a tensor of integer tokens, got {type(x).__name__}")
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer tokens, got dtype {x.dtype}")
     if x.numel() and (int(x.min()) < 0 or int(x.max()) >= num_states):
-        raise ValueError(f"{name} must hold tokens in 0..{num_states - 1}, got values from {int(x.min())} to "
-                         f"{int(x.max())}")
+        raise ValueError(f"{name} must hold tokens in 0..{num_states - 1}{f' ({what})' if what else ''}, got "
+                         f"values from {int(x.min())} to {int(x.max())}")
     return x
+
+
+def check_path(path: Any, name: str = "path") -> "MixturePath":
+    """path must be a :class:`MixturePath` (a TypeError names what was given)."""
+    if not isinstance(path, MixturePath):
+        raise TypeError(f"{name} must be a fmlearn.discrete.MixturePath, got {type(path).__name__}")
+    return path
 
 
 def check_probabilities(name: str, p: torch.Tensor, tol: float = 1e-4) -> torch.Tensor:
@@ -64,7 +85,8 @@ def check_probabilities(name: str, p: torch.Tensor, tol: float = 1e-4) -> torch.
 class MixturePath:
     """The per-token mixture path with a ``"mask"`` or ``"uniform"`` source on a kappa schedule (default kappa_t = t).
 
-    Attributes: vocab_size V, num_states S (V + 1 with a mask, V without), mask (the mask token V, or None).
+    Attributes: vocab_size V, num_states S (V + 1 with a mask, V without), mask (the mask token V, or None),
+    source, schedule, space (the token space of the S states, :class:`Categorical`).
     """
 
     def __init__(self, vocab_size: int, source: str = "mask", schedule: KappaSchedule | None = None):
@@ -85,32 +107,65 @@ class MixturePath:
         self.vocab_size, self.source, self.schedule = vocab_size, source, schedule
         self.mask = vocab_size if source == "mask" else None
         self.num_states = vocab_size + 1 if source == "mask" else vocab_size
+        self.space = Categorical(self.num_states)
 
-    def space(self, generator: torch.Generator | None = None) -> Categorical:
-        """The token space of the path's states, whose solver step is a CTMC jump."""
-        return Categorical(self.num_states, generator)
+    def _states(self) -> str:
+        mask = f"the {self.vocab_size} data values and the mask {self.mask}" if self.mask is not None else \
+            f"the {self.vocab_size} data values"
+        return f"{self.num_states} states ({mask})"
+
+    def check_model(self, model: Any, name: str = "model") -> Any:
+        """Refuse a posterior model built for another path: its declared ``vocab_size``, ``num_states`` and
+        ``source`` (a :class:`~fmlearn.discrete.TokenMLP` declares them; a plain function declares none and is
+        only checked by the shape of its logits) must be this path's. The message names both sides."""
+        declared = {key: value for key, value in ((k, getattr(model, k, None)) for k in DECLARED)
+                    if value is not None}
+        mine = {"vocab_size": self.vocab_size, "num_states": self.num_states, "source": self.source}
+        differ = [f"{key}={declared[key]!r} (the path's: {mine[key]!r})" for key in declared
+                  if declared[key] != mine[key]]
+        if differ:
+            hint = ""
+            if declared.get("num_states") == self.vocab_size and self.mask is not None:
+                hint = (f"; the mask path's tokens take {self._states()}: build the model with "
+                        f"num_states=path.num_states = {self.num_states} (the +1 is the mask)")
+            raise ValueError(f"{name} was built for another path than {self!r}: {', '.join(differ)}{hint}")
+        return model
 
     def sample_source(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor:
         """x0 of the given shape: all masks, or uniform tokens."""
         if self.mask is not None:
             return torch.full(shape, self.mask, dtype=torch.long, device=device)
-        dev = generator.device if generator is not None else device  # a CPU generator also serves CUDA data
-        return torch.randint(self.vocab_size, shape, generator=generator, device=dev).to(device)
+        return torch.randint(self.vocab_size, shape, generator=generator,
+                             device=draw_device(generator, device)).to(device)
 
     def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_t: each token is x1^i with probability kappa_t and x0^i otherwise (t a float or a (batch,) tensor)."""
-        t = check_time(t, x1, check_values=False)
-        dev = generator.device if generator is not None else x1.device  # a CPU generator also serves CUDA data
-        u = torch.rand(x1.shape, generator=generator, device=dev).to(x1.device)
+               generator: torch.Generator | None = None, *, check: bool = True) -> PathSample:
+        """x_t: each token is x1^i with probability kappa_t and x0^i otherwise, as a
+        :class:`~fmlearn.paths.PathSample` (x0, x1, t (batch,), xt).
+
+        x0: source tokens in 0..S - 1 and x1: data tokens in 0..V - 1, one shape (batch, L); t a float or a
+        (batch,) tensor in [0, 1]. ``check=False`` skips the checks (no host sync: the training loop's use,
+        after the first batch)."""
+        if check:
+            x1 = check_tokens("x1", x1, self.vocab_size, "the data values of the vocabulary")
+            x0 = check_tokens("x0", x0, self.num_states, f"the path's {self._states()}")
+            if x0.shape != x1.shape or x1.ndim < 1:
+                raise ValueError(f"x0 and x1 must have one shape (batch, L), got {tuple(x0.shape)} and "
+                                 f"{tuple(x1.shape)} (tokens are not broadcast: draw x0 with "
+                                 "path.sample_source(x1.shape))")
+        t = check_time(t, x1, check_values=check)
+        u = torch.rand(x1.shape, generator=generator, device=draw_device(generator, x1.device)).to(x1.device)
         keep = u < expand_time(self.schedule.kappa(t), x1)
-        return torch.where(keep, x1, x0)
+        return PathSample(x0=x0, x1=x1, t=t, xt=torch.where(keep, x1, x0.to(x1.device)))
 
     def sample_given(self, x1: torch.Tensor, t: float | torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_t ~ p_t(. | x1): a source draw, then :meth:`sample`."""
-        return self.sample(self.sample_source(tuple(x1.shape), generator, x1.device), x1, t, generator)
+                     generator: torch.Generator | None = None, *, check: bool = True) -> torch.Tensor:
+        """x_t ~ p_t(. | x1): a source draw, then :meth:`sample` (its xt)."""
+        if check:
+            check_tokens("x1", x1, self.vocab_size, "the data values of the vocabulary")
+        x0 = self.sample_source(tuple(x1.shape), generator, x1.device)
+        return self.sample(x0, x1, t, generator, check=check).xt
 
     def posterior(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """p_{1|t}(. | x_t) = softmax(logits) over the V data values, shape (*x.shape, V); for the mask source

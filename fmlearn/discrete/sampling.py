@@ -23,12 +23,12 @@ from typing import Callable
 
 import torch
 
-from .._checks import check_positive_int, check_real, check_time, expand_time, model_context, model_dtype_device
+from .._checks import check_positive_int, check_real, check_time, expand_time, model_context
 from ..schedules import T_EPS
 from ..solvers import odeint
 from ..stepping import Solution
-from .categorical import draw
-from .paths import MixturePath, check_tokens
+from .categorical import Categorical, draw
+from .paths import MixturePath, check_path, check_tokens
 
 #: A posterior model: model(x_t, t) -> logits (batch, L, V).
 PosteriorModel = Callable[..., torch.Tensor]
@@ -47,7 +47,9 @@ def corrector_rates(path: MixturePath, x: torch.Tensor, t: float | torch.Tensor)
 
 
 def posterior_field(model: PosteriorModel, path: MixturePath, corrector: float = 0.0) -> Callable:
-    """The field u(x, t) of a posterior model (plus the corrector, if beta > 0), for :func:`fmlearn.odeint`."""
+    """The field u(x, t) of a posterior model (plus the corrector, if beta > 0), for :func:`fmlearn.odeint`.
+    A model that declares another path than ``path`` is refused (:meth:`MixturePath.check_model`)."""
+    check_path(path).check_model(model)
     corrector = check_real("corrector", corrector)
     if corrector < 0:
         raise ValueError(f"corrector must be >= 0, got {corrector}")
@@ -85,16 +87,22 @@ def sample(model: PosteriorModel, path: MixturePath, x0: torch.Tensor, *, steps:
 
     Returns a :class:`~fmlearn.stepping.Solution` whose x are data tokens (batch, L); its trajectory, if asked
     for, holds the state at each grid time (the last one after the jump at t = 1).
+
+    A model built for another path (its ``vocab_size``, ``num_states``, ``source``) is refused before anything
+    runs; a model whose logits turn NaN or infinite (diverged) gives no valid draw, and the sampler raises at
+    its end (one check for the whole run, no host sync per step) instead of returning plausible tokens.
     """
     check_positive_int("steps", steps)
-    check_tokens("x0", x0, path.num_states)
-    _, device = model_dtype_device(model)
-    if device is not None:
-        x0 = x0.to(device)
-    with model_context(model):
-        sol = odeint(posterior_field(model, path, corrector), x0, steps=steps, space=path.space(generator),
-                     return_trajectory=return_trajectory)
-        x = final_jump(model, path, sol.x, generator)
+    check_path(path).check_model(model)
+    check_tokens("x0", x0, path.num_states, f"the path's {path.num_states} states")
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must be source tokens of shape (batch, L), got shape {tuple(x0.shape)}")
+    space = Categorical(path.num_states, generator, deferred=True)
+    with model_context(model, x0) as (net, x0):
+        field = posterior_field(net, path, corrector)
+        sol = odeint(field, x0, steps=steps, space=space, return_trajectory=return_trajectory)
+        space.check_draws()
+        x = final_jump(net, path, sol.x, generator)
     traj = sol.trajectory
     if traj is not None:
         traj = torch.cat([traj[:-1], x[None]])
