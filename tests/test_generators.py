@@ -228,3 +228,65 @@ def test_flow_step_and_simulate_refuse_bad_input():
         fm.flow_step(lambda x, t: x, weight=2.0)
     with pytest.raises(TypeError, match="step must be a fmlearn Step"):
         fm.simulate(lambda x, t, s: x, torch.zeros(2, 1), steps=3)
+
+
+# --- declared contracts (issue 21) ------------------------------------------------------------------------
+
+def test_jump_step_checks_every_step_not_only_the_first():
+    """A kernel that stops summing to 1 (or an intensity that turns NaN) after the first step used to pass."""
+    x = torch.zeros(4, 1)
+    edges = torch.tensor([-1.0, 0.0, 1.0])
+
+    def late_kernel(y, t):
+        w = 0.5 if t < 0.5 else 0.3
+        return G.JumpRates(torch.ones_like(y), bins=(edges, torch.full((*y.shape, 2), w)))
+
+    with pytest.raises(ValueError, match=r"kernel must sum to 1.*at t = 0\.5"):
+        fm.simulate(G.jump_step(late_kernel), x, steps=4)
+
+    def late_nan(y, t):
+        lam = torch.ones_like(y) if t < 0.5 else torch.full_like(y, float("nan"))
+        return G.JumpRates(lam, sampler=lambda g: y)
+
+    with pytest.raises(ValueError, match=r"intensity must be finite.*at t = 0\.5"):
+        fm.simulate(G.jump_step(late_nan), x, steps=4)
+
+
+def test_flow_generator_refuses_a_broadcast_velocity():
+    """A (batch, 1) velocity for (batch, 2) points used to broadcast into u . grad f."""
+    x = torch.randn(5, 2)
+    with pytest.raises(ValueError, match=r"returned shape \(5, 1\).*x's shape \(5, 2\)"):
+        G.FlowGenerator(lambda y, t: y[:, :1])(lambda y: y.sum(1), x, 0.5)
+
+
+def test_ctmc_generator_refuses_rows_of_no_generator():
+    f = torch.tensor([0.0, 1.0, 2.0])
+    states = torch.tensor([0, 1, 2])
+    q = torch.tensor([[-1.0, 1.0, 0.0], [0.5, -1.0, 0.5], [0.0, 2.0, -2.0]])
+    torch.testing.assert_close(G.CTMCGenerator(lambda x, t: q[x])(f, states, 0.5), q @ f)
+    for bad in (q + 0.1, q * torch.tensor([[1.0], [1.0], [-1.0]])):   # rows summing to 0.3; negative rates
+        with pytest.raises(ValueError, match="rows of a generator matrix"):
+            G.CTMCGenerator(lambda x, t, b=bad: b[x])(f, states, 0.5)
+    with pytest.raises(ValueError, match="x must hold states in 0..2"):
+        G.CTMCGenerator(lambda x, t: q[x.clamp(0, 2)])(f, torch.tensor([0, 3]), 0.5)
+    with pytest.raises(TypeError, match="x must be integer states"):
+        G.CTMCGenerator(lambda x, t: q[x])(f, states.float(), 0.5)
+
+
+def test_jump_objective_draws_x_from_the_condot_path():
+    """x ~ N(t z, (1 - t)^2): the path's draw, with the same noise as drawn by hand."""
+    class Fixed:
+        def sample(self, n, generator=None, device=None):
+            return torch.full((n, 1), 2.0)
+
+    obj = G.JumpObjective(Fixed())
+    obj.bind(G.JumpModel(1, torch.linspace(-4, 4, 9), hidden=8, depth=1))
+    x, t, target = obj.draw(6, torch.Generator().manual_seed(0), "cpu")
+    g = torch.Generator().manual_seed(0)
+    torch.rand(6, generator=g)
+    noise = torch.randn(6, 1, generator=g)
+    torch.testing.assert_close(x, t[:, None] * 2.0 + (1 - t[:, None]) * noise)
+    torch.testing.assert_close(target.sum(-1), G.condot_intensity(x, torch.full_like(x, 2.0), t[:, None]) *
+                               (1 - t[:, None]) * G.condot_kernel_mass(torch.linspace(-4, 4, 9),
+                                                                       torch.full_like(x, 2.0),
+                                                                       t[:, None]).sum(-1))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from .._checks import check_positive_int
+from .._checks import check_positive_int, check_velocity_output
 
 
 def _check_f(f: Any) -> None:
@@ -59,7 +59,7 @@ class FlowGenerator:
     def __call__(self, f: Callable, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         _check_f(f)
         _, g = _grad(f, x)
-        return (self.velocity(x, t) * g).flatten(1).sum(1)
+        return (check_velocity_output(self.velocity(x, t), x) * g).flatten(1).sum(1)
 
 
 class DiffusionGenerator:
@@ -115,7 +115,9 @@ class JumpGenerator:
 
 class CTMCGenerator:
     """L_t f(x) = sum_y Q_t(x, y) f(y) for rates ``rates(x, t)`` of shape (batch, S) (the rows of a generator
-    matrix: off-diagonal >= 0, each row summing to 0) at integer states x (batch,); f holds f's S values."""
+    matrix: off-diagonal >= 0, each row summing to 0) at integer states x (batch,) in 0..S - 1; f holds f's S
+    values. Rows that are no generator's (a negative off-diagonal rate, a sum other than 0 beyond rounding,
+    NaN) are refused: L f of such rows is no derivative of an expectation."""
 
     def __init__(self, rates: Callable[..., torch.Tensor]):
         if not callable(rates):
@@ -125,11 +127,35 @@ class CTMCGenerator:
     def __call__(self, f: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         if not isinstance(f, torch.Tensor) or f.ndim != 1:
             raise TypeError("f must be a 1-D tensor of the test function's values on the S states")
+        s = f.shape[0]
+        if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.dtype == torch.bool or x.ndim != 1:
+            got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"x must be integer states of shape (batch,), got {got}")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= s):
+            raise ValueError(f"x must hold states in 0..{s - 1} (f has {s} values), got values from "
+                             f"{int(x.min())} to {int(x.max())}")
         q = self.rates(x, t)
-        if q.ndim != 2 or q.shape != (x.shape[0], f.shape[0]):
-            raise ValueError(f"rates(x, t) must have shape (batch, S) = ({x.shape[0]}, {f.shape[0]}), "
-                             f"got {tuple(q.shape)}")
+        if not isinstance(q, torch.Tensor) or not q.is_floating_point() or q.shape != (x.shape[0], s):
+            got = f"{tuple(q.shape)} {q.dtype}" if isinstance(q, torch.Tensor) else type(q).__name__
+            raise ValueError(f"rates(x, t) must return floating rates of shape (batch, S) = ({x.shape[0]}, {s}), "
+                             f"got {got}")
+        check_generator_rows(q, x)
         return q @ f.to(q.dtype)
 
 
-__all__ = ["CTMCGenerator", "DiffusionGenerator", "FlowGenerator", "JumpGenerator"]
+def check_generator_rows(q: torch.Tensor, x: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
+    """The rows Q(x, .) (batch, S) of a generator matrix at states x (batch,): finite, off-diagonal >= 0, each
+    summing to 0 within ``tol`` times the row's largest rate (one host sync)."""
+    off = q.scatter(1, x[:, None], 0.0)
+    scale = q.abs().amax(1).clamp_min(1.0)
+    gap = (q.sum(1).abs() / scale)
+    if not bool(torch.isfinite(q).all()) or bool((off < 0).any()) or bool((gap > tol).any()):
+        raise ValueError(f"rates(x, t) must be rows of a generator matrix (finite, off-diagonal >= 0, each row "
+                         f"summing to 0: the diagonal is minus the total rate of leaving), got off-diagonal rates "
+                         f"from {float(off.min()):.4g}, row sums from {float(q.sum(1).min()):.4g} to "
+                         f"{float(q.sum(1).max()):.4g}")
+    return q
+
+
+
+__all__ = ["CTMCGenerator", "DiffusionGenerator", "FlowGenerator", "JumpGenerator", "check_generator_rows"]

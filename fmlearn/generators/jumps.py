@@ -33,8 +33,10 @@ import torch
 from torch import nn
 
 from .._checks import as_tensor, check_positive_int, check_real
+from .._random import draw_device
 from ..models import TimeEmbedding
 from ..objectives import uniform_time
+from ..paths import AffineGaussianPath
 from .bregman import generalized_kl
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
@@ -79,12 +81,16 @@ def condot_density_rate(x: Any, z: Any, t: float | torch.Tensor) -> torch.Tensor
     return _phi(e) * (1 + e * z - e * e) / (1 - t) ** 2
 
 
+def _scaled_intensity(e: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """(1 - t) lambda_t(x | z) = [eps^2 - eps z - 1]_+ at eps = (x - t z) / (1 - t)."""
+    return (e * e - e * z - 1).clamp_min(0)
+
+
 def condot_intensity(x: Any, z: Any, t: float | torch.Tensor) -> torch.Tensor:
     """lambda_t(x | z) = [eps^2 - eps z - 1]_+ / (1 - t): the rate of leaving x, per coordinate."""
     x, z = _pair(x, z)
     t = _check_t(t, x)
-    e = _eps(x, z, t)
-    return (e * e - e * z - 1).clamp_min(0) / (1 - t)
+    return _scaled_intensity(_eps(x, z, t), z) / (1 - t)
 
 
 def _roots(z):
@@ -125,8 +131,8 @@ def condot_kernel_sample(z: Any, t: float | torch.Tensor, generator: torch.Gener
     z = as_tensor("z", z)
     t = _check_t(t, z)
     lo, hi = _roots(z)
-    dev = generator.device if generator is not None else z.device
-    target = _F(lo, z) + torch.rand(z.shape, generator=generator, device=dev, dtype=z.dtype).to(z.device) * (
+    target = _F(lo, z) + torch.rand(z.shape, generator=generator, device=draw_device(generator, z.device),
+                                    dtype=z.dtype).to(z.device) * (
         _F(hi, z) - _F(lo, z))
     a, b = lo.clone(), hi.clone()
     for _ in range(iters):
@@ -161,7 +167,7 @@ class JumpRates:
         if self.sampler is not None:
             return self.sampler(generator)
         edges, probs = self.bins
-        dev = generator.device if generator is not None else probs.device
+        dev = draw_device(generator, probs.device)
         flat = probs.reshape(-1, probs.shape[-1]).float()
         b = torch.multinomial(flat.to(dev), 1, generator=generator).squeeze(-1).to(probs.device)
         u = torch.rand(b.shape, generator=generator, device=dev, dtype=edges.dtype).to(probs.device)
@@ -226,7 +232,8 @@ class JumpModel(nn.Module):
 class JumpObjective:
     """Generator matching for :class:`JumpModel` (the objective of :func:`fmlearn.train`).
 
-    Per step: z ~ data, t ~ time sampler scaled into [0, t_max], x ~ N(t z, (1 - t)^2 I); the conditional
+    Per step: z ~ data, t ~ time sampler scaled into [0, t_max], x ~ N(t z, (1 - t)^2 I) (a draw of the CondOT
+    path, :class:`~fmlearn.paths.AffineGaussianPath`, whose marginals the jumps follow); the conditional
     scaled rates a_b = (1 - t) lambda_t(x | z) J_t(bin b | z) per coordinate; the loss is the mean over the
     batch of sum over coordinates and bins of the generalized KL D(a, (1 - t) q_theta(x, t)), which splits into
     a Poisson term for the intensity and a cross-entropy for the kernel weighted by the target's intensity.
@@ -239,6 +246,7 @@ class JumpObjective:
         if not 0 < t_max < 1:
             raise ValueError(f"t_max must lie in (0, 1), got {t_max}")
         self.data, self.time_sampler, self.t_max = data, time_sampler, t_max
+        self.path = AffineGaussianPath("condot")   # x_t = t z + (1 - t) x0, x0 ~ N(0, I): the jumps' own marginals
         self.edges: torch.Tensor | None = None
         self._edges_on: dict = {}
 
@@ -255,13 +263,12 @@ class JumpObjective:
         return self._edges_on[key]
 
     def draw(self, n: int, generator: torch.Generator | None, device: Any) -> tuple[torch.Tensor, ...]:
+        """(x, t, the conditional scaled rates (batch, dim, B)), x ~ p_t(. | z) drawn by the CondOT path."""
         z = self.data.sample(n, generator=generator, device=device)
         t = self.time_sampler(n, generator, device) * self.t_max
+        x = self.path.sample(torch.randn(z.shape, generator=generator, device=device), z, t, check=False).xt
         tt = t.reshape(-1, *([1] * (z.ndim - 1)))
-        x = tt * z + (1 - tt) * torch.randn(z.shape, generator=generator, device=device)
-        e = (x - tt * z) / (1 - tt)
-        scaled_lam = (e * e - e * z - 1).clamp_min(0)
-        target = scaled_lam.unsqueeze(-1) * _kernel_mass(self._edges_like(z), z, tt)
+        target = _scaled_intensity(_eps(x, z, tt), z).unsqueeze(-1) * _kernel_mass(self._edges_like(z), z, tt)
         return x, t, target
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:

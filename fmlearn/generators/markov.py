@@ -6,8 +6,10 @@ Over a step of size h each coordinate jumps with probability
     1 - exp(-h lambda)      (the chance of at least one jump of a Poisson clock of rate lambda),
 
 to a point drawn from the kernel; else it stays. (h lambda itself is that probability only to first order,
-and can exceed 1.) The Markov superposition of generators, a L_flow + (1 - a) L_jump with a in [0, 1],
-is run by composing the two steps over each interval, the flow's velocity scaled by a and the jump rates
+and can exceed 1.) The clock is the token space's (:func:`fmlearn.discrete.categorical.jump_chance`): one
+formula for the jumps of tokens and of points.
+
+The Markov superposition of generators, a L_flow + (1 - a) L_jump with a in [0, 1], is run by composing the two steps over each interval, the flow's velocity scaled by a and the jump rates
 by 1 - a: the composition's generator is their sum to first order in h (Lie-Trotter splitting).
 """
 
@@ -18,6 +20,8 @@ from typing import Any, Callable
 import torch
 
 from .._checks import check_unit_interval
+from .._random import draw_device
+from ..discrete.categorical import jump_chance
 from ..solvers import Step, flow_step
 
 
@@ -26,37 +30,49 @@ def jump_step(process: Callable[..., Any], *, weight: float = 1.0,
     """The Euler step of a jump process: ``process(x, t)`` returns a :class:`~fmlearn.generators.JumpRates`;
     each coordinate jumps with probability 1 - exp(-h weight lambda) to a landing point drawn from its kernel.
 
-    ``weight`` in [0, 1] scales the generator (superposition); ``generator`` seeds the jumps. A negative or
-    non-finite intensity, or a binned kernel whose rows do not sum to 1, is refused at the first step (its
-    values are read once: one host sync).
+    ``weight`` in [0, 1] scales the generator (superposition); ``generator`` seeds the jumps. An intensity not
+    of x's shape (checked at the first step), a negative or non-finite intensity, or a binned kernel whose rows
+    do not sum to 1 is refused at whichever step it appears, with the time: the values are tested in one
+    reduction per step (one host sync, about a microsecond's wait beside the process's own evaluation).
     """
     weight = check_unit_interval("weight", weight)
     if not callable(process):
         raise TypeError(f"process must be callable as process(x, t) -> JumpRates, got {type(process).__name__}")
-    checked = [False]
+    shaped = [False]
 
     def advance(x, t, t_next):
         rates = process(x, t)
         lam = rates.intensity
-        if not checked[0]:
+        if not shaped[0]:
             if not isinstance(lam, torch.Tensor) or lam.shape != x.shape:
                 got = tuple(lam.shape) if isinstance(lam, torch.Tensor) else type(lam).__name__
                 raise ValueError(f"the process's intensity must have x's shape {tuple(x.shape)}, got {got}")
-            if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
-                raise ValueError(f"the process's intensity must be finite and >= 0, got values in "
-                                 f"[{float(lam.min()):.3g}, {float(lam.max()):.3g}] at t = {t}")
-            if rates.bins is not None:
-                total = rates.bins[1].sum(-1)
-                if not bool(((total - 1).abs() < 1e-4).all()):
-                    raise ValueError(f"the process's kernel must sum to 1 over its bins, got sums in "
-                                     f"[{float(total.min()):.6g}, {float(total.max()):.6g}] at t = {t}")
-            checked[0] = True
-        dev = generator.device if generator is not None else x.device
-        u = torch.rand(x.shape, generator=generator, device=dev, dtype=lam.dtype).to(x.device)
-        jumps = u < -torch.expm1(-(t_next - t) * weight * lam)
+            shaped[0] = True
+        _check_rates(rates, t)
+        u = torch.rand(x.shape, generator=generator, device=draw_device(generator, x.device),
+                       dtype=lam.dtype).to(x.device)
+        jumps = u < jump_chance((t_next - t) * weight * lam)
         return torch.where(jumps, rates.sample(generator).to(x.dtype), x)
 
     return Step(advance, 1, (process,) if isinstance(process, torch.nn.Module) else ())
+
+
+def _check_rates(rates: Any, t: float) -> None:
+    """Refuse an intensity that is negative or not finite, or a binned kernel whose rows do not sum to 1
+    (within 1e-4): the step's values, tested in one reduction (one host sync)."""
+    lam = rates.intensity
+    bad = ~torch.isfinite(lam).all() | (lam < 0).any()
+    if rates.bins is not None:
+        total = rates.bins[1].sum(-1)
+        bad = bad | ~((total - 1).abs() < 1e-4).all()
+    if not bool(bad):
+        return
+    if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()):
+        raise ValueError(f"the process's intensity must be finite and >= 0, got values in "
+                         f"[{float(lam.min()):.3g}, {float(lam.max()):.3g}] at t = {t}")
+    total = rates.bins[1].sum(-1)
+    raise ValueError(f"the process's kernel must sum to 1 over its bins, got sums in "
+                     f"[{float(total.min()):.6g}, {float(total.max()):.6g}] at t = {t}")
 
 
 def superpose(*steps: Step) -> Step:
