@@ -153,3 +153,17 @@ def test_show_progress_rejects_a_typo(monkeypatch):
     monkeypatch.setenv("FMLEARN_PROGRESS", "maybe")
     with pytest.raises(ValueError, match="FMLEARN_PROGRESS must be one of"):
         show_progress()
+
+
+def test_draw_device_and_randn_like():
+    """Draws happen on the generator's device (else the default, else the CPU) and land on the data's device:
+    randn_like with a seeded generator gives torch.randn's numbers for that seed, in x's dtype."""
+    from fmlearn._random import draw_device, randn_like
+
+    gen = torch.Generator().manual_seed(7)
+    assert draw_device(None) == torch.device("cpu") == draw_device(None, "cpu") == draw_device(gen, "meta")
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    got = randn_like(x, gen)
+    want = torch.randn(4, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    assert got.dtype == torch.float64 and torch.equal(got, want)
+    assert randn_like(x).shape == x.shape
