@@ -756,3 +756,13 @@ def test_fingerprint_by_value_not_identity():
     assert fingerprint(net, "m")["m"].startswith("MLP weights #") and fingerprint(net, "m") != \
         fingerprint(small_model(seed=1), "m")
     assert fingerprint([net], "m", skip=[net]) == {"m": "list of 1", "m[0]": "the model being trained"}
+
+
+def test_resume_with_the_same_objective_instance_is_accepted(tmp_path):
+    """A notebook re-runs a cell with the objective it already trained on: its fingerprint, taken before the first
+    step, is not changed by the steps (no public state moves as it draws), so the run resumes."""
+    ck, objective = tmp_path / "run.pt", fmlearn.CFMObjective(AffineGaussianPath(), TARGET)
+    train(small_model(), objective, steps=20, batch_size=32, progress=False, checkpoint=ck, cosine_decay=False)
+    resumed = train(small_model(), objective, steps=40, batch_size=32, progress=False, checkpoint=ck,
+                    cosine_decay=False)
+    assert resumed.steps_run == 20
