@@ -17,7 +17,7 @@ from ..paths import AffineGaussianPath
 from ..schedules import get_schedule
 from ..solvers import sample as fm_sample
 from ..objectives import cfm_loss as fm_cfm_loss
-from ._base import ExerciseCheckError, _call, _fail, _finite, _max_err, _ok, _tensor
+from ._base import ExerciseCheckError, call, fail, finite, max_err, ok, tensor_of
 from .forbidden import guarded_for
 
 _EXERCISE = "ex01_gaussian_mixture_cfm"
@@ -34,25 +34,25 @@ def check_schedule(alpha, beta, d_alpha, d_beta, name: str = "condot", tol: floa
     ref = get_schedule(name)
     t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
     ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    a_end = _tensor(_call(alpha, ends, what="alpha"), (2,), "alpha")
-    b_end = _tensor(_call(beta, ends, what="beta"), (2,), "beta")
-    if not (_max_err(a_end, torch.tensor([0.0, 1.0])) <= tol and _max_err(b_end, torch.tensor([1.0, 0.0])) <= tol):
-        _fail("end values are wrong", "alpha(0), alpha(1) = 0, 1 and beta(0), beta(1) = 1, 0",
+    a_end = tensor_of(call(alpha, ends, what="alpha"), (2,), "alpha")
+    b_end = tensor_of(call(beta, ends, what="beta"), (2,), "beta")
+    if not (max_err(a_end, torch.tensor([0.0, 1.0])) <= tol and max_err(b_end, torch.tensor([1.0, 0.0])) <= tol):
+        fail("end values are wrong", "alpha(0), alpha(1) = 0, 1 and beta(0), beta(1) = 1, 0",
               f"alpha = {a_end.tolist()}, beta = {b_end.tolist()}",
               "at t = 0 the path sits on the noise x0 (alpha_0 = 0, beta_0 = 1), at t = 1 on the data")
     for label, fn, want in (("alpha", alpha, ref.alpha(t)), ("beta", beta, ref.beta(t))):
-        got = _tensor(_call(fn, t, what=label), t.shape, label)
-        if not _max_err(got, want) <= tol:
-            _fail(f"{label}(t) differs from the {name} schedule", want[:4].tolist(), got[:4].tolist(),
+        got = tensor_of(call(fn, t, what=label), t.shape, label)
+        if not max_err(got, want) <= tol:
+            fail(f"{label}(t) differs from the {name} schedule", want[:4].tolist(), got[:4].tolist(),
                   f"write out the {name} schedule's formula for {label}_t")
     h = 1e-5
     for label, fn, deriv in (("alpha", alpha, d_alpha), ("beta", beta, d_beta)):
-        got = _tensor(_call(deriv, t, what=f"d_{label}"), t.shape, f"d_{label}")
-        fd = (_call(fn, t + h, what=label).double() - _call(fn, t - h, what=label).double()) / (2 * h)
-        if not _max_err(got, fd) <= 1e-4 * (1 + float(fd.abs().max())):
-            _fail(f"d_{label}(t) is not the derivative of {label}(t)", f"{fd[:4].tolist()} (finite differences)",
+        got = tensor_of(call(deriv, t, what=f"d_{label}"), t.shape, f"d_{label}")
+        fd = (call(fn, t + h, what=label).double() - call(fn, t - h, what=label).double()) / (2 * h)
+        if not max_err(got, fd) <= 1e-4 * (1 + float(fd.abs().max())):
+            fail(f"d_{label}(t) is not the derivative of {label}(t)", f"{fd[:4].tolist()} (finite differences)",
                   got[:4].tolist(), "differentiate with respect to t; check the sign")
-    return _ok(f"the {name} schedule: end values, values and derivatives match")
+    return ok(f"the {name} schedule: end values, values and derivatives match")
 
 
 _T_SHAPE_HINT = ("t has shape (n,) and x0, x1 have shape (n, d): t * x1 lines t up with the last axis (d), not "
@@ -69,29 +69,29 @@ def check_conditional_path(interpolate, velocity, tol: float = 1e-5) -> bool:
     x0, x1 = torch.randn(64, 2, generator=g, dtype=torch.float64), 3 + torch.randn(64, 2, generator=g,
                                                                                   dtype=torch.float64)
     for t_end, want, name in ((0.0, x0, "x0"), (1.0, x1, "x1")):
-        got = _tensor(_call(interpolate, x0, x1, torch.full((64,), t_end, dtype=torch.float64), what="interpolate",
+        got = tensor_of(call(interpolate, x0, x1, torch.full((64,), t_end, dtype=torch.float64), what="interpolate",
                             shape_hint=_T_SHAPE_HINT), x0.shape, "interpolate")
-        if not _max_err(got, want) <= tol:
-            _fail(f"x_t at t = {t_end:g} is not {name}", f"{name} (first row {want[0].tolist()})",
+        if not max_err(got, want) <= tol:
+            fail(f"x_t at t = {t_end:g} is not {name}", f"{name} (first row {want[0].tolist()})",
                   f"first row {got[0].tolist()}", "x_0 must be the noise sample and x_1 the data sample")
     for d in (2, 3):
         a, b = torch.randn(64, d, generator=g, dtype=torch.float64), 3 + torch.randn(64, d, generator=g,
                                                                                    dtype=torch.float64)
         t = torch.rand(64, generator=g, dtype=torch.float64) * 0.9 + 0.05
         ref = AffineGaussianPath("condot").sample(a, b, t)
-        got = _tensor(_call(interpolate, a, b, t, what="interpolate", shape_hint=_T_SHAPE_HINT), a.shape,
+        got = tensor_of(call(interpolate, a, b, t, what="interpolate", shape_hint=_T_SHAPE_HINT), a.shape,
                       "interpolate")
-        if not _max_err(got, ref.xt) <= tol:
-            _fail(f"x_t differs from the straight line between x0 and x1 (d = {d})", ref.xt[0].tolist(),
+        if not max_err(got, ref.xt) <= tol:
+            fail(f"x_t differs from the straight line between x0 and x1 (d = {d})", ref.xt[0].tolist(),
                   got[0].tolist(), "x_t = t x1 + (1 - t) x0, with t[:, None] broadcasting over the d columns")
-    v = _tensor(_call(velocity, x0, x1, t, what="velocity", shape_hint=_T_SHAPE_HINT), x0.shape, "velocity")
+    v = tensor_of(call(velocity, x0, x1, t, what="velocity", shape_hint=_T_SHAPE_HINT), x0.shape, "velocity")
     h = 1e-6
-    fd = (_call(interpolate, x0, x1, t + h, what="interpolate").double()
-          - _call(interpolate, x0, x1, t - h, what="interpolate").double()) / (2 * h)
-    if not _max_err(v, fd) <= 1e-5 * (1 + float(fd.abs().max())):
-        _fail("the velocity is not d x_t / dt", f"{fd[0].tolist()} (finite differences of your x_t)", v[0].tolist(),
+    fd = (call(interpolate, x0, x1, t + h, what="interpolate").double()
+          - call(interpolate, x0, x1, t - h, what="interpolate").double()) / (2 * h)
+    if not max_err(v, fd) <= 1e-5 * (1 + float(fd.abs().max())):
+        fail("the velocity is not d x_t / dt", f"{fd[0].tolist()} (finite differences of your x_t)", v[0].tolist(),
               "differentiate t x1 + (1 - t) x0 with respect to t; it does not depend on x_t, and mind the sign")
-    return _ok("x_t starts at x0, ends at x1, and the velocity is its time derivative")
+    return ok("x_t starts at x0, ends at x1, and the velocity is its time derivative")
 
 
 def check_cfm_loss(loss_fn, tol: float = 1e-4) -> bool:
@@ -107,15 +107,16 @@ def check_cfm_loss(loss_fn, tol: float = 1e-4) -> bool:
     g = torch.Generator().manual_seed(1)
     x0, x1, t = torch.randn(128, 2, generator=g), 5 + torch.randn(128, 2, generator=g), torch.rand(128, generator=g)
     want = fm_cfm_loss(model, AffineGaussianPath("condot"), x0, x1, t)
-    got = _call(loss_fn, model, x0, x1, t, what="cfm_loss", shape_hint=_T_SHAPE_HINT)
+    got = call(loss_fn, model, x0, x1, t, what="cfm_loss", shape_hint=_T_SHAPE_HINT)
     if not isinstance(got, torch.Tensor) or got.ndim != 0:
-        _fail("the loss must be a scalar tensor", "a 0-dimensional torch.Tensor",
+        fail("the loss must be a scalar tensor", "a 0-dimensional torch.Tensor",
               f"{type(got).__name__} {tuple(getattr(got, 'shape', ()))}", "reduce with .mean() at the end")
     if not got.requires_grad:
-        _fail("the loss carries no gradient", "a tensor that depends on the model's parameters", "requires_grad=False",
+        fail("the loss carries no gradient", "a tensor that depends on the model's parameters", "requires_grad=False",
               "compute it from model(x_t, t) without torch.no_grad() or .detach()")
     want = float(want.detach())
-    got = _finite(got.detach(), "the CFM loss", "the loss is a mean of squared errors: a NaN comes from model(x_t, t) or the target; print them")
+    got = finite(got.detach(), "the CFM loss",
+                 "the loss is a mean of squared errors: a NaN comes from model(x_t, t) or the target; print them")
     if not abs(got - want) <= tol * max(1.0, abs(want)):
         with torch.no_grad():
             err = model(AffineGaussianPath("condot").sample(x0, x1, t).xt, t) - (x1 - x0)
@@ -131,8 +132,8 @@ def check_cfm_loss(loss_fn, tol: float = 1e-4) -> bool:
         )
         hint = next((h for value, h in slips if abs(got - float(value)) <= tol * max(1.0, abs(float(value)))),
                     "regress model(x_t, t) onto x1 - x0, where x_t = t x1 + (1 - t) x0 (not onto x1, and not at x1)")
-        _fail("the CFM loss differs from the reference", f"{want:.5f}", f"{got:.5f}", hint)
-    return _ok(f"the CFM loss matches the reference ({want:.4f} on the test batch)")
+        fail("the CFM loss differs from the reference", f"{want:.5f}", f"{got:.5f}", hint)
+    return ok(f"the CFM loss matches the reference ({want:.4f} on the test batch)")
 
 
 def _euler_on(velocity, x0: torch.Tensor, times, h: float) -> torch.Tensor:
@@ -154,8 +155,8 @@ def check_euler_sampler(sampler, tol: float = 1e-4) -> bool:
     x0 = torch.randn(32, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     n = 7
     want = fm_sample(velocity, x0, steps=n, method="euler").x
-    got = _tensor(_call(sampler, velocity, x0, n, what="sampler"), x0.shape, "sampler")
-    if not _max_err(got, want) <= tol:
+    got = tensor_of(call(sampler, velocity, x0, n, what="sampler"), x0.shape, "sampler")
+    if not max_err(got, want) <= tol:
         h = 1 / n
         slips = (
             (_euler_on(velocity, x0, [i * h for i in range(n - 1)], h),
@@ -171,10 +172,10 @@ def check_euler_sampler(sampler, tol: float = 1e-4) -> bool:
             (_euler_on(velocity, x0, [(i + 1) * h for i in range(n)], h),
              "you evaluated u at the end of each step; Euler uses the time at the *start* of step i, t = i h"),
         )
-        hint = next((msg for x, msg in slips if _max_err(got, x) < tol),
+        hint = next((msg for x, msg in slips if max_err(got, x) < tol),
                     "x <- x + h u(x, t) with h = 1 / steps and t = i h at step i (the time at the *start* of the step)")
-        _fail("Euler samples differ from the reference", want[0].tolist(), got[0].tolist(), hint)
-    return _ok("your Euler sampler matches fmlearn.sample(method='euler')")
+        fail("Euler samples differ from the reference", want[0].tolist(), got[0].tolist(), hint)
+    return ok("your Euler sampler matches fmlearn.sample(method='euler')")
 
 
 def check_gaussian_marginal(mean_cov, tol: float = 1e-6) -> bool:
@@ -186,11 +187,11 @@ def check_gaussian_marginal(mean_cov, tol: float = 1e-6) -> bool:
     s0 = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
     s1 = torch.tensor([[0.2, 0.0], [0.0, 2.0]], dtype=torch.float64)
     for t in (0.0, 1.0):
-        mean, cov = _call(mean_cov, t, m0, s0, m1, s1, what="mean_cov")
-        mean, cov = _tensor(mean, (2,), "mean"), _tensor(cov, (2, 2), "cov")
+        mean, cov = call(mean_cov, t, m0, s0, m1, s1, what="mean_cov")
+        mean, cov = tensor_of(mean, (2,), "mean"), tensor_of(cov, (2, 2), "cov")
         want_m, want_s = (m0, s0) if t == 0 else (m1, s1)
-        if not (_max_err(mean, want_m) <= tol and _max_err(cov, want_s) <= tol):
-            _fail(f"at t = {t:g} the marginal must be the {'source' if t == 0 else 'target'}",
+        if not (max_err(mean, want_m) <= tol and max_err(cov, want_s) <= tol):
+            fail(f"at t = {t:g} the marginal must be the {'source' if t == 0 else 'target'}",
                   f"mean {want_m.tolist()}, cov {want_s.tolist()}", f"mean {mean.tolist()}, cov {cov.tolist()}",
                   "x_t = (1 - t) x0 + t x1")
     t, n = 0.3, 400_000
@@ -199,17 +200,17 @@ def check_gaussian_marginal(mean_cov, tol: float = 1e-6) -> bool:
     x1 = m1 + torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(s1).T
     xt = (1 - t) * x0 + t * x1
     mc_mean, mc_cov = xt.mean(0), torch.cov(xt.T)
-    mean, cov = _call(mean_cov, t, m0, s0, m1, s1, what="mean_cov")
+    mean, cov = call(mean_cov, t, m0, s0, m1, s1, what="mean_cov")
     hint = "the same formula holds at every t: (1 - t) m0 + t m1 and (1 - t)^2 S0 + t^2 S1"
-    mean, cov = _tensor(mean, (2,), "mean", nan_hint=hint), _tensor(cov, (2, 2), "cov", nan_hint=hint)
+    mean, cov = tensor_of(mean, (2,), "mean", nan_hint=hint), tensor_of(cov, (2, 2), "cov", nan_hint=hint)
     se_cov = float(mc_cov.diagonal().max()) * (2 / n) ** 0.5
-    if not _max_err(mean, mc_mean) <= 6 * float(mc_cov.diagonal().max() / n) ** 0.5:
-        _fail("the mean at t = 0.3 disagrees with simulation", mc_mean.tolist(), mean.tolist(),
+    if not max_err(mean, mc_mean) <= 6 * float(mc_cov.diagonal().max() / n) ** 0.5:
+        fail("the mean at t = 0.3 disagrees with simulation", mc_mean.tolist(), mean.tolist(),
               "expectation is linear: E[x_t] = (1 - t) m0 + t m1")
-    if not _max_err(cov, mc_cov) <= 6 * se_cov:
-        _fail("the covariance at t = 0.3 disagrees with simulation", mc_cov.tolist(), cov.tolist(),
+    if not max_err(cov, mc_cov) <= 6 * se_cov:
+        fail("the covariance at t = 0.3 disagrees with simulation", mc_cov.tolist(), cov.tolist(),
               "for independent x0, x1: Cov(a x0 + b x1) = a^2 S0 + b^2 S1 (the coefficients are squared)")
-    return _ok("the straight-line marginal's mean and covariance match simulation and the end points")
+    return ok("the straight-line marginal's mean and covariance match simulation and the end points")
 
 
 def check_flow_samples(mixture, samples, near_min: float = 0.84, ratio_max: float = 4.5,
@@ -225,32 +226,32 @@ def check_flow_samples(mixture, samples, near_min: float = 0.84, ratio_max: floa
     along the ring, score about 6.5 times the floor. The exercise's run gave 87-89% and 1.9-3.5 times the
     floor at 3,000 steps (quick mode, seven seeds), 92-93% and 1.5-1.9 times at 6,000 (four seeds)."""
     if not isinstance(samples, torch.Tensor) or samples.ndim != 2 or samples.shape[1] != mixture.dim:
-        _fail("the samples must be an (n, d) tensor", f"shape (n, {mixture.dim})",
+        fail("the samples must be an (n, d) tensor", f"shape (n, {mixture.dim})",
               tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__,
               "sample a batch of noise of shape (n, d) and run your sampler on it")
-    n = _tensor(samples, samples.shape, "your sampler").shape[0]
+    n = tensor_of(samples, samples.shape, "your sampler").shape[0]
     generator = generator or torch.Generator().manual_seed(0)
     share, weights = fm_metrics.mode_fractions(mixture, samples), mixture.weights.double()
     k = int((share / weights).argmin())
     if not share[k] >= weights[k] / 2:
-        _fail(f"mode {k} holds too few samples", f"at least half its weight, {float(weights[k]) / 2:.3f}",
+        fail(f"mode {k} holds too few samples", f"at least half its weight, {float(weights[k]) / 2:.3f}",
               f"{float(share[k]):.3f}", "a mode is (nearly) missing: train longer, and check that your sampler "
               "runs from t = 0 (noise) to t = 1 (data)")
     near = fm_metrics.fraction_near_modes(mixture, samples, 2.5)
     exact = fm_metrics.fraction_near_modes_exact(mixture, 2.5)
     if not near >= near_min:
-        _fail("too few samples lie within 2.5 standard deviations of a mode",
+        fail("too few samples lie within 2.5 standard deviations of a mode",
               f"at least {near_min:.0%} (true samples: {exact:.1%})", f"{near:.1%}",
               "samples are stranded between the modes or smeared along the ring: train longer, and check the "
               "loss and the sampler's steps")
     ed = fm_metrics.energy_distance_mode_matched(mixture, samples, repeats=4, generator=generator)
     floor = fm_metrics.energy_distance_mode_matched_floor(mixture, n, generator=generator)
     if not ed <= ratio_max * floor:
-        _fail("the modes have the wrong shape (energy distance to true samples with the same mode counts)",
+        fail("the modes have the wrong shape (energy distance to true samples with the same mode counts)",
               f"at most {ratio_max:g} x the floor ({ratio_max * floor:.4f})",
               f"{ed:.4f} ({ed / floor:.1f} x the floor)",
               "the modes are smeared (along the ring, or too wide) or shifted: train longer, and check the loss")
-    return _ok(f"every mode is populated, {near:.1%} of the samples lie within 2.5 std of a mode (true samples: "
+    return ok(f"every mode is populated, {near:.1%} of the samples lie within 2.5 std of a mode (true samples: "
                f"{exact:.1%}), energy distance {ed / floor:.1f} x its floor")
 
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import torch
 
-from ._base import _call, _fail, _max_err, _ok, _tensor
+from ._base import call, fail, max_err, ok, tensor_of
 from .forbidden import guarded_for
 
 _EXERCISE = "ex05_couplings_straight_paths"
@@ -33,9 +33,9 @@ def check_ot_pairing(pairing) -> bool:
             x1 = torch.randn(64, 2, generator=g, dtype=torch.float64) * 2 + 1
             rows, cols = linear_sum_assignment(torch.cdist(x1, x0).pow(2).numpy())
             want = float(torch.cdist(x1, x0).pow(2).numpy()[rows, cols].sum())
-        perm = _tensor(_call(pairing, x0, x1, what="pairing"), (n,), "pairing", "return an index tensor")
+        perm = tensor_of(call(pairing, x0, x1, what="pairing"), (n,), "pairing", "return an index tensor")
         if perm.dtype not in (torch.int64, torch.int32) or sorted(perm.tolist()) != list(range(n)):
-            _fail("pairing must return a permutation of 0..n-1", f"each index once ({n} indices)",
+            fail("pairing must return a permutation of 0..n-1", f"each index once ({n} indices)",
                   perm.tolist()[:10], "return the column indices that scipy's linear_sum_assignment gives for a "
                   "cost matrix with x1 along the rows and x0 along the columns")
         got = _cost(x0, x1, perm)
@@ -50,8 +50,8 @@ def check_ot_pairing(pairing) -> bool:
             else:
                 hint = ("solve the assignment problem on the matrix of squared distances |x1_j - x0_i|^2; check that "
                         "rows and columns are not swapped (perm[j] is the x0 for x1[j])")
-            _fail(f"the pairing is not optimal for n = {n}", f"total squared distance {want:.4f}", f"{got:.4f}", hint)
-    return _ok("your pairing is a permutation with the least total squared distance (n = 7 by brute force, n = 64)")
+            fail(f"the pairing is not optimal for n = {n}", f"total squared distance {want:.4f}", f"{got:.4f}", hint)
+    return ok("your pairing is a permutation with the least total squared distance (n = 7 by brute force, n = 64)")
 
 
 def _crossings_reference(x0: torch.Tensor, x1: torch.Tensor) -> int:
@@ -77,7 +77,7 @@ def _count(out) -> int:
     try:
         return int(out)
     except (TypeError, ValueError, RuntimeError):
-        _fail("count_crossings must return a number", "an int", type(out).__name__,
+        fail("count_crossings must return a number", "an int", type(out).__name__,
               "return int(...) of the number of crossing pairs")
 
 
@@ -87,20 +87,20 @@ def check_count_crossings(count_crossings) -> bool:
     count_crossings = guarded_for(count_crossings, _EXERCISE, "count_crossings_check")
     g = torch.Generator().manual_seed(1)
     square = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[1.0, 1.0], [0.0, 1.0]])
-    got = _count(_call(count_crossings, *square, what="count_crossings"))
+    got = _count(call(count_crossings, *square, what="count_crossings"))
     if got != 1:
-        _fail("two segments forming an X must count as one crossing", 1, got,
+        fail("two segments forming an X must count as one crossing", 1, got,
               "you counted each pair twice, (i, j) and (j, i)" if got == 2 else
               "(0,0)->(1,1) and (1,0)->(0,1) cross at (0.5, 0.5)")
     for n in (10, 40):
         x0, x1 = torch.randn(n, 2, generator=g), torch.randn(n, 2, generator=g) + 1
-        want, got = _crossings_reference(x0, x1), _count(_call(count_crossings, x0, x1, what="count_crossings"))
+        want, got = _crossings_reference(x0, x1), _count(call(count_crossings, x0, x1, what="count_crossings"))
         if got != want:
             hint = ("you counted each pair twice (i, j) and (j, i)" if got == 2 * want else
                     "segments p->q and r->s cross when r and s lie on opposite sides of the line through p, q "
                     "and p, q on opposite sides of the line through r, s (signs of 2-D cross products)")
-            _fail(f"wrong number of crossings for {n} random paths", want, got, hint)
-    return _ok("your crossing count matches the reference")
+            fail(f"wrong number of crossings for {n} random paths", want, got, hint)
+    return ok("your crossing count matches the reference")
 
 
 def _sinkhorn_reference(cost: np.ndarray, reg: float, iters: int, rows_first: bool = True) -> np.ndarray:
@@ -133,34 +133,34 @@ def check_sinkhorn(sinkhorn) -> bool:
     x0, x1 = torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, 2, generator=g, dtype=torch.float64)
     cost = torch.cdist(x0, x1).pow(2)
     want = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 200))
-    plan = _tensor(_call(sinkhorn, cost, 0.5, 200, what="sinkhorn"), cost.shape, "sinkhorn")
-    if not _max_err(plan, want) <= 1e-6:
+    plan = tensor_of(call(sinkhorn, cost, 0.5, 200, what="sinkhorn"), cost.shape, "sinkhorn")
+    if not max_err(plan, want) <= 1e-6:
         rows = plan.sum(1)
         hint = ("the rows do not sum to 1/n: alternate both normalizations, rows and columns, every iteration"
-                if not _max_err(rows, torch.full_like(rows, 1 / 12)) <= 1e-4 else
+                if not max_err(rows, torch.full_like(rows, 1 / 12)) <= 1e-4 else
                 "the Gibbs kernel is exp(-C / reg) (minus sign); update f = reg log(1/n) - reg logsumexp((g - C) / reg)")
-        _fail("the plan differs from Sinkhorn's at reg = 0.5", want[0, :4].tolist(), plan[0, :4].tolist(), hint)
-    few = _tensor(_call(sinkhorn, cost, 0.5, 3, what="sinkhorn"), cost.shape, "sinkhorn")
+        fail("the plan differs from Sinkhorn's at reg = 0.5", want[0, :4].tolist(), plan[0, :4].tolist(), hint)
+    few = tensor_of(call(sinkhorn, cost, 0.5, 3, what="sinkhorn"), cost.shape, "sinkhorn")
     want = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 3))
-    if not _max_err(few, want) <= 1e-6:
+    if not max_err(few, want) <= 1e-6:
         cols = f"column sums differ from 1/12 by up to {float((few.double().sum(0) - 1 / 12).abs().max()):.2g}"
         g_first = torch.from_numpy(_sinkhorn_reference(cost.numpy(), 0.5, 3, rows_first=False))
-        if _max_err(few, g_first) <= 1e-6:
-            _fail("after 3 iterations at reg = 0.5 the plan is Sinkhorn's with g updated before f",
+        if max_err(few, g_first) <= 1e-6:
+            fail("after 3 iterations at reg = 0.5 the plan is Sinkhorn's with g updated before f",
                   "column sums exactly 1/12", cols, "update f (the row sums) first, then g (the column sums), in "
                   "every iteration; the returned plan's column sums are then exact")
-        _fail("after 3 iterations at reg = 0.5 the plan differs from Sinkhorn's (it matches after 200)",
+        fail("after 3 iterations at reg = 0.5 the plan differs from Sinkhorn's (it matches after 200)",
               f"first row {[round(v, 6) for v in want[0, :4].tolist()]}, column sums exactly 1/12",
               f"first row {[round(v, 6) for v in few[0, :4].tolist()]}, {cols}",
               "start from f = g = 0 and run exactly `iters` iterations, each updating f (from g) and then g "
               "(from the new f); return the plan after the last g update")
     cost = torch.cdist(x0, x1 + 4.0).pow(2)  # far apart: every exp(-C / reg) underflows at reg = 0.005
-    small = _tensor(_call(sinkhorn, cost, 0.005, 2000, what="sinkhorn"), cost.shape, "sinkhorn at reg = 0.005",
+    small = tensor_of(call(sinkhorn, cost, 0.005, 2000, what="sinkhorn"), cost.shape, "sinkhorn at reg = 0.005",
                     nan_hint="work in the log domain (torch.logsumexp): exp(-C / reg) underflows to 0 for small reg")
     rows, cols = linear_sum_assignment(cost.numpy())
     exact = float(cost.numpy()[rows, cols].sum()) / 12
     got = float((small.double() * cost).sum())
-    if not (abs(got - exact) <= 0.02 * exact and _max_err(small.sum(0), torch.full((12,), 1 / 12)) <= 1e-3):
-        _fail("at reg = 0.005 the plan should be nearly the exact OT plan", f"cost {exact:.4f}", f"cost {got:.4f}",
+    if not (abs(got - exact) <= 0.02 * exact and max_err(small.sum(0), torch.full((12,), 1 / 12)) <= 1e-3):
+        fail("at reg = 0.005 the plan should be nearly the exact OT plan", f"cost {exact:.4f}", f"cost {got:.4f}",
               "iterate longer, in the log domain")
-    return _ok("your Sinkhorn plan matches, and approaches exact OT as reg shrinks")
+    return ok("your Sinkhorn plan matches, and approaches exact OT as reg shrinks")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..discrete import MixturePath, jump_probabilities
-from ._base import _call, _fail, _max_err, _ok, _tensor, _worst
+from ._base import call, fail, max_err, ok, tensor_of, worst_row
 from .forbidden import guarded_for
 
 _EXERCISE = "ex08_discrete_flow_matching"
@@ -28,12 +28,12 @@ def check_mask_path_sample(sample_fn) -> bool:
     u = torch.rand(6, 5, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     want = torch.where(u < t[:, None], x1, torch.full_like(x1, 4))
-    got = _call(sample_fn, x1, t, 4, u, what="sample_fn")
+    got = call(sample_fn, x1, t, 4, u, what="sample_fn")
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-        _fail("sample_fn must return a tensor of tokens of x1's shape", f"shape {tuple(want.shape)}",
+        fail("sample_fn must return a tensor of tokens of x1's shape", f"shape {tuple(want.shape)}",
               f"{type(got).__name__} {tuple(getattr(got, 'shape', ()))}", "use torch.where(condition, x1, mask)")
     if got.is_floating_point():
-        _fail("sample_fn must return integer tokens", "dtype torch.int64", str(got.dtype),
+        fail("sample_fn must return integer tokens", "dtype torch.int64", str(got.dtype),
               "torch.where(cond, x1, torch.full_like(x1, mask)) keeps x1's integer dtype")
     if not torch.equal(got, want):
         swapped = torch.where(u < t[:, None], torch.full_like(x1, 4), x1)
@@ -44,8 +44,8 @@ def check_mask_path_sample(sample_fn) -> bool:
             hint = "draw each token on its own: compare u (shape (n, L)) with t[:, None], not one number per row"
         else:
             hint = "x_t = x1 where u < t[:, None] (t per row, broadcast over the L tokens), the mask elsewhere"
-        _fail("x_t differs from the mask path's sample", *_worst(want, got), hint)
-    return _ok("your x_t shows each token's data value with probability t, and the mask otherwise")
+        fail("x_t differs from the mask path's sample", *worst_row(want, got), hint)
+    return ok("your x_t shows each token's data value with probability t, and the mask otherwise")
 
 
 def check_discrete_velocity(velocity_fn, tol: float = 1e-5) -> bool:
@@ -62,9 +62,9 @@ def check_discrete_velocity(velocity_fn, tol: float = 1e-5) -> bool:
     probs = torch.softmax(torch.randn(4, 3, v, generator=g), -1)
     probs = path.posterior(probs.log(), x)  # unmasked tokens: one-hot at themselves
     want = path.velocity(probs, x, t)
-    got = _tensor(_call(velocity_fn, probs, x, t, v, what="velocity_fn"), want.shape, "velocity_fn",
+    got = tensor_of(call(velocity_fn, probs, x, t, v, what="velocity_fn"), want.shape, "velocity_fn",
                   "pad probs with a 0 for the mask state, then subtract the one-hot of x_t")
-    if not _max_err(got, want) <= tol:
+    if not max_err(got, want) <= tol:
         onehot = torch.nn.functional.one_hot(x, v + 1).float()
         padded = torch.nn.functional.pad(probs, (0, 1))
         slips = (
@@ -75,13 +75,13 @@ def check_discrete_velocity(velocity_fn, tol: float = 1e-5) -> bool:
              "(the rate of staying is minus the rate of leaving)"),
             ((onehot - padded) / (1 - t)[:, None, None], "the sign is flipped: the rate towards y is p(y) - delta"),
         )
-        hint = next((h for w, h in slips if _max_err(got, w) < tol),
+        hint = next((h for w, h in slips if max_err(got, w) < tol),
                     "u = (p padded with a 0 for the mask - one_hot(x, V + 1)) / (1 - t)[:, None, None]")
-        _fail("the velocity differs from 1 / (1 - t) [p_1|t - delta_x]", *_worst(want, got), hint)
+        fail("the velocity differs from 1 / (1 - t) [p_1|t - delta_x]", *worst_row(want, got), hint)
     if not float(got.sum(-1).abs().max()) <= 1e-4:
-        _fail("the rows of the velocity must sum to 0", "0 for every token", float(got.sum(-1).abs().max()),
+        fail("the rows of the velocity must sum to 0", "0 for every token", float(got.sum(-1).abs().max()),
               "subtract delta_{x_t}")
-    return _ok("your velocity matches kappa'/(1 - kappa) [p_1|t - delta], and its rows sum to 0")
+    return ok("your velocity matches kappa'/(1 - kappa) [p_1|t - delta], and its rows sum to 0")
 
 
 def _zero_rate_hint(got: torch.Tensor, lam: torch.Tensor, dtype: torch.dtype) -> str:
@@ -116,18 +116,18 @@ def check_euler_jump(jump_fn, tol: float = 1e-6) -> bool:
         off = r * (1 - onehot)
         lam = off.sum(1, keepdim=True)
         want = jump_probabilities(x, h * r, 4)
-        out = _call(jump_fn, x, r.to(dtype), h, what="jump_fn")
+        out = call(jump_fn, x, r.to(dtype), h, what="jump_fn")
         if isinstance(out, torch.Tensor) and out.shape == want.shape and not bool(torch.isfinite(out).all()):
-            _fail(f"the law of the next state at h = {h} ({str(dtype)[6:]}) has NaN or inf", *_worst(want, out),
+            fail(f"the law of the next state at h = {h} ({str(dtype)[6:]}) has NaN or inf", *worst_row(want, out),
                   _zero_rate_hint(out, lam[:, 0], dtype))
-        got = _tensor(out, want.shape, "jump_fn")
-        if not _max_err(got, want) <= (tol if dtype == torch.float64 else 1e-5):
+        got = tensor_of(out, want.shape, "jump_fn")
+        if not max_err(got, want) <= (tol if dtype == torch.float64 else 1e-5):
             linear = onehot + h * r
             low = float(linear.min())
             linear_hint = (f"you took delta_x + h u, the first-order step: at h = {h} it is not even a probability "
                            f"(entries down to {low:.2f})" if low < 0 else
                            "you took delta_x + h u, the first-order step: it stays with probability 1 - h lambda "
-                           f"instead of exp(-h lambda) (off by up to {_max_err(linear, want):.2g} at h = {h}, an "
+                           f"instead of exp(-h lambda) (off by up to {max_err(linear, want):.2g} at h = {h}, an "
                            "error of order h^2), and at a large h its entries go negative")
             slips = (
                 (linear, linear_hint + "; leave with probability 1 - exp(-h lambda), not h lambda"),
@@ -137,10 +137,10 @@ def check_euler_jump(jump_fn, tol: float = 1e-6) -> bool:
                 (onehot * torch.exp(-h * lam) + h * off, "the jump probability, 1 - exp(-h lambda), is shared among "
                  "the destinations in proportion to their rates: (1 - exp(-h lambda)) u(y | x) / lambda"),
             )
-            hint = next((msg for w, msg in slips if _max_err(got, w) < 1e-5),
+            hint = next((msg for w, msg in slips if max_err(got, w) < 1e-5),
                         "P(y) = (1 - exp(-h lambda)) u(y|x) / lambda for y != x, P(x) = exp(-h lambda)")
-            _fail(f"the law of the next state at h = {h} ({str(dtype)[6:]}) is wrong", *_worst(want, got), hint)
-    return _ok("your jump law leaves with probability 1 - exp(-h lambda), in proportion to the rates, and stays put "
+            fail(f"the law of the next state at h = {h} ({str(dtype)[6:]}) is wrong", *worst_row(want, got), hint)
+    return ok("your jump law leaves with probability 1 - exp(-h lambda), in proportion to the rates, and stays put "
                "where no rate leaves, in float64 and float32")
 
 
@@ -156,9 +156,9 @@ def check_mask_elbo_integrand(integrand_fn, tol: float = 1e-5) -> bool:
     t = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
     nll = -(logp * masked).sum(1)
     want = nll / (1 - t)
-    got = _tensor(_call(integrand_fn, logp, masked, t, what="integrand_fn"), want.shape, "integrand_fn",
+    got = tensor_of(call(integrand_fn, logp, masked, t, what="integrand_fn"), want.shape, "integrand_fn",
                   "one number per sequence: sum over its tokens")
-    if not _max_err(got, want) <= tol:
+    if not max_err(got, want) <= tol:
         slips = (
             (nll, "weight by kappa'_t / (1 - kappa_t) = 1 / (1 - t): the ELBO integrand is the cross-entropy of the "
              "masked tokens times the jump rate"),
@@ -168,7 +168,7 @@ def check_mask_elbo_integrand(integrand_fn, tol: float = 1e-5) -> bool:
             (-(logp * masked).mean(1) / (1 - t), "sum over the tokens (the ELBO is per sequence), do not average"),
             ((logp * masked).sum(1) / (1 - t), "the integrand is -log p: a cross-entropy, positive"),
         )
-        hint = next((msg for w, msg in slips if _max_err(got, w) < tol),
+        hint = next((msg for w, msg in slips if max_err(got, w) < tol),
                     "(-logp * masked).sum(1) / (1 - t)")
-        _fail("the ELBO integrand is wrong", *_worst(want, got), hint)
-    return _ok("your integrand is the masked tokens' cross-entropy times 1 / (1 - t)")
+        fail("the ELBO integrand is wrong", *worst_row(want, got), hint)
+    return ok("your integrand is the masked tokens' cross-entropy times 1 / (1 - t)")

@@ -16,7 +16,7 @@ import torch
 
 from ..generators import (JumpRates, bregman, condot_density, condot_intensity, condot_kernel_sample,
                           generalized_kl, superposition)
-from ._base import _call, _fail, _max_err, _ok, _show, _tensor, _worst
+from ._base import call, fail, max_err, ok, show, tensor_of, worst_row
 from .forbidden import guarded_for
 
 _EXERCISE = "ex10_generator_matching"
@@ -33,7 +33,7 @@ def _points(seed: int, n: int = 64, d: int = 2):
 def _match(got: torch.Tensor, candidates: dict, scale: float, tol: float = 1e-8) -> str | None:
     """The hint of the first candidate ``(value, hint)`` that ``got`` equals (a known slip), else None."""
     for value, hint in candidates.values():
-        if value.shape == got.shape and torch.isfinite(value).all() and _max_err(got, value) <= tol * scale:
+        if value.shape == got.shape and torch.isfinite(value).all() and max_err(got, value) <= tol * scale:
             return hint
     return None
 
@@ -80,13 +80,13 @@ def check_density_rate(density_rate, tol: float = 1e-6) -> bool:
     for t in (0.3, 0.7, 0.95, 0.0):
         x = t * z + (1 - t) * e
         want = _fd_rate(x, z, t)
-        got = _tensor(_call(density_rate, x, z, t, what="density_rate"), x.shape, "density_rate")
+        got = tensor_of(call(density_rate, x, z, t, what="density_rate"), x.shape, "density_rate")
         scale = 1 + float(want.abs().max())
-        if not _max_err(got, want) <= tol * scale:
+        if not max_err(got, want) <= tol * scale:
             hint = _match(got, _rate_slips(x, z, t), scale) or _RATE_HINT
-            _fail(f"d/dt p_t(x | z) at t = {t:g} differs from a finite difference in t of p_t", *_worst(want, got),
+            fail(f"d/dt p_t(x | z) at t = {t:g} differs from a finite difference in t of p_t", *worst_row(want, got),
                   hint)
-    return _ok("your d/dt p_t(x | z) matches a finite difference in t of the density at t = 0, 0.3, 0.7 and 0.95")
+    return ok("your d/dt p_t(x | z) matches a finite difference in t of the density at t = 0, 0.3, 0.7 and 0.95")
 
 
 # --- task 2: the jump intensity -------------------------------------------------------------------------------------
@@ -122,43 +122,43 @@ def check_intensity(intensity, tol: float = 1e-3) -> bool:
     intensity = guarded_for(intensity, _EXERCISE, "intensity_check")
     z, e = _points(1)
     x = 0.4 * z + 0.6 * e
-    got = _tensor(_call(intensity, x, z, 0.4, what="intensity"), x.shape, "intensity")
+    got = tensor_of(call(intensity, x, z, 0.4, what="intensity"), x.shape, "intensity")
     if not float(got.min()) >= 0:
-        _fail("your intensity is negative at some points (t = 0.4)", "rates >= 0",
+        fail("your intensity is negative at some points (t = 0.4)", "rates >= 0",
               f"min {float(got.min()):.4g} at {int((got < 0).sum())} of {got.numel()} coordinates", _NEGATIVE_HINT)
     for z0, t in ((1.3, 0.5), (0.0, 0.2), (-2.5, 0.9)):
         s = 1 - t
         grid = (t * z0 + s * torch.linspace(-10, 10, 8001, dtype=_D64)).reshape(-1, 1)
         zz, w = torch.full_like(grid, z0), float(grid[1, 0] - grid[0, 0])
         p, dp = condot_density(grid, zz, t), _fd_rate(grid, zz, t)
-        lam = _tensor(_call(intensity, grid, zz, t, what="intensity"), grid.shape, "intensity")
+        lam = tensor_of(call(intensity, grid, zz, t, what="intensity"), grid.shape, "intensity")
         outflow, inflow = float((p * lam).sum()) * w, float(dp.clamp_min(0).sum()) * w
         residual = float((-p * lam + dp.clamp_min(0) / inflow * outflow - dp).abs().max())
         if not (residual <= tol * float(dp.abs().max()) and abs(outflow - inflow) <= tol * inflow):
             hint = _match(lam, _intensity_slips(grid, zz, t), 1 + float(lam.abs().max())) or _INTENSITY_HINT
-            _fail(f"with z = {z0:g}, t = {t:g} your jumps do not satisfy the forward equation "
+            fail(f"with z = {z0:g}, t = {t:g} your jumps do not satisfy the forward equation "
                   "d/dt p_t = -p_t lambda + J int p_t lambda (J proportional to [d/dt p_t]_+)",
                   f"residual 0 (max |d/dt p_t| = {float(dp.abs().max()):.4g}); mass leaving = mass landing = "
                   f"{inflow:.6g}", f"max residual {residual:.4g}; mass leaving {outflow:.6g}", hint)
     for t in (0.0, 0.4, 0.9):
         x = t * z + (1 - t) * e
         want = condot_intensity(x, z, t)
-        got = _tensor(_call(intensity, x, z, t, what="intensity"), x.shape, "intensity")
+        got = tensor_of(call(intensity, x, z, t, what="intensity"), x.shape, "intensity")
         scale = 1 + float(want.abs().max())
-        if not _max_err(got, want) <= 1e-8 * scale:
+        if not max_err(got, want) <= 1e-8 * scale:
             hint = _match(got, _intensity_slips(x, z, t), scale) or _INTENSITY_HINT
-            _fail(f"the intensity at t = {t:g} differs from [eps^2 - eps z - 1]_+ / (1 - t)", *_worst(want, got),
+            fail(f"the intensity at t = {t:g} differs from [eps^2 - eps z - 1]_+ / (1 - t)", *worst_row(want, got),
                   hint)
     far, zf = torch.tensor([[40.0, -40.0, 8.0]], dtype=_D64), torch.tensor([[0.0, 1.0, 0.0]], dtype=_D64)
     want = condot_intensity(far, zf, 0.5)  # eps = 80, -82, 16: p_t underflows to 0 at the first two
-    got = _call(intensity, far, zf, 0.5, what="intensity")
+    got = call(intensity, far, zf, 0.5, what="intensity")
     if not (isinstance(got, torch.Tensor) and got.shape == want.shape and bool(torch.isfinite(got).all())
-            and _max_err(got, want) <= 1e-8 * float(want.abs().max())):
-        _fail("the intensity far in the tails (x = 40, -40, 8 with z = 0, 1, 0 at t = 0.5: eps = 80, -82, 16) is "
-              "wrong", _show(want), _show(got) if isinstance(got, torch.Tensor) else type(got).__name__,
+            and max_err(got, want) <= 1e-8 * float(want.abs().max())):
+        fail("the intensity far in the tails (x = 40, -40, 8 with z = 0, 1, 0 at t = 0.5: eps = 80, -82, 16) is "
+              "wrong", show(want), show(got) if isinstance(got, torch.Tensor) else type(got).__name__,
               "there p_t underflows to 0, and [-d/dt p_t]_+ / p_t computed as written is 0 / 0 = nan: simplify with "
               "task 1 until p_t cancels, lambda = [eps^2 - eps z - 1]_+ / (1 - t)")
-    return _ok("your intensity is >= 0, conserves mass and satisfies the forward equation on a grid "
+    return ok("your intensity is >= 0, conserves mass and satisfies the forward equation on a grid "
                "(z = 1.3, 0, -2.5 at t = 0.5, 0.2, 0.9), and stays finite far in the tails")
 
 
@@ -194,13 +194,13 @@ def _gkl_slips(a, b):
 
 def _gkl_result(out, shape, what, zeros: bool):
     if isinstance(out, torch.Tensor) and out.shape != torch.Size(shape) and out.ndim in (0, len(shape) + 1):
-        _fail(f"{what} returned the wrong shape", tuple(shape), tuple(out.shape),
+        fail(f"{what} returned the wrong shape", tuple(shape), tuple(out.shape),
               "one value per row: sum over the last axis only (.sum(-1)), not over the whole batch"
               if out.ndim == 0 else "sum over the last axis (.sum(-1)): one divergence per row")
     if isinstance(out, torch.Tensor) and out.shape == torch.Size(shape) and not torch.isfinite(out).all():
-        _fail(f"{what} returned NaN or inf" + (" (some entries of a are 0)" if zeros else " (all a, b > 0)"),
-              "finite values", _show(out), _ZERO_HINT if zeros else _GKL_HINT)
-    return _tensor(out, shape, what)
+        fail(f"{what} returned NaN or inf" + (" (some entries of a are 0)" if zeros else " (all a, b > 0)"),
+              "finite values", show(out), _ZERO_HINT if zeros else _GKL_HINT)
+    return tensor_of(out, shape, what)
 
 
 def check_generalized_kl(generalized_kl_fn, tol: float = 1e-10) -> bool:
@@ -212,18 +212,18 @@ def check_generalized_kl(generalized_kl_fn, tol: float = 1e-10) -> bool:
     a = 3 * torch.rand(8, 5, generator=g, dtype=_D64) + 0.05
     b = 3 * torch.rand(8, 5, generator=g, dtype=_D64) + 0.05
     want = bregman(lambda v: torch.xlogy(v, v), a, b)
-    got = _gkl_result(_call(generalized_kl_fn, a, b, what="generalized_kl"), (8,), "generalized_kl", False)
+    got = _gkl_result(call(generalized_kl_fn, a, b, what="generalized_kl"), (8,), "generalized_kl", False)
     scale = 1 + float(want.abs().max())
-    if not _max_err(got, want) <= tol * scale:
-        _fail("D(a, b) differs from the Bregman divergence of Phi(a) = sum a log a", *_worst(want, got),
+    if not max_err(got, want) <= tol * scale:
+        fail("D(a, b) differs from the Bregman divergence of Phi(a) = sum a log a", *worst_row(want, got),
               _match(got, _gkl_slips(a, b), scale) or _GKL_HINT)
     a0 = torch.where(torch.rand(8, 5, generator=g, dtype=_D64) < 0.4, torch.zeros_like(a), a)
     want = generalized_kl(a0, b)
-    got = _gkl_result(_call(generalized_kl_fn, a0, b, what="generalized_kl"), (8,), "generalized_kl", True)
-    if not _max_err(got, want) <= tol * scale:
-        _fail("with some a = 0, D(a, b) is wrong", *_worst(want, got),
+    got = _gkl_result(call(generalized_kl_fn, a0, b, what="generalized_kl"), (8,), "generalized_kl", True)
+    if not max_err(got, want) <= tol * scale:
+        fail("with some a = 0, D(a, b) is wrong", *worst_row(want, got),
               _match(got, _gkl_slips(a0, b), scale) or _ZERO_HINT)
-    return _ok("your generalized KL equals the Bregman divergence of sum a log a, zeros in a included")
+    return ok("your generalized KL equals the Bregman divergence of sum a log a, zeros in a included")
 
 
 # --- task 4: one step of the superposed sampler --------------------------------------------------------------------
@@ -296,12 +296,12 @@ def check_superposed_step(superposed_step, tol: float = 1e-10) -> bool:
     step = superposition(_velocity, lambda y, s: JumpRates(_rates(y, s), sampler=lambda _: landing), a,
                          generator=torch.Generator().manual_seed(5))  # draws the same uniforms
     want = step(x, t, t + h)
-    got = _tensor(_call(superposed_step, _velocity, _rates, x, t, h, a, uniforms, landing, what="superposed_step"),
+    got = tensor_of(call(superposed_step, _velocity, _rates, x, t, h, a, uniforms, landing, what="superposed_step"),
                   x.shape, "superposed_step")
-    if not _max_err(got, want) <= tol * (1 + float(want.abs().max())):
+    if not max_err(got, want) <= tol * (1 + float(want.abs().max())):
         hint = _match(got, _superposition_slips(x, t, h, a, uniforms, landing), 1 + float(want.abs().max()))
-        _fail(f"one superposed step (a = {a:g}, h = {h:g}) differs from fmlearn's superposition",
-              *_worst(want, got), hint or _STEP_HINT)
+        fail(f"one superposed step (a = {a:g}, h = {h:g}) differs from fmlearn's superposition",
+              *worst_row(want, got), hint or _STEP_HINT)
     n, z0, a, t_end, steps = 20_000, 1.5, 0.5, 0.9, 100
     z = torch.full((n, 1), z0, dtype=_D64)
     times = (1 - torch.exp(torch.linspace(0, math.log(1 - t_end), steps + 1, dtype=_D64))).tolist()
@@ -314,9 +314,9 @@ def check_superposed_step(superposed_step, tol: float = 1e-10) -> bool:
     mean, std = t_end * z0, 1 - t_end
     got_mean, got_std = float(x.mean()), float(x.std())
     if not (abs(got_mean - mean) < 0.08 * std and abs(got_std - std) < 0.05 * std):  # the right step: 0.04, 0.02
-        _fail(f"the superposition (a = {a:g}) of the conditional flow and jumps towards z = {z0:g} leaves the path: "
+        fail(f"the superposition (a = {a:g}) of the conditional flow and jumps towards z = {z0:g} leaves the path: "
               f"at t = {t_end:g} its samples should be N(t z, (1 - t)^2)", f"mean {mean:.4f}, std {std:.4f}",
               f"mean {got_mean:.4f}, std {got_std:.4f}", _STEP_HINT)
-    return _ok(f"your superposed step agrees with fmlearn's, and from N(0, 1) to t = {t_end:g} (a = {a:g}) it keeps "
+    return ok(f"your superposed step agrees with fmlearn's, and from N(0, 1) to t = {t_end:g} (a = {a:g}) it keeps "
                f"the path's marginal N(t z, (1 - t)^2): mean {got_mean:.3f} (exact {mean:.3f}), std {got_std:.4f} "
                f"(exact {std:.3f})")

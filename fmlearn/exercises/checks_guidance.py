@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from ._base import _call, _fail, _max_err, _ok, _tensor
+from ._base import call, fail, max_err, ok, tensor_of
 from .forbidden import guarded_for
 
 _EXERCISE = "ex06_conditional_generation"
@@ -39,19 +39,19 @@ def check_label_dropout(drop) -> bool:
     drop = guarded_for(drop, _EXERCISE, "label_dropout_check")
     y = torch.randint(0, 10, (20000,), generator=torch.Generator().manual_seed(0))
     for p in (0.1, 0.5):
-        out = _tensor(_call(drop, y.clone(), p, 10, torch.Generator().manual_seed(1), what="drop"), y.shape, "drop",
+        out = tensor_of(call(drop, y.clone(), p, 10, torch.Generator().manual_seed(1), what="drop"), y.shape, "drop",
                       "return a label tensor of y's shape")
         changed = out != y
         if not bool((out[changed] == 10).all()):
-            _fail("a dropped label must become the 'no label' index", "only the value null = 10 for dropped labels",
+            fail("a dropped label must become the 'no label' index", "only the value null = 10 for dropped labels",
                   sorted(set(out[changed].tolist()))[:5], "use torch.where(mask, null, y), not random labels")
         k, n = int(changed.sum()), y.numel()
         if not abs(k - p * n) <= 5 * math.sqrt(n * p * (1 - p)):
             hint = "you dropped with probability 1 - p: drop where the uniform draw is < p" \
                 if abs(k - (1 - p) * n) < 5 * math.sqrt(n * p * (1 - p)) else \
                 "draw one uniform number per label (torch.rand(n, generator=generator)) and drop where it is < p"
-            _fail(f"with p = {p} the fraction of dropped labels is wrong", f"about {p:.2f}", f"{k / n:.4f}", hint)
-    return _ok("labels are dropped to the null index at the requested rate, the rest untouched")
+            fail(f"with p = {p} the fraction of dropped labels is wrong", f"about {p:.2f}", f"{k / n:.4f}", hint)
+    return ok("labels are dropped to the null index at the requested rate, the rest untouched")
 
 
 def check_guided_velocity(guide) -> bool:
@@ -62,14 +62,14 @@ def check_guided_velocity(guide) -> bool:
     uc, uu = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
     for w in (0.0, -1.0, 2.0, 0.5):
         want = (1 + w) * uc - w * uu
-        got = _tensor(_call(guide, uc, uu, w, what="guide"), uc.shape, "guide")
-        if not _max_err(got, want) <= 1e-6:
+        got = tensor_of(call(guide, uc, uu, w, what="guide"), uc.shape, "guide")
+        if not max_err(got, want) <= 1e-6:
             other = uu + w * (uc - uu)
             hint = ("that is the other convention, u_none + s (u_y - u_none) with s = 1 + w; here w = 0 must "
-                    "give the conditional field" if _max_err(got, other) < 1e-6 else
+                    "give the conditional field" if max_err(got, other) < 1e-6 else
                     "u_w = u_cond + w (u_cond - u_uncond)")
-            _fail(f"the guided velocity at w = {w:g} is wrong", want[0].tolist(), got[0].tolist(), hint)
-    return _ok("the guided velocity is (1 + w) u_cond - w u_uncond")
+            fail(f"the guided velocity at w = {w:g} is wrong", want[0].tolist(), got[0].tolist(), hint)
+    return ok("the guided velocity is (1 + w) u_cond - w u_uncond")
 
 
 def check_cfg_forward(cfg) -> bool:
@@ -84,15 +84,15 @@ def check_cfg_forward(cfg) -> bool:
             want = 3.0 * model(x, t, y) - 2.0 * model(x, t, torch.full_like(y, 3))
         model.calls = 0
         with torch.no_grad():
-            got = _tensor(_call(cfg, model, x, t, y, 2.0, what="cfg"), x.shape, "cfg")
-        if not _max_err(got, want) <= 1e-5:
+            got = tensor_of(call(cfg, model, x, t, y, 2.0, what="cfg"), x.shape, "cfg")
+        if not max_err(got, want) <= 1e-5:
             cond_only = model(x, t, y)
             hint = ("that is the conditional field alone: the second half of the batch needs the null label "
-                    "model.num_classes" if _max_err(got, cond_only) < 1e-5 else
+                    "model.num_classes" if max_err(got, cond_only) < 1e-5 else
                     "split the output in two halves (conditional, unconditional) and combine them as "
                     "(1 + w) u_cond - w u_uncond; for a tensor t, repeat it too")
-            _fail("the guided velocity differs from two separate calls", want[0].tolist(), got[0].tolist(), hint)
+            fail("the guided velocity differs from two separate calls", want[0].tolist(), got[0].tolist(), hint)
         if model.calls != 1:
-            _fail("use one forward pass on the doubled batch", "1 call of the model", f"{model.calls} calls",
+            fail("use one forward pass on the doubled batch", "1 call of the model", f"{model.calls} calls",
                   "torch.cat([x, x]) and torch.cat([y, null]): one call costs less than two on a GPU")
-    return _ok("one batched forward pass gives the guided velocity")
+    return ok("one batched forward pass gives the guided velocity")

@@ -20,7 +20,7 @@ from ..distributions import GaussianMixture
 from ..oracle import MixtureOracle
 from ..paths import AffineGaussianPath
 from ..solvers import odeint
-from ._base import _brief, _call, _fail, _finite, _max_err, _ok, _tensor
+from ._base import brief, call, fail, finite, max_err, ok, tensor_of
 from .forbidden import guarded_for
 
 
@@ -39,11 +39,11 @@ def check_gaussian_velocity(velocity, tol: float = 1e-6) -> bool:
     for t in (0.0, 0.3, 0.8, 1.0):
         x = torch.randn(50, 2, generator=g, dtype=torch.float64) * 2
         want = oracle.velocity(x, t)
-        got = _tensor(_call(velocity, x, t, m, s, what="velocity"), x.shape, "velocity")
-        if not _max_err(got, want) <= tol * (1 + float(want.abs().max())):
+        got = tensor_of(call(velocity, x, t, m, s, what="velocity"), x.shape, "velocity")
+        if not max_err(got, want) <= tol * (1 + float(want.abs().max())):
             hint = "u_t(x) = m + (t s^2 - (1 - t)) / sd_t^2 (x - t m), with sd_t^2 = t^2 s^2 + (1 - t)^2"
-            _fail(f"the velocity at t = {t:g} differs from the exact one", want[0].tolist(), got[0].tolist(), hint)
-    return _ok("the marginal velocity of a Gaussian target matches the oracle at t = 0, 0.3, 0.8 and 1")
+            fail(f"the velocity at t = {t:g} differs from the exact one", want[0].tolist(), got[0].tolist(), hint)
+    return ok("the marginal velocity of a Gaussian target matches the oracle at t = 0, 0.3, 0.8 and 1")
 
 
 def check_mixture_velocity(velocity, tol: float = 1e-6) -> bool:
@@ -56,12 +56,12 @@ def check_mixture_velocity(velocity, tol: float = 1e-6) -> bool:
     for t in (0.2, 0.6, 0.95):
         x = oracle.marginal(t).sample(60, generator=g).double()
         want = oracle.velocity(x, t)
-        got = _tensor(_call(velocity, x, t, mix.means, 0.7, mix.weights, what="velocity"), x.shape, "velocity")
-        if not _max_err(got, want) <= tol * (1 + float(want.abs().max())):
-            _fail(f"the mixture velocity at t = {t:g} differs from the oracle", want[0].tolist(), got[0].tolist(),
+        got = tensor_of(call(velocity, x, t, mix.means, 0.7, mix.weights, what="velocity"), x.shape, "velocity")
+        if not max_err(got, want) <= tol * (1 + float(want.abs().max())):
+            fail(f"the mixture velocity at t = {t:g} differs from the oracle", want[0].tolist(), got[0].tolist(),
                   "weight component k's velocity by its posterior p(k | x_t = x), proportional to "
                   "w_k N(x; t m_k, sd_t^2 I), normalized over k at each x (not by w_k alone, not equally)")
-    return _ok("the mixture's marginal velocity matches the oracle")
+    return ok("the mixture's marginal velocity matches the oracle")
 
 
 def _gaussian_path(m: torch.Tensor, s: float):
@@ -123,9 +123,9 @@ def check_continuity_residual(residual, tol: float = 1e-6) -> bool:
             x = t * m + sd * torch.randn(40, d, generator=g, dtype=torch.float64)
             dp_dt, div_pu, p_div_u, div_u, jac_sum = _continuity_terms(p, u, x, t)
             want = dp_dt + div_pu
-            got = _tensor(_call(residual, p, u, x, t, h, what="continuity_residual"), (40,), "continuity_residual")
+            got = tensor_of(call(residual, p, u, x, t, h, what="continuity_residual"), (40,), "continuity_residual")
             scale = float(dp_dt.abs().max() + div_pu.abs().max())
-            if _max_err(got, want) <= tol * scale:
+            if max_err(got, want) <= tol * scale:
                 continue
             slips = (
                 (dp_dt - div_pu, "the flux term enters with a plus sign: d p / dt + div(p u) = 0"),
@@ -140,12 +140,12 @@ def check_continuity_residual(residual, tol: float = 1e-6) -> bool:
                 (_one_sided(p, u, x, t, h), "use central differences, (f(. + h) - f(. - h)) / (2h): one-sided ones "
                  "are only first-order accurate (error ~ h, not ~ h^2)"),
             )
-            hint = next((msg for value, msg in slips if _max_err(got, value) <= tol * scale),
+            hint = next((msg for value, msg in slips if max_err(got, value) <= tol * scale),
                         "residual = (p(x, t + h) - p(x, t - h)) / (2h) + sum over i of "
                         "(p u_i at x + h e_i - p u_i at x - h e_i) / (2h), with e_i the i-th unit vector")
-            _fail(f"the continuity residual for {label} differs from the exact one (d = {d}, t = {t})",
-                  _brief(want), _brief(got), hint)
-    return _ok("your residual is right for a wrong velocity and vanishes for the path's own, in 2-D and 3-D")
+            fail(f"the continuity residual for {label} differs from the exact one (d = {d}, t = {t})",
+                  brief(want), brief(got), hint)
+    return ok("your residual is right for a wrong velocity and vanishes for the path's own, in 2-D and 3-D")
 
 
 def _linear_field(x, t):
@@ -163,12 +163,12 @@ def check_step(step, method: str, tol: float = 1e-10) -> bool:
         raise ValueError(f"method must be 'heun', 'midpoint' or 'rk4', got {method!r}")
     x = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
     want = odeint(_linear_field, x, times=[0.2, 0.45], method=method).x
-    got = _tensor(_call(step, _linear_field, x, 0.2, 0.25, what="step"), x.shape, "step")
-    if not _max_err(got, want) <= tol:
+    got = tensor_of(call(step, _linear_field, x, 0.2, 0.25, what="step"), x.shape, "step")
+    if not max_err(got, want) <= tol:
         euler = x + 0.25 * _linear_field(x, 0.2)
-        hint = ("that is an Euler step: also evaluate u at the predicted end point" if _max_err(got, euler) < tol
+        hint = ("that is an Euler step: also evaluate u at the predicted end point" if max_err(got, euler) < tol
                 else f"write out the {method} formulas; t advances with the stages (t + h/2, t + h)")
-        _fail(f"one {method} step differs from the reference", want[0].tolist(), got[0].tolist(), hint)
+        fail(f"one {method} step differs from the reference", want[0].tolist(), got[0].tolist(), hint)
 
     def run(n):
         y = x
@@ -177,13 +177,13 @@ def check_step(step, method: str, tol: float = 1e-10) -> bool:
         return y
 
     fine = odeint(_linear_field, x, steps=512, method="rk4").x
-    e1, e2 = _max_err(run(8), fine), _max_err(run(16), fine)
+    e1, e2 = max_err(run(8), fine), max_err(run(16), fine)
     order = math.log2(e1 / e2) if 0 < e2 < math.inf else math.nan
     want_order = 4 if method == "rk4" else 2
     if not abs(order - want_order) <= 0.3:
-        _fail(f"your {method} step has the wrong order", want_order, f"{order:.2f}",
+        fail(f"your {method} step has the wrong order", want_order, f"{order:.2f}",
               "the stage weights decide the order; compare them with the formula")
-    return _ok(f"one {method} step matches, and its global error falls like h^{want_order} (observed {order:.2f})")
+    return ok(f"one {method} step matches, and its global error falls like h^{want_order} (observed {order:.2f})")
 
 
 def check_observed_order(order_fn, tol: float = 1e-8) -> bool:
@@ -195,15 +195,15 @@ def check_observed_order(order_fn, tol: float = 1e-8) -> bool:
     for p in (1.0, 2.0, 4.0):
         errors = 3.0 * steps ** -p * np.exp(0.05 * rng.standard_normal(len(steps)))
         want = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
-        got = _call(order_fn, steps, errors, what="order_fn")
+        got = call(order_fn, steps, errors, what="order_fn")
         if not (np.isscalar(got) or isinstance(got, np.ndarray) and got.size == 1
                 or isinstance(got, torch.Tensor) and got.numel() == 1):
-            _fail("order_fn must return a number", "a float", type(got).__name__, "return the slope only")
-        got = _finite(got, f"the observed order for errors ~ n^-{p:g}", "return minus the slope of the least-squares "
+            fail("order_fn must return a number", "a float", type(got).__name__, "return the slope only")
+        got = finite(got, f"the observed order for errors ~ n^-{p:g}", "return minus the slope of the least-squares "
                       "line through (log n, log e): -np.polyfit(np.log(steps), np.log(errors), 1)[0]")
         if not abs(got - want) <= tol * (1 + abs(want)):
             hint = ("the sign is flipped: errors fall as n grows, so the order is minus the slope of log e vs log n"
                     if abs(got + want) < 1e-6 else
                     "fit a line to (log n, log e) over all points (least squares) and return minus its slope")
-            _fail(f"observed order for errors ~ n^-{p:g} is wrong", f"{want:.4f}", f"{got:.4f}", hint)
-    return _ok("your observed orders match a least-squares fit for p = 1, 2 and 4")
+            fail(f"observed order for errors ~ n^-{p:g} is wrong", f"{want:.4f}", f"{got:.4f}", hint)
+    return ok("your observed orders match a least-squares fit for p = 1, 2 and 4")

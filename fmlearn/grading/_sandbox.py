@@ -33,7 +33,7 @@ _FDS: list = []  # the channel: [read end, write end]
 _SHELL: list = []  # the IPython shell that runs the submission's cells
 
 
-def _lookup(name: str):
+def lookup(name: str):
     """The submission's object ``name`` (a grader-side stand-in for a submission's function unpickles to this)."""
     if name not in _NS:
         raise NameError(f"name {name!r} is not defined")
@@ -216,7 +216,7 @@ def _call(req: dict) -> dict:
     arguments the task declares in-place)."""
     import torch
 
-    fn = _lookup(req["name"])
+    fn = lookup(req["name"])
     args, kwargs = req["args"], req["kwargs"]
     slots = list(enumerate(args)) + list(kwargs.items())
     before = {key: _state(arg) for key, arg in slots}

@@ -36,7 +36,7 @@ from fmlearn.exercises._forbid import ForbiddenCall
 from fmlearn.exercises.forbidden import forbidden_for, task_for
 
 from .sandbox import Limits, Sandbox, SandboxError, SandboxTimeout, StudentFunction, printable
-from .submissions import (Cell, Exercise, SubmissionRefused, _named, identify, load_exercise, load_exercises,
+from .submissions import (Cell, Exercise, SubmissionRefused, identify, load_exercise, load_exercises, named_exercise,
                           read_cells)
 
 
@@ -269,7 +269,7 @@ def grade_submission(submission: str | os.PathLike, solution: str | os.PathLike 
         cells = read_cells(path)
         exercise = identify(path, cells, exercises, chosen)
     except SubmissionRefused as err:
-        guess = chosen or _named(path, exercises)
+        guess = chosen or named_exercise(path, exercises)
         return Result(str(path), guess.name if guess else None, [], guess.max_points if guess else 0.0, str(err),
                       seconds=time.monotonic() - started)
     run = _Run(path, cells, exercise, Limits(**limits))

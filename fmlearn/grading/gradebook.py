@@ -44,7 +44,7 @@ from ._jail import JailUnavailable, remove_tree
 from .grade import Result, default_solutions, grade_submission, submission_files
 from .report import Row
 from .sandbox import printable
-from .submissions import Exercise, _named, load_exercises
+from .submissions import Exercise, named_exercise, load_exercises
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def identify_student(path: Path, exercises: list[Exercise], pattern: re.Pattern 
         match = pattern.search(path.name)
         student = match and match.group("student")
     else:
-        named = _named(path, exercises)
+        named = named_exercise(path, exercises)
         student = path.stem[len(named.name) + 1:] if named is not None else None
     return Entry(str(path), printable(student, 200) if student else None)
 
@@ -321,7 +321,7 @@ class _Worker:
 
 def _ungraded(entry: Entry, reason: str, exercises: list[Exercise]) -> Result:
     """0 points and the reason, for the exercise the file's name says (if it says one)."""
-    named = _named(Path(entry.file), exercises)
+    named = named_exercise(Path(entry.file), exercises)
     return Result(entry.file, named and named.name, [], named.max_points if named else 0.0, reason)
 
 
@@ -336,6 +336,37 @@ def _refusal(entry: Entry) -> str | None:
         return f"{Path(entry.file).name}: a symbolic link, not a file: not graded"
     if not stat.S_ISREG(mode):
         return f"{Path(entry.file).name}: not a regular file: not graded"
+    return None
+
+
+def _collect(w: _Worker, done, exercises: list[Exercise], limit: float, notebook_timeout: float) -> str | None:
+    """Take what worker ``w`` sent (ready, a result, a grader's fault) and say why it must be replaced: it died,
+    or it has had its submission longer than ``limit`` seconds (None: it goes on)."""
+    message = None
+    try:
+        if w.conn.poll():
+            message = w.conn.recv()
+    except (EOFError, OSError):  # it is exiting: let it finish, to read its exit code
+        w.proc.join(5)
+    if message == "ready":
+        w.ready = True
+        return None
+    if isinstance(message, tuple) and message[0] == "fatal":
+        raise RuntimeError(message[1])
+    if isinstance(message, (Result, tuple)):
+        entry, w.entry = w.entry, None
+        if isinstance(message, Result):
+            done(entry, message, False)
+        else:
+            done(entry, _ungraded(entry, message[1], exercises), True)
+        return None
+    if not w.proc.is_alive():
+        if not w.ready:
+            raise RuntimeError(f"a grading worker could not start (exit code {w.proc.exitcode})")
+        return f"the grader's worker died while grading it (exit code {w.proc.exitcode})"
+    if w.entry and time.monotonic() > w.since + limit:
+        return (f"the grader stopped it: no result {limit:.0f} s after it started (its time limit is "
+                f"{notebook_timeout:g} s)")
     return None
 
 
@@ -386,31 +417,7 @@ def grade_entries(entries: list[Entry], done, *, jobs: int = 1, solution=None,
             multiprocessing.connection.wait([w.conn for w in workers] + [w.proc.sentinel for w in workers],
                                             max(wait, 0.0))
             for i, w in enumerate(workers):
-                reason, message = None, None
-                try:
-                    if w.conn.poll():
-                        message = w.conn.recv()
-                except (EOFError, OSError):  # it is exiting: let it finish, to read its exit code
-                    w.proc.join(5)
-                if message == "ready":
-                    w.ready = True
-                    continue
-                if isinstance(message, tuple) and message[0] == "fatal":
-                    raise RuntimeError(message[1])
-                if isinstance(message, (Result, tuple)):
-                    entry, w.entry = w.entry, None
-                    if isinstance(message, Result):
-                        done(entry, message, False)
-                    else:
-                        done(entry, _ungraded(entry, message[1], exercises), True)
-                    continue
-                if not w.proc.is_alive():
-                    if not w.ready:
-                        raise RuntimeError(f"a grading worker could not start (exit code {w.proc.exitcode})")
-                    reason = f"the grader's worker died while grading it (exit code {w.proc.exitcode})"
-                elif w.entry and time.monotonic() > w.since + limit:
-                    reason = (f"the grader stopped it: no result {limit:.0f} s after it started (its time limit is "
-                              f"{limits.get('notebook_timeout', 600.0):g} s)")
+                reason = _collect(w, done, exercises, limit, limits.get("notebook_timeout", 600.0))
                 if reason is not None:
                     entry = w.entry
                     w.kill()

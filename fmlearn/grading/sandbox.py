@@ -38,7 +38,7 @@ import torch
 from . import _jail
 from ._channel import (MAX_REPLY, ChannelClosed, ChannelError, ChannelTimeout, Registry, dumps, recv_frame, send_frame,
                        tensors, unpack)
-from ._sandbox import _lookup
+from ._sandbox import lookup
 
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from fmlearn.grading._sandbox import main; main(sys.argv[2])"
 _KEEP_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH")
@@ -415,7 +415,7 @@ def _detached(value):
 
 def _in_place(name: str, args: tuple, kwargs: dict, entry) -> Exception:
     """The error the notebook's check shows for a function that changed its input in place."""
-    from fmlearn.exercises._base import INPLACE_HINT, ExerciseCheckError, _message
+    from fmlearn.exercises._base import INPLACE_HINT, ExerciseCheckError, compose_message
 
     key, info = entry if type(entry) is list and len(entry) == 2 and type(entry[1]) is dict else (None, {})
     arg = args[key] if type(key) is int and 0 <= key < len(args) else kwargs.get(key) if type(key) is str else None
@@ -427,7 +427,7 @@ def _in_place(name: str, args: tuple, kwargs: dict, entry) -> Exception:
         how = f"reshaped to {tuple(shape)}"
     else:
         how = f"changed by up to {change:.3g}" if type(change) is float else "changed"
-    return ExerciseCheckError(_message(f"{name} changed its input in place ({label}, shape {old})",
+    return ExerciseCheckError(compose_message(f"{name} changed its input in place ({label}, shape {old})",
                                        "the arguments left as they were passed in", f"{label} {how} after the call",
                                        INPLACE_HINT))
 
@@ -483,7 +483,7 @@ class StudentFunction:
         return self._runner.call(self.__name__, args, kwargs)
 
     def __reduce__(self):  # passed to another of the submission's functions: it is the submission's own object
-        return _lookup, (self.__name__,)
+        return lookup, (self.__name__,)
 
     def __repr__(self) -> str:
         return f"<the submission's {self.__name__}>"

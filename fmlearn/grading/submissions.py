@@ -134,7 +134,7 @@ def read_cells(path: str | Path) -> list[Cell]:
     return cells
 
 
-def _named(path: Path, exercises: list[Exercise]) -> Exercise | None:
+def named_exercise(path: Path, exercises: list[Exercise]) -> Exercise | None:
     """The exercise whose name starts the file name (``ex01_topic_alice.ipynb`` -> ``ex01_topic``), if any."""
     hits = [ex for ex in exercises if path.stem == ex.name or path.stem.startswith((ex.name + "_", ex.name + "-"))]
     return max(hits, key=lambda ex: len(ex.name), default=None)
@@ -152,7 +152,7 @@ def identify(path: Path, cells: list[Cell], exercises: list[Exercise], chosen: E
     overlap = {ex.path: len(ids & ex.grade_ids) for ex in pool}
     best = max(overlap.values(), default=0)
     top = [ex for ex in pool if best and overlap[ex.path] == best]
-    named = _named(path, exercises)
+    named = named_exercise(path, exercises)
     lost = "(was the work copied into a new notebook, which drops the cells' nbgrader metadata?)"
     if chosen is not None:
         if not overlap[chosen.path]:
