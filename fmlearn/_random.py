@@ -11,9 +11,17 @@ from __future__ import annotations
 import torch
 
 
-def draw_device(generator: torch.Generator | None, default: torch.device | str | None = None) -> torch.device:
-    """The device to draw on: the generator's, else ``default``, else the CPU."""
+def draw_device(generator: torch.Generator | None, default: torch.device | str | None = None, *,
+                same_kind: bool = False) -> torch.device:
+    """The device to draw on: the generator's, else ``default``, else the CPU.
+
+    With ``same_kind``, ``default`` is where the caller asked the samples to be, and a generator on another kind
+    of device (CPU vs CUDA) is refused (ValueError) instead of drawing where the caller did not ask.
+    """
     if generator is not None:
+        if same_kind and default is not None and torch.device(default).type != generator.device.type:
+            raise ValueError(f"device {default} differs from the generator's device {generator.device}; pass a "
+                             f"generator made on {default}")
         return generator.device
     return torch.device(default) if default is not None else torch.device("cpu")
 

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import torch
 
 from ._checks import check_positive_int, check_real
+from ._random import draw_device
 from .distributions import PairedData, Sampleable
 from .solvers import sample
 from .spaces import Space, check_metric_space
@@ -180,7 +181,7 @@ class SinkhornCoupling:
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         log_p = sinkhorn_plan(x0, x1, self.reg, iters=self.iters, tol=self.tol, check_every=self.check_every,
                               log=True, space=self.space)
-        dev = self.generator.device if self.generator is not None else log_p.device
+        dev = draw_device(self.generator, log_p.device)
         u = torch.rand(log_p.shape, generator=self.generator, device=dev, dtype=log_p.dtype).to(log_p.device)
         gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
         return x0[(log_p + gumbel).argmax(dim=0)]  # Gumbel-max: a draw from each column

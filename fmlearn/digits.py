@@ -16,7 +16,8 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from ._checks import check_positive_int, model_context
-from .distributions import Sampleable, generator_device
+from ._random import draw_device
+from .distributions import Sampleable
 from .metrics import energy_distance
 from .objectives import CrossEntropyObjective
 from .training import train
@@ -66,7 +67,7 @@ class Digits(Sampleable):
                return_labels: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """n images drawn uniformly with replacement: (n, 1, 8, 8), and their labels (n,) if asked."""
         check_positive_int("n", n)
-        dev = generator_device(generator, device)
+        dev = draw_device(generator, device, same_kind=True)
         images, labels = self._tensors(dev)
         idx = torch.randint(len(self), (n,), generator=generator, device=dev)
         return (images[idx], labels[idx]) if return_labels else images[idx]

@@ -16,17 +16,7 @@ import math
 import torch
 
 from ._checks import as_tensor, check_finite, check_points, check_positive_int
-
-
-def generator_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
-    """Where to draw: the generator's device (a ValueError if ``device`` names another kind), else ``device``,
-    else the CPU."""
-    if generator is not None:
-        gen_dev = generator.device
-        if device is not None and torch.device(device).type != gen_dev.type:
-            raise ValueError(f"device {device} differs from the generator's device {gen_dev}; pass a generator made on {device}")
-        return gen_dev
-    return torch.device(device) if device is not None else torch.device("cpu")
+from ._random import draw_device
 
 
 class Sampleable:
@@ -66,7 +56,7 @@ class Gaussian(Sampleable):
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
         check_positive_int("n", n)
-        dev = generator_device(generator, device)
+        dev = draw_device(generator, device, same_kind=True)
         z = torch.randn(n, self.dim, generator=generator, device=dev)
         return self.mean.to(dev) + self.std.to(dev) * z
 
@@ -159,7 +149,7 @@ class GaussianMixture(Sampleable):
     def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None,
                return_labels: bool = False) -> torch.Tensor:
         check_positive_int("n", n)
-        dev = generator_device(generator, device)
+        dev = draw_device(generator, device, same_kind=True)
         labels = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, device=dev)
         x = self.means.to(dev)[labels] + self.stds.to(dev)[labels] * z
@@ -202,8 +192,7 @@ class PairedData:
                      device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n pairs drawn uniformly with replacement, on ``device`` (default the generator's device)."""
         check_positive_int("n", n)
-        dev = torch.device(device) if device is not None else \
-            (generator.device if generator is not None else self.x0.device)
+        dev = torch.device(device) if device is not None else draw_device(generator, self.x0.device)
         idx = torch.randint(len(self), (n,), generator=generator, device=dev)
         x0, x1 = self._tensors(dev)
         return x0[idx], x1[idx]

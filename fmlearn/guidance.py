@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ._checks import check_positive_int, check_real, check_time
+from ._random import draw_device
 from .models import check_labels
 from .solvers import sample
 from .stepping import Solution
@@ -122,7 +123,7 @@ def guided_sample(model: nn.Module, labels: torch.Tensor, w: float, shape: tuple
         got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a tensor of shape (n,), got {got}")
     check_positive_int("batch_size", batch_size)
-    dev = generator.device if generator is not None else torch.device("cpu")
+    dev = draw_device(generator)
     x0 = torch.randn(labels.shape[0], *shape, generator=generator, device=dev)
     sols = [sample(guided, x0[i:i + batch_size], steps=steps, method=method, y=labels[i:i + batch_size])
             for i in range(0, labels.shape[0], batch_size)]

@@ -39,6 +39,7 @@ import torch
 from torch.func import vjp, vmap
 
 from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_context, model_dtype_device
+from ._random import draw_device
 from .solvers import odeint
 from .spaces import EUCLIDEAN, Manifold, check_manifold, declared_space, resolve_space
 from .stepping import time_grid
@@ -170,7 +171,7 @@ def _draw_probes(x, probes, kind, generator):
     """Probes drawn on the generator's device (a CPU generator works for CUDA data: the same
     seed then gives the same probes on every machine), then moved to x's device."""
     shape = (probes, *x.shape)
-    dev = generator.device if generator is not None else x.device
+    dev = draw_device(generator, x.device)
     if kind == "gaussian":
         eps = torch.randn(shape, generator=generator, device=dev, dtype=x.dtype)
     else:

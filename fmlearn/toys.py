@@ -10,7 +10,8 @@ import math
 import torch
 
 from ._checks import check_positive_int
-from .distributions import Sampleable, generator_device
+from ._random import draw_device
+from .distributions import Sampleable
 
 
 class _Toy(Sampleable):
@@ -23,7 +24,7 @@ class _Toy(Sampleable):
 
     def sample(self, n, generator=None, device=None):
         check_positive_int("n", n)
-        dev = generator_device(generator, device)
+        dev = draw_device(generator, device, same_kind=True)
         x = self._clean(n, generator, dev)
         return x + self.noise * torch.randn(x.shape, generator=generator, device=dev)
 

@@ -23,7 +23,7 @@ import abc
 import torch
 
 from .._checks import as_tensor, check_positive_int
-from ..distributions import generator_device
+from .._random import draw_device
 from ..spaces import VectorSpaceFields, check_shape
 
 
@@ -82,7 +82,7 @@ class CompactManifold(VectorSpaceFields, abc.ABC):
                        dtype: torch.dtype | None = None) -> torch.Tensor:
         """n points uniform on the manifold, shape (n, dim), drawn on the generator's device (else ``device``)."""
         check_positive_int("n", n)
-        return self._draw_uniform(n, generator, generator_device(generator, device), dtype)
+        return self._draw_uniform(n, generator, draw_device(generator, device, same_kind=True), dtype)
 
     def uniform_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """The uniform log-density -log vol at each point, shape (batch,)."""

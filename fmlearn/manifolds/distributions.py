@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from .._checks import as_tensor, check_finite, check_positive_int
-from ..distributions import generator_device
+from .._random import draw_device
 from .base import CompactManifold
 from .sphere import Sphere
 from .torus import TWO_PI, FlatTorus
@@ -115,7 +115,7 @@ class ManifoldMixture:
         """n exact samples of shape (n, dim) (computed in float64, returned in ``dtype``), drawn on the generator's
         device (else ``device``, else the CPU); with ``return_labels`` also their components (n,)."""
         check_positive_int("n", n)
-        dev = generator_device(generator, device)
+        dev = draw_device(generator, device, same_kind=True)
         labels = torch.multinomial(self._on_device(dev)["weights"], n, replacement=True, generator=generator)
         x = self.sample_components(labels, generator).to(dtype)
         return (x, labels) if return_labels else x
