@@ -967,6 +967,27 @@ E("model.unet_wrong_shape", lambda: fm.TinyUNet(num_classes=3)(pts(4, 64), 0.5, 
 R("model.mlp_float64_input", lambda: (mlp(2)(pts().double(), 0.5), mlp(2)(pts(), 0.5)),
   lambda r: close(r[0], r[1], 1e-5), owner=OWN, also=("error",))
 
+# --- dtypes and devices --------------------------------------------------------------------------------------
+OWN = "dtypes and devices"
+E("dev.train_on_missing_cuda", lambda: train_quiet(mlp(), cfm(), device="cuda"), "device", "cuda",
+  owner="fmlearn/config.py: get_device", check=lambda r: torch.cuda.is_available())
+E("dev.sample_on_missing_cuda", lambda: fm.get_device("cuda:3"), "device", "cuda:3",
+  owner="fmlearn/config.py: get_device", check=lambda r: torch.cuda.device_count() > 3)
+R("dtype.sample_float64_x0", lambda: (fm.sample(mlp(), pts().double(), steps=3).x, fm.sample(mlp(), pts(), steps=3).x),
+  lambda r: r[0].dtype == torch.float64 and close(r[0], r[1], 1e-5), owner="fmlearn/solvers.py: sample")
+R("dtype.log_likelihood_float64", lambda: fm.log_likelihood(linear_field, pts(8, 2).double(), steps=8),
+  lambda r: r.dtype == torch.float64 and close(r, _linear_ref(pts(8, 2)), 1e-3), owner="fmlearn/likelihood.py")
+E("dtype.path_t_bool", lambda: _ps(t=True), "t", "bool", owner="fmlearn/_checks.py: check_time")
+E("dtype.odeint_x0_bool", lambda: fm.odeint(lambda x, t: torch.zeros(x.shape), torch.ones(4, 2, dtype=torch.bool),
+                                            steps=2), "x0", "bool",
+  owner="fmlearn/solvers.py: odeint")
+E("dtype.log_prob_complex", lambda: fm.Gaussian.standard(2).log_prob(torch.zeros(1, 2, dtype=torch.complex64)), "x",
+  "complex", owner="fmlearn/_checks.py: as_tensor")
+R("dtype.sphere_float64", lambda: fm.sample(sphere_model(), unit(16).double(), steps=4, space=M.Sphere()).x,
+  lambda x: x.dtype == torch.float64 and float((x.norm(dim=1) - 1).abs().max()) < 1e-12,
+  owner="fmlearn/manifolds/sphere.py: Sphere.step")
+
+
 # ==============================================================================================================
 # Part II: discrete (chapter 8)
 # ==============================================================================================================
@@ -1490,6 +1511,7 @@ BROKEN: dict[str, str] = {
     "met.fraction_near_n_std_negative": "silent: fmlearn/metrics.py: fraction_near_modes (n_std < 0 accepted)",
     "met.ed_sphere_off": "silent: fmlearn/metrics.py: energy_distance (points off the space accepted)",
     "model.mlp_float64_input": "raw: fmlearn/models.py: MLP.forward (float64 x: torch's dtype error)",
+    "dtype.odeint_x0_bool": "silent: fmlearn/solvers.py: odeint (a bool x0 is accepted)",
     "jump_probabilities.x_out_of_range": "raw: fmlearn/discrete/categorical.py: jump_probabilities (tokens unchecked)",
     "jump_probabilities.dx_other_states":
         "raw: fmlearn/discrete/categorical.py: jump_probabilities (dx shape unchecked)",
