@@ -16,6 +16,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..plotting import FIRST  # the course's palette (and figures' alt text), set up when fmlearn.plotting loads
+
 TWO_PI = 2 * math.pi
 
 
@@ -36,7 +38,7 @@ def sphere_axes(ax: Axes | None = None, title: str = "", elev: float = 20.0, azi
 
 
 def plot_sphere(x: torch.Tensor | np.ndarray, ax: Axes | None = None, title: str = "", s: float = 2.0,
-                color: Any = "C0") -> Axes:
+                color: Any = FIRST) -> Axes:
     """Points of S^2 on a wireframe sphere; those on the far side (facing away from the viewer) drawn faint."""
     ax = sphere_axes(ax, title)
     p = _np(x)
@@ -76,7 +78,7 @@ def map_axes(fig: Figure, position: int | tuple, title: str = "") -> Axes:
     return ax
 
 
-def plot_map(x: torch.Tensor | np.ndarray, ax: Axes, s: float = 1.0, color: Any = "C0", alpha: float = 0.4) -> Axes:
+def plot_map(x: torch.Tensor | np.ndarray, ax: Axes, s: float = 1.0, color: Any = FIRST, alpha: float = 0.4) -> Axes:
     """Points of S^2 on a map axes (:func:`map_axes`), at their longitude and latitude."""
     lon, lat = lonlat(x)
     ax.scatter(lon, lat, s=s, c=color, alpha=alpha, linewidths=0)
@@ -99,7 +101,7 @@ def torus_xyz(x: torch.Tensor | np.ndarray, big: float = 2.0, small: float = 0.8
 
 
 def plot_torus_3d(x: torch.Tensor | np.ndarray, ax: Axes | None = None, title: str = "", s: float = 2.0,
-                  color: Any = "C0") -> Axes:
+                  color: Any = FIRST) -> Axes:
     """Points of T^2 on a wireframe torus in R^3 (:func:`torus_xyz`)."""
     if ax is None:
         ax = plt.figure(figsize=(5, 4)).add_subplot(projection="3d")
@@ -114,7 +116,7 @@ def plot_torus_3d(x: torch.Tensor | np.ndarray, ax: Axes | None = None, title: s
 
 
 def plot_torus_square(x: torch.Tensor | np.ndarray | None = None, ax: Axes | None = None, title: str = "",
-                      s: float = 1.0, color: Any = "C0", density: tuple | None = None) -> Axes:
+                      s: float = 1.0, color: Any = FIRST, density: tuple | None = None) -> Axes:
     """T^2 as the square [0, 2 pi)^2 whose opposite edges are glued: points (and/or a density given as
     (X, Y, Z) on a grid), with the glued edges drawn dashed (a point leaving right re-enters left)."""
     if ax is None:
