@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ _FALSE = {"", "0", "false", "no", "off"}
 
 
 def is_quick() -> bool:
-    """True when ``FMLEARN_QUICK`` asks for the small CI budget."""
+    """True when ``FMLEARN_QUICK`` asks for quick mode (the small budget CI runs the notebooks with)."""
     raw = os.environ.get("FMLEARN_QUICK", "").strip().lower()
     if raw in _TRUE:
         return True
@@ -89,12 +90,53 @@ def threads_note() -> str:
     return "busy-waiting"
 
 
+def mode_name() -> str:
+    """``"quick mode"`` or ``"default budget"``, as the notebooks print it."""
+    return "quick mode" if is_quick() else "default budget"
+
+
+def machine_load() -> tuple[float, int] | None:
+    """(load average over the last minute, number of CPU cores) of this machine, or None where the system keeps no
+    load average (Windows). A load above the core count means programs queue for the CPU."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return load, os.cpu_count() or 1
+
+
+def load_note() -> str:
+    """Empty on a machine with a core free; on a busy one (load average above its cores), what that does to the
+    run time and what to do about it."""
+    measured = machine_load()
+    if measured is None or measured[0] <= measured[1]:
+        return ""
+    load, cores = measured
+    return (f"the machine is busy (load {load:.1f} on {cores} core{'s' if cores != 1 else ''} over the last "
+            f"minute), so this ran slower than the chapter's header says, often 5-7x; close other notebooks and "
+            "programs (top lists them) or run it when the machine is idle: the numbers do not depend on the speed")
+
+
+def run_time(start: float) -> str:
+    """The line a chapter prints last: how long it ran since ``start`` (a ``time.perf_counter()`` reading) and in
+    which mode, followed by :func:`load_note` when the machine is busy."""
+    line = f"this run took {time.perf_counter() - start:.0f} s ({mode_name()})"
+    note = load_note()
+    return f"{line}; {note}" if note else line
+
+
 def describe() -> str:
-    """One line a notebook prints at the top: mode, device (and CPU threads), torch version."""
-    mode = "quick (CI budget)" if is_quick() else "default budget"
+    """One line a notebook prints at the top: mode, device (and CPU threads), torch version; and a warning when the
+    machine is already busy (:func:`load_note`)."""
     dev = get_device()
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
     else:
-        name = f"{torch.get_num_threads()} CPU threads, {threads_note()} when idle"
-    return f"fmlearn: {mode}; device {dev} ({name}); torch {torch.__version__}"
+        threads = torch.get_num_threads()
+        name = f"{threads} CPU thread{'s' if threads != 1 else ''}, {threads_note()} when idle"
+    line = f"fmlearn: {mode_name()}; device {dev} ({name}); torch {torch.__version__}"
+    measured = machine_load()
+    if measured is not None and measured[0] > measured[1]:
+        line += (f"\nnote: the machine is busy already (load {measured[0]:.1f} on {measured[1]} cores): this chapter "
+                 "will run slower than its header says")
+    return line
