@@ -766,3 +766,99 @@ def test_resume_with_the_same_objective_instance_is_accepted(tmp_path):
     resumed = train(small_model(), objective, steps=40, batch_size=32, progress=False, checkpoint=ck,
                     cosine_decay=False)
     assert resumed.steps_run == 20
+
+
+# -- the progress bar (issue 22): it leaves one line of text, never a widget ------------------------------------------
+
+class _Handle:
+    """Stands in for IPython's DisplayHandle: records what the bar shows and what it leaves."""
+
+    def __init__(self, shown):
+        self.shown = shown
+
+    def update(self, bundle, raw=False):
+        assert raw
+        self.shown.append(dict(bundle))
+
+
+@pytest.fixture
+def kernel_display(monkeypatch):
+    """Run train as if in a Jupyter kernel: the bundles shown and updated by display id, in order."""
+    import IPython.display
+
+    from fmlearn import _progress
+
+    shown = []
+
+    def display(bundle, raw=False, display_id=False):
+        assert raw and display_id is True
+        shown.append(dict(bundle))
+        return _Handle(shown)
+
+    monkeypatch.setattr(_progress, "in_kernel", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", display)
+    return shown
+
+
+def test_progress_in_a_kernel_is_html_then_one_line_of_text(kernel_display):
+    """The bar is plain HTML (a <progress> element), never a widget view, and ends as one line of text that says
+    how many steps, how long and the last loss shown: what a saved notebook reopens on."""
+    run = quick_train(small_model(), 30, log_every=10, progress=True)
+    bars, last = kernel_display[:-1], kernel_display[-1]
+    assert bars and all(set(b) == {"text/plain", "text/html"} and "<progress" in b["text/html"] for b in bars)
+    assert 'value="0" max="30"' in bars[0]["text/html"]
+    assert set(last) == {"text/plain"}
+    line = last["text/plain"]
+    assert line.startswith("trained 30 steps in ") and " s on cpu, loss " in line
+    assert f"loss {np.mean(run.losses[-10:]):.4f} (mean of the last 10 steps)" in line
+    assert "\n" not in line
+
+
+def test_progress_says_where_a_run_stopped(kernel_display):
+    with pytest.raises(NonFiniteLossError):
+        quick_train(NaNAfter(small_model(), 15), 40, log_every=10, progress=True)
+    assert kernel_display[-1] == {"text/plain": kernel_display[-1]["text/plain"]}
+    assert kernel_display[-1]["text/plain"].startswith("training stopped at step 20 of 40 after ")
+    assert kernel_display[-1]["text/plain"].endswith("(NonFiniteLossError)")
+
+
+def test_progress_of_a_resumed_run_says_so(kernel_display, tmp_path):
+    ck = tmp_path / "run.pt"
+    quick_train(small_model(), 20, log_every=10, checkpoint=ck, cosine_decay=False)
+    quick_train(small_model(), 40, log_every=10, checkpoint=ck, cosine_decay=False, progress=True)
+    assert kernel_display[-1]["text/plain"].startswith("trained 20 steps (resumed at step 20 of 40) in ")
+    quick_train(small_model(), 40, log_every=10, checkpoint=ck, cosine_decay=False, progress=True)
+    assert kernel_display[-1] == {"text/plain": "nothing to train: the checkpoint holds all 40 steps"}
+
+
+def test_progress_off_shows_nothing(kernel_display, capsys, monkeypatch):
+    monkeypatch.setenv("FMLEARN_PROGRESS", "0")
+    quick_train(small_model(), 20, progress=None)
+    quick_train(small_model(), 20, progress=False)
+    assert kernel_display == [] and capsys.readouterr() == ("", "")
+
+
+def test_progress_in_a_terminal_is_erased_and_leaves_its_line(capsys):
+    """Outside a kernel: tqdm's text bar on stderr, then the summary line; the losses are the same as without it."""
+    with_bar = quick_train(small_model(), 30, log_every=10, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and err.rstrip("\n").splitlines()[-1].startswith("trained 30 steps in ")
+    np.testing.assert_array_equal(with_bar.losses, quick_train(small_model(), 30, log_every=10).losses)
+
+
+def test_a_notebook_run_stores_the_line_not_the_bar(tmp_path):
+    """In a real kernel (nbclient, as the book and headless runs execute notebooks): the training cell's only output
+    is the summary line, as text; no widget view and no bar is stored."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import fmlearn as fm\n"
+        "fm.train(fm.MLP(2, hidden=16, depth=2), fm.CFMObjective(fm.AffineGaussianPath('condot'), "
+        "fm.Gaussian(mean=[3.0, -2.0], std=0.5)), steps=50, batch_size=32, log_every=10, progress=True, "
+        "device='cpu');")]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+                            ).execute()
+    outputs = nb.cells[0].outputs
+    assert len(outputs) == 1 and set(outputs[0].get("data", {})) == {"text/plain"}, outputs
+    assert outputs[0]["data"]["text/plain"].startswith("trained 50 steps in ")
