@@ -1,5 +1,6 @@
-"""The one explorer (issue 15): frames drawn once per grid point, the live widget and the HTML slider show the
-frame of the values asked for, bad input is refused; chapter 2's path explorer and its static grid."""
+"""The one explorer (issues 15 and 22): frames drawn once per grid point, the live widget and the HTML slider show
+the frame of the values asked for with an alt text that names them, it shows itself as HTML (no widget view), bad
+input is refused; chapter 2's path explorer and its static grid."""
 
 import io
 import json
@@ -15,6 +16,8 @@ from matplotlib.quiver import Quiver
 import fmlearn as fm
 from fmlearn import widgets
 from fmlearn.widgets import Explorer
+
+from _browser import chromium, console_errors, needs_browser
 
 TARGET = fm.GaussianMixture.symmetric_2d(n_modes=3, radius=3.0, std=0.7)
 
@@ -78,17 +81,26 @@ def test_html_slider_holds_every_frame_and_starts_where_asked(squares):
     assert "http" not in page  # nothing fetched
 
 
+def _shown(img_tag: str) -> tuple[bytes, str]:
+    """The image bytes and the alt text of an ``<img>`` tag with a data URI."""
+    import base64
+    import html
+
+    alt = html.unescape(re.search(r'alt="([^"]*)"', img_tag).group(1))
+    return base64.b64decode(re.search(r'src="data:image/\w+;base64,([^"]+)"', img_tag).group(1)), alt
+
+
 def test_widget_shows_the_frame_of_the_slider_values(squares):
-    w = pytest.importorskip("ipywidgets")
+    pytest.importorskip("ipywidgets")
     ex, _ = squares
     box = ex.widget()
     look, slider_a, slider_b, image = box.children
-    assert isinstance(image, w.Image) and "the square moves" in look.value
-    assert _dark_cell(image.value) == (1, 0)
+    assert "the square moves" in look.value
+    assert [_dark_cell(_shown(image.value)[0]), _shown(image.value)[1]] == [(1, 0), "Explorer frame, a = 1, b = 0"]
     slider_b.value = 1  # the index of b = 2
-    assert _dark_cell(image.value) == (1, 2)
+    assert [_dark_cell(_shown(image.value)[0]), _shown(image.value)[1]] == [(1, 2), "Explorer frame, a = 1, b = 2"]
     slider_a.value = 0
-    assert _dark_cell(image.value) == (0, 2)
+    assert _dark_cell(_shown(image.value)[0]) == (0, 2)
 
 
 def test_play_button_is_linked_to_its_slider():
@@ -100,11 +112,43 @@ def test_play_button_is_linked_to_its_slider():
     assert 'class="fmx-play"' in ex.to_html()
 
 
-def test_mimebundle_offers_html_and_text_outside_a_kernel(squares):
+def test_each_frame_and_slider_say_what_they_show():
+    """Alt text: the title and every slider's value with its unit; a slider announces its value and unit
+    (aria-valuetext), not its index; the HTML carries what its script needs to keep both in step."""
+    ex = Explorer(_draw_square, {"a": [0, 1, 2], "b": [0.0, 2.0]}, look="x", title="A square", dpi=20,
+                  units={"a": "cells"}, labels={"b": ["low", "high"]}, start={"b": 2.0})
+    assert ex.alt() == "A square, a = 0 cells, b = high"
+    assert ex.alt(a=2, b=0) == "A square, a = 2 cells, b = low"
+    assert [ex.value_text("a", 1), ex.value_text("b", 0)] == ["1 cells", "low"]
+    page = ex.to_html()
+    assert _shown(re.search(r"<img [^>]*>", page).group(0))[1] == "A square, a = 0 cells, b = high"
+    assert re.findall(r'<input type="range"[^>]*aria-label="(\w)" aria-valuetext="([^"]*)"', page) == \
+        [("a", "0 cells"), ("b", "high")]
+    assert re.findall(r"<output>([^<]*)</output>", page) == ["0 cells", "high"]
+    data = json.loads(re.search(r'<script type="application/json" class="fmx-data">(.*?)</script>', page,
+                                re.S).group(1))
+    assert (data["title"], data["names"], data["units"]) == ("A square", ["a", "b"], ["cells", ""])
+    assert 'img.alt = alt.join(", ")' in page and 'setAttribute("aria-valuetext"' in page
+
+
+def test_a_label_cannot_close_the_script_that_holds_the_frames():
+    ex = Explorer(lambda a: _draw_square(a, 0), {"a": [0, 1]}, look="x", dpi=20, labels={"a": ["</script>", "b"]})
+    page = ex.to_html()
+    data = re.search(r'<script type="application/json" class="fmx-data">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(data)["labels"] == [["</script>", "b"]]
+
+
+def test_mimebundle_is_the_html_and_a_line_of_text_even_in_a_kernel(squares, monkeypatch):
+    """No widget view, even in a live kernel: JupyterLab would show it before the HTML, and a saved notebook would
+    reopen on "Error displaying widget: model not found" (issue 22)."""
+    IPython = pytest.importorskip("IPython")
     ex, _ = squares
     bundle = ex._repr_mimebundle_()
-    assert set(bundle) == {"text/plain", "text/html"}  # no live kernel here: no widget view
+    assert set(bundle) == {"text/plain", "text/html"}
     assert "What to look at: the square moves" in bundle["text/plain"]
+    shell = type("Shell", (), {"kernel": object()})()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    assert set(ex._repr_mimebundle_()) == {"text/plain", "text/html"}
 
 
 def test_static_fallback_puts_frames_side_by_side(squares):
@@ -123,6 +167,8 @@ def test_static_fallback_puts_frames_side_by_side(squares):
     (dict(labels={"a": ["x"]}), r"labels\['a'\] has 1 entries for 3 values"),
     (dict(play="z"), "play must name a parameter"),
     (dict(image_format="gif"), "image_format must be 'webp' or 'png', got 'gif'"),
+    (dict(title=" "), "title must be a short non-empty text"),
+    (dict(units={"c": "cm"}), "units names 'c'"),
     (dict(params={"a": list(range(30)), "b": list(range(30))}), "900 frames"),
 ])
 def test_bad_input_is_refused_with_the_argument_named(kwargs, match):
@@ -187,3 +233,38 @@ def test_sphere_flow_shows_the_trajectory_at_each_frame_time():
         widgets.sphere_flow(traj[..., :2], times)
     with pytest.raises(ValueError, match=r"times must hold one time per trajectory step \(11\)"):
         widgets.sphere_flow(traj, times[:5])
+
+
+@needs_browser
+def test_the_html_slider_answers_the_keyboard_in_a_browser(tmp_path):
+    """The HTML explorer alone on a page (as in the web book, from file://): an arrow key moves a slider, and the
+    frame, its alt text, the value shown and the slider's aria-valuetext follow; Home goes back to the start."""
+    from selenium.webdriver.common.keys import Keys
+
+    ex = Explorer(_draw_square, {"a": [0, 1, 2], "b": [0.0, 2.0]}, look="the square moves", title="A square",
+                  units={"a": "cells"}, image_format="png", dpi=30)
+    page = tmp_path / "explorer.html"
+    page.write_text(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>t</title></head>"
+                    f"<body>{ex.to_html()}</body></html>")
+    driver = chromium(800, 600)
+    try:
+        driver.get(page.as_uri())
+        slider_a, slider_b = driver.find_elements("css selector", "input[type=range]")
+        img = driver.find_element("css selector", "img.fmx-frame")
+
+        def state():
+            import base64
+            return (_dark_cell(base64.b64decode(img.get_attribute("src").split(",", 1)[1])), img.get_attribute("alt"),
+                    slider_a.get_attribute("aria-valuetext"), driver.find_element("css selector", "output").text)
+
+        assert state() == ((0, 0), "A square, a = 0 cells, b = 0", "0 cells", "0 cells")
+        slider_a.send_keys(Keys.ARROW_RIGHT)
+        assert state() == ((1, 0), "A square, a = 1 cells, b = 0", "1 cells", "1 cells")
+        slider_b.send_keys(Keys.ARROW_RIGHT)
+        assert state()[:2] == ((1, 2), "A square, a = 1 cells, b = 2")
+        assert slider_b.get_attribute("aria-valuetext") == "2"
+        slider_a.send_keys(Keys.HOME)
+        assert state()[1] == "A square, a = 0 cells, b = 2"
+        assert not console_errors(driver)
+    finally:
+        driver.quit()

@@ -1,6 +1,6 @@
-"""Explorers and animations: one :class:`Explorer` (sliders over figures drawn in advance) that is a live
-ipywidgets widget in JupyterLab and a self-contained HTML slider on a web page, each with a one-line
-"what to look at" and a static fallback. One module per topic, each adding the explorers of its chapters:
+"""Explorers and animations: one :class:`Explorer` (sliders over figures drawn in advance) that shows itself as
+a self-contained HTML slider, in JupyterLab as on a web page (so a saved notebook reopens showing it), each with a
+one-line "what to look at", a title and alt text that follow the sliders, and a static fallback. One module per topic, each adding the explorers of its chapters:
 
 - ``paths``: chapter 2's probability-path explorer (schedule x t) and its static grid;
 - ``sampling``: chapters 1, 3 and 7 (the flow as an animation, solver steps, the SDE's noise level);

@@ -156,6 +156,6 @@ def sinkhorn_explorer(x0: torch.Tensor, x1: torch.Tensor, fractions: Sequence[fl
     if look is None:
         look = ("shrink epsilon: the mass gathers on the diagonal and the cost falls to the exact OT cost; grow it: "
                 "the plan flattens towards 1/n and the cost rises towards c\u0304")
-    return Explorer(draw, {"epsilon": fractions}, look=look,
+    return Explorer(draw, {"epsilon": fractions}, title="Sinkhorn plan", look=look,
                     start={"epsilon": fractions[len(fractions) // 2] if start is None else start},
                     labels={"epsilon": [f"{f:.2g} c\u0304" for f in fractions]})

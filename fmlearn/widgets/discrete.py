@@ -204,4 +204,4 @@ def token_explorer(trajectory: Any, times: Any = None, *, levels: int, side: int
                        f"; {left} tokens are still masked at t = {ts[-1]:.2f}"))
     # PNG: frames of flat colour blocks compress to less than half their lossy WebP size
     return Explorer(draw, {"t": values}, play="t", labels={"t": [f"{v:.2f}" for v in values]}, look=look,
-                    image_format="png")
+                    title="Tokens along the discrete flow", image_format="png")

@@ -1,19 +1,21 @@
 """The one explorer of the course: a slider (or several) over figures drawn in advance.
 
 An :class:`Explorer` draws one figure per value of its parameters (or per point of
-their grid) when it is first shown, then lets the reader move through them:
+their grid) when it is first shown, then lets the reader move through them. It shows
+itself as a self-contained HTML fragment, the same in JupyterLab, the web book, an
+exported notebook or a viewer without a kernel: the sliders as ``<input type="range">``
+and a few lines of JavaScript, the figures embedded as image data, nothing fetched from
+a network and nothing asked of the kernel, so a saved notebook reopens showing it, and
+it still answers, after a kernel restart.
 
-- in JupyterLab (a live kernel with ipywidgets) as a widget: a slider per parameter,
-  a play button for an animation, the figure as an image that changes at once;
-- anywhere else that renders HTML (the web book, an exported notebook, a viewer
-  without a kernel) as a self-contained HTML page fragment: the same sliders as
-  ``<input type="range">`` and a few lines of JavaScript, the figures embedded as
-  image data, nothing fetched from a network;
-- without JavaScript the HTML still shows the default frame (the static fallback),
-  and :meth:`Explorer.static` draws a few frames side by side as one figure;
-- as text, one line that says what to look at.
+- Without JavaScript (an untrusted notebook) the HTML still shows the start frame (the
+  static fallback), and :meth:`Explorer.static` draws a few frames side by side as one figure;
+- as text, one line that says what to look at;
+- :meth:`Explorer.widget` builds the ipywidgets version, for whoever wants one in a live kernel.
 
-Every explorer carries that one line, ``look``: what to watch as the slider moves.
+Every explorer carries that one line, ``look``: what to watch as the slider moves. Each frame's
+image has an alt text, the explorer's ``title`` and the sliders' values, which follows the sliders,
+and each slider announces its value and unit (``aria-valuetext``), not its index.
 A frame is a matplotlib figure saved (WebP by default) at a fixed size (no tight bounding box), so
 the image does not jump while the slider moves.
 """
@@ -51,6 +53,11 @@ class Explorer:
         params: parameter name -> the values its slider steps through (at least one
             each; the grid is their product, so keep it small: tens of frames).
         look: one line, shown above the figure: what to look at as the slider moves.
+        title: a short name of what the frames show ("Probability paths"): the start of each frame's alt text,
+            which goes on with the sliders' values ("Probability paths, schedule = CondOT, t = 0.50"). Default:
+            "Explorer frame".
+        units: optional name -> unit of its values ("steps"), written after the value in the alt text and in
+            what the slider announces to a screen reader (its ``aria-valuetext``).
         start: the values shown first, by name (default: each parameter's first value).
         labels: optional name -> list of strings to show instead of the values.
         play: the parameter a play button animates (an animation over time, say),
@@ -64,7 +71,8 @@ class Explorer:
     def __init__(self, draw: Callable[..., Figure], params: Mapping[str, Sequence[Any]], *, look: str,
                  start: Mapping[str, Any] | None = None, labels: Mapping[str, Sequence[str]] | None = None,
                  play: str | None = None, interval: int = 200, dpi: int = 80,
-                 image_format: str = "webp") -> None:
+                 image_format: str = "webp", title: str | None = None,
+                 units: Mapping[str, str] | None = None) -> None:
         if not callable(draw):
             raise TypeError(f"draw must be a function value -> Figure, got {type(draw).__name__}")
         if not isinstance(params, Mapping) or not params:
@@ -87,6 +95,16 @@ class Explorer:
             if len(names) != len(self.params[name]):
                 raise ValueError(f"labels[{name!r}] has {len(names)} entries for {len(self.params[name])} values")
             self.labels[name] = [str(s) for s in names]
+        if title is not None and (not isinstance(title, str) or not title.strip()):
+            raise ValueError(f"title must be a short non-empty text (or None for the default), got {title!r}")
+        self.title = title.strip() if title is not None else "Explorer frame"
+        self.units = {name: "" for name in self.params}
+        for name, unit in (units or {}).items():
+            if name not in self.params:
+                raise ValueError(f"units names {name!r}, which is not a parameter ({list(self.params)})")
+            if not isinstance(unit, str):
+                raise TypeError(f"units[{name!r}] must be a text such as 'steps', got {type(unit).__name__}")
+            self.units[name] = unit.strip()
         self.start = {name: 0 for name in self.params}
         for name, value in (start or {}).items():
             if name not in self.params:
@@ -103,7 +121,6 @@ class Explorer:
         self._draw = draw
         self._frames: list[bytes] | None = None
         self._width = 0  # pixels, of the frames as saved
-        self._widget = None
 
     # -- frames ---------------------------------------------------------------------------------------------
     def _index_of(self, name: str, value: Any) -> int:
@@ -144,6 +161,16 @@ class Explorer:
             self._frames = frames
         return self._frames
 
+    def value_text(self, name: str, index: int) -> str:
+        """What a slider announces at ``index``: its value's label and unit ("8 steps", "0.50")."""
+        return f"{self.labels[name][index]} {self.units[name]}".strip()
+
+    def alt(self, **indices: int) -> str:
+        """The alt text of a frame, given each parameter's index (the others at their start): the title and
+        every slider's value, e.g. "Probability paths, schedule = CondOT, t = 0.50"."""
+        idx = {name: indices.get(name, self.start[name]) for name in self.params}
+        return ", ".join([self.title, *(f"{n} = {self.value_text(n, i)}" for n, i in idx.items())])
+
     def frame(self, **values: Any) -> bytes:
         """The image of the frame at these parameter values (the others at their start)."""
         return self.frames[self.flat_index(**{k: self._index_of(k, v) for k, v in values.items()})]
@@ -171,7 +198,10 @@ class Explorer:
 
     # -- the live widget --------------------------------------------------------------------------------------
     def widget(self) -> Any:
-        """The ipywidgets version: a slider per parameter (and a play button), the frame as an image."""
+        """The ipywidgets version: a slider per parameter (and a play button), the frame as an image with its alt
+        text. Display it yourself if you want it: an explorer shows itself as its HTML version (see
+        ``_repr_mimebundle_``), since a widget view needs its kernel and a saved notebook would reopen on
+        "Error displaying widget: model not found"; ipywidgets' sliders also announce an index, not the value."""
         import ipywidgets as w
 
         frames = self.frames
@@ -180,12 +210,11 @@ class Explorer:
             sliders[name] = w.SelectionSlider(options=[(lab, i) for i, lab in enumerate(self.labels[name])],
                                               value=self.start[name], description=name,
                                               continuous_update=True, layout=w.Layout(width="420px"))
-        image = w.Image(value=frames[self.flat_index(**self.start)], format=self.image_format,
-                        layout=w.Layout(width=f"{self._width}px", max_width="100%"))  # drawn at its own size
+        image = w.HTML(self._img_tag(self.start), layout=w.Layout(max_width="100%"))
         image.add_class("fmlearn-explorer-frame")
 
         def show(*_):
-            image.value = frames[self.flat_index(**{n: s.value for n, s in sliders.items()})]
+            image.value = self._img_tag({n: s.value for n, s in sliders.items()})
 
         for s in sliders.values():
             s.observe(show, names="value")
@@ -203,48 +232,66 @@ class Explorer:
         box.add_class("fmlearn-explorer")
         return box
 
+    def _img_tag(self, indices: Mapping[str, int]) -> str:
+        """The frame at these indices as an ``<img>`` with its alt text, drawn at its own size (no more than
+        the page's width), so it does not jump as the slider moves."""
+        data = base64.b64encode(self.frames[self.flat_index(**indices)]).decode("ascii")
+        return (f'<img class="fmx-frame" alt="{html.escape(self.alt(**indices))}" width="{self._width}" '
+                f'src="data:image/{self.image_format};base64,{data}" style="max-width: 100%; height: auto">')
+
     # -- the web version --------------------------------------------------------------------------------------
     def to_html(self) -> str:
         """A self-contained HTML fragment: range sliders, a play button, the frames as data URIs, a few
-        lines of JavaScript; without JavaScript it shows the start frame."""
+        lines of JavaScript; without JavaScript it shows the start frame. The frame's alt text and each slider's
+        ``aria-valuetext`` follow the sliders (see :meth:`alt` and :meth:`value_text`)."""
         uid = "fmx-" + uuid.uuid4().hex[:10]
         frames = [base64.b64encode(f).decode("ascii") for f in self.frames]
-        first = self.flat_index(**self.start)
         rows = []
         for k, name in enumerate(self.params):
-            n = len(self.params[name])
+            n, i = len(self.params[name]), self.start[name]
             button = (f'<button type="button" class="fmx-play" data-param="{k}">&#9654; play</button> '
                       if name == self.play else "")
             rows.append(
                 f'<div class="fmx-control">{button}<label>{html.escape(name)} '
-                f'<input type="range" min="0" max="{n - 1}" step="1" value="{self.start[name]}" data-param="{k}" '
-                f'aria-label="{html.escape(name)}"></label> '
-                f'<output>{html.escape(self.labels[name][self.start[name]])}</output></div>')
-        data = json.dumps({"shape": list(self.shape), "labels": list(self.labels.values()),
+                f'<input type="range" min="0" max="{n - 1}" step="1" value="{i}" data-param="{k}" '
+                f'aria-label="{html.escape(name)}" aria-valuetext="{html.escape(self.value_text(name, i))}"></label> '
+                f'<output>{html.escape(self.value_text(name, i))}</output></div>')
+        data = json.dumps({"shape": list(self.shape), "names": list(self.params), "labels": list(self.labels.values()),
+                           "units": list(self.units.values()), "title": self.title,
                            "interval": self.interval, "format": self.image_format, "frames": frames})
-        alt = html.escape(f"{self.look} (frame: " + ", ".join(
-            f"{n} = {self.labels[n][self.start[n]]}" for n in self.params) + ")")
+        data = data.replace("</", "<\\/")  # a label cannot end the script element early
         return f"""<div class="fmlearn-explorer" id="{uid}">
 <p class="fmx-look"><b>What to look at:</b> {html.escape(self.look)}</p>
 {''.join(rows)}
-<img class="fmx-frame" alt="{alt}" src="data:image/{self.image_format};base64,{frames[first]}" style="max-width:100%">
+{self._img_tag(self.start)}
 <script type="application/json" class="fmx-data">{data}</script>
 <script>(function () {{
-  var root = document.getElementById("{uid}");
+  var me = document.currentScript, root = (me && me.parentNode) || document.getElementById("{uid}");
   if (!root || root.dataset.ready) return; root.dataset.ready = "1";
   var d = JSON.parse(root.querySelector(".fmx-data").textContent);
   var sliders = root.querySelectorAll("input[type=range]"), img = root.querySelector("img.fmx-frame");
+  function said(k, v) {{ return (d.labels[k][v] + " " + d.units[k]).trim(); }}
   function show() {{
-    var i = 0;
+    var i = 0, alt = [d.title];
     for (var k = 0; k < sliders.length; k++) {{
       var v = +sliders[k].value; i = i * d.shape[k] + v;
-      sliders[k].parentNode.nextElementSibling.textContent = d.labels[k][v];
+      sliders[k].setAttribute("aria-valuetext", said(k, v));
+      sliders[k].parentNode.nextElementSibling.textContent = said(k, v);
+      alt.push(d.names[k] + " = " + said(k, v));
     }}
     img.src = "data:image/" + d.format + ";base64," + d.frames[i];
+    img.alt = alt.join(", ");
   }}
-  sliders.forEach(function (s) {{ s.addEventListener("input", show); }});
+  // a page that binds keys of its own (JupyterLab: arrows move between cells) must not take the slider's keys
+  function keep(keys) {{ return function (e) {{ if (keys.indexOf(e.key) >= 0) e.stopPropagation(); }}; }}
+  sliders.forEach(function (s) {{
+    s.addEventListener("input", show);
+    s.addEventListener("keydown", keep(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End",
+                                        "PageUp", "PageDown"]));
+  }});
   root.querySelectorAll("button.fmx-play").forEach(function (b) {{
     var timer = null, s = sliders[+b.dataset.param];
+    b.addEventListener("keydown", keep(["Enter", " "]));
     b.addEventListener("click", function () {{
       if (timer) {{ clearInterval(timer); timer = null; b.innerHTML = "&#9654; play"; return; }}
       b.innerHTML = "&#10074;&#10074; pause";
@@ -263,26 +310,13 @@ class Explorer:
         return f"Explorer({grid}). What to look at: {self.look}"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """Every representation at once: the front end picks what it can show. JupyterLab shows the live
-        widget; the web book (which ranks HTML first) and exported notebooks the HTML; a console the text."""
-        bundle: dict[str, Any] = {"text/plain": repr(self), "text/html": self.to_html()}
-        if _live_kernel():
-            try:
-                self._widget = self.widget()  # kept: a widget whose Python object is collected stops responding
-            except ImportError:
-                return bundle
-            view = self._widget._repr_mimebundle_()
-            if view and "application/vnd.jupyter.widget-view+json" in view:
-                bundle["application/vnd.jupyter.widget-view+json"] = \
-                    view["application/vnd.jupyter.widget-view+json"]
-        return bundle
+        """The HTML version and a line of text, everywhere: JupyterLab, the web book, an exported notebook
+        (the HTML), a console (the text).
 
-
-def _live_kernel() -> bool:
-    """True inside a Jupyter kernel (where a widget can talk to its front end)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+        No widget view, on purpose: JupyterLab ranks a widget view above HTML and shows it whenever it is in the
+        output, and the view needs its model in a live kernel, so a saved notebook reopened after a restart (or
+        the next day) would show "Error displaying widget: model not found" in place of the explorer. The HTML
+        slider needs no kernel: its frames are in the page, so it answers the same before and after a restart
+        (JupyterLab runs its script in a notebook the learner ran and saved, which it trusts; in an untrusted
+        one it shows the start frame)."""
+        return {"text/plain": repr(self), "text/html": self.to_html()}

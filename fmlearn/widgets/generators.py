@@ -160,5 +160,6 @@ def superposition_explorer(sweep: Mapping[float, Any], target: Any, *, floor: fl
     return Explorer(draw, {"a": weights}, start={"a": weights[len(weights) // 2]},
                     labels={"a": [f"{a:g} ({weight_label(a)})" if weight_label(a) != "superposition" else f"{a:g}"
                                   for a in weights]},
+                    title="Flow and jump superposition",
                     look=look or "move a from 0 (the jumps alone) to 1 (the flow alone): compare the bars with "
                                  "the black density, mode by mode, and find the red dot among the grey W2 of the weights")

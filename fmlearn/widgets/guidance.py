@@ -182,4 +182,5 @@ def guidance_explorer(ws: Sequence[float], samples: Sequence[torch.Tensor], labe
 
     if look is None:
         look = _default_look(ws, accuracies, worst_ratios)
-    return Explorer(draw, {"w": ws}, look=look, start=None if start is None else {"w": start})
+    return Explorer(draw, {"w": ws}, title="Guided digit samples", look=look,
+                    start=None if start is None else {"w": start})

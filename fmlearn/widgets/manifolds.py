@@ -41,5 +41,6 @@ def sphere_flow(trajectory: torch.Tensor, times: torch.Tensor | Sequence[float],
 
     return Explorer(draw, {"t": steps}, labels={"t": [f"{times[k]:.2f}" for k in steps]}, play="t",
                     interval=250,
+                    title="Flow on the sphere",
                     look="press play: the uniform cloud gathers into the four clusters, on the sphere (left) and "
                          "on the map (right)")

@@ -48,5 +48,6 @@ def path_explorer(target: GaussianMixture, extent: Extent = DEFAULT_EXTENT,
 
     return Explorer(draw, {"schedule": list(schedules), "t": list(times)}, start={"t": 0.5},
                     labels={"schedule": [get_schedule(s).name for s in schedules]},
+                    title="Probability path",
                     look="slide t with one schedule fixed, then switch schedules at the same t: "
                          "the mass moves from the one Gaussian to the modes at a different pace")

@@ -152,6 +152,7 @@ def flow_animation(trajectory: Any, times: Any, *, frames: int = 26, n: int = 20
                                extent=extent, title=title)
 
     return Explorer(draw, {"t": values}, play="t", labels={"t": [f"{v:.2f}" for v in values]},
+                    title="Samples along the flow",
                     look=look or "press play: the samples leave the noise at t = 0 and gather on the target at t = 1")
 
 
@@ -222,6 +223,7 @@ def solver_explorer(runs: Mapping[tuple[str, int], Any], reference: Any, *, n_pa
                                  extent=extent, nfe=nfe[(method, steps)])
 
     return Explorer(draw, {"method": methods, "steps": steps},
+                    title="Solver paths against the reference", units={"steps": "steps"},
                     look=look or "raise the steps at one method: its end points (blue) close in on the reference "
                                  "(grey) and the error in the title falls")
 
@@ -285,5 +287,6 @@ def noise_explorer(runs: Mapping[float, Any], *, n_paths: int = 30, centres: Any
                                 extent=extent)
 
     return Explorer(draw, {"g": values},
+                    title="SDE paths and end points",
                     look=look or "raise g: the paths (left) get rougher while the end points (right) keep "
                                  "the same distribution")
