@@ -32,10 +32,21 @@
 #
 # **Run time:** about a minute on a 2-core laptop CPU at the default budget,
 # under a minute in quick mode (`FMLEARN_QUICK=1`), less on a GPU. The two
-# training cells are the slow ones; they show a progress bar.
+# training cells are the slow ones; they show a progress bar. The last cell prints how long your run took.
+
+# %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
 
 # %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
+import time
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -43,6 +54,7 @@ from fmlearn.plotting import (plot_density, plot_loss, plot_marginals, plot_mode
                               plot_samples, plot_trajectories)
 from fmlearn.widgets import flow_animation
 
+T_START = time.perf_counter()
 SEED = 0
 fm.seed_everything(SEED)
 print(fm.describe())
@@ -616,3 +628,4 @@ for label, fr, near, ratio, errs, run in (
     print(f"{label:7s} modes {100 * fr.min():.1f}%..{100 * fr.max():.1f}% | {100 * near:.1f}% within 2.5 std | "
           f"energy distance {ratio:.2f} x floor | max velocity error {max(errs.values()):.3f} | "
           f"trained {run.seconds:.0f} s")
+print(fm.config.run_time(T_START))

@@ -36,6 +36,15 @@
 # prints how long your run took.
 
 # %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
+
+# %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import time
 
@@ -143,9 +152,9 @@ adaptive_nfe = [s.nfe for s in adaptive]
 adaptive_err = [error(s.x) for s in adaptive]
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
-for m, errs in results.items():
-    ax.plot([s * METHODS[m] for s in STEPS], errs, marker="o", label=f"{m} (order {orders[m]:.2f})")
-ax.plot(adaptive_nfe, adaptive_err, marker="s", color="black", label="Dormand–Prince (adaptive)")
+for (m, errs), marker in zip(results.items(), "osD^v"):  # a marker each: the lines never rely on colour alone
+    ax.plot([s * METHODS[m] for s in STEPS], errs, marker=marker, label=f"{m} (order {orders[m]:.2f})")
+ax.plot(adaptive_nfe, adaptive_err, marker="*", ms=9, color="black", label="Dormand–Prince (adaptive)")
 for tol, n, e in zip(TOLERANCES, adaptive_nfe, adaptive_err):
     ax.annotate(f"tol {tol:g}", (n, e), textcoords="offset points", xytext=(5, 3), fontsize=7)
 ax.set(xscale="log", yscale="log", xlabel="function evaluations (NFE)", ylabel="mean error at t = 1",
@@ -343,4 +352,4 @@ assert ratio_middle < 1.1 and ratio_ends > 2, (ratio_middle, ratio_ends)
 # Next, chapter 4: the same ODE, run backwards, gives the model's likelihood.
 
 # %%
-print(f"this run took {time.perf_counter() - T_START:.0f} s ({'quick mode' if fm.is_quick() else 'default budget'})")
+print(fm.config.run_time(T_START))

@@ -39,6 +39,15 @@
 # solves an assignment problem per batch); they show a progress bar.
 
 # %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
+
+# %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import copy
 import time
@@ -48,7 +57,7 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.colors import LogNorm
 
-from fmlearn.plotting import plot_loss, plot_samples, plot_trajectories
+from fmlearn.plotting import END, FIRST, HIGHLIGHT, SECOND, plot_loss, plot_samples, plot_trajectories
 from fmlearn.widgets import sinkhorn_explorer
 
 RUN_START = time.perf_counter()
@@ -99,7 +108,7 @@ for ax, (name, x0p) in zip(axes, pairings.items()):
     for a, b in zip(x0p, x1_demo):
         ax.plot([a[0], b[0]], [a[1], b[1]], color="0.6", lw=0.7)
     plot_samples(x0p, ax=ax, extent=EXTENT, color="black", s=8, alpha=1, label="$x_0$")
-    plot_samples(x1_demo, ax=ax, extent=EXTENT, color="C3", s=8, alpha=1,
+    plot_samples(x1_demo, ax=ax, extent=EXTENT, color=END, s=8, alpha=1,
                  title=f"{name} pairs: mean squared length {cost:.1f}", label="$x_1$")
     ax.legend(loc="upper right", fontsize=8)
 plt.show()
@@ -198,7 +207,7 @@ for ax, (frac, nplan) in zip(axes[1:], plans.items()):
     ax.imshow(nplan, **shade)
     ax.set(title=rf"Sinkhorn, $\varepsilon$ = {frac} $\bar c$", xlabel="data point j")
 bar = fig.colorbar(axes[1].images[0], ax=axes, label="$n P_{ij}$ (log scale)", shrink=0.9)
-bar.ax.axhline(1 / 64, color="C3", lw=2)
+bar.ax.axhline(1 / 64, color=HIGHLIGHT, lw=2)
 plt.show()
 
 # %% [markdown]
@@ -300,8 +309,8 @@ print(f"trained in {run_ind.seconds:.0f} s (independent) and {run_ot.seconds:.0f
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
-plot_loss(run_ind.losses, ax=ax, label="independent", color="C0")
-plot_loss(run_ot.losses, ax=ax, label="minibatch OT", color="C1", title="CFM loss with each coupling")
+plot_loss(run_ind.losses, ax=ax, label="independent", color=FIRST)
+plot_loss(run_ot.losses, ax=ax, label="minibatch OT", color=SECOND, title="CFM loss with each coupling")
 plt.show()
 
 # %% [markdown]
@@ -401,9 +410,9 @@ def fewest_steps(row, target_w2=W2_TARGET):
 needed = {name: fewest_steps(row) for name, row in w2.items()}
 print(f"fewest Euler steps to W2 <= {W2_TARGET}: {needed}")
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
-for name, row in w2.items():
-    ax.plot(list(row), list(row.values()), "o-", label=name)
-ax.axhline(W2_TARGET, color="C2", ls="--", label=f"target {W2_TARGET}")
+for (name, row), marker in zip(w2.items(), "os^D"):  # a marker each: the lines never rely on colour alone
+    ax.plot(list(row), list(row.values()), marker=marker, label=name)
+ax.axhline(W2_TARGET, color="0.45", ls="--", label=f"target {W2_TARGET}")
 ax.axhline(floor, color="black", ls=":", label="floor (true vs true)")
 ax.set(xscale="log", ylim=(0, None), xlabel="Euler steps", ylabel="$W_2$ to the moons",
        title="sample quality against the number of Euler steps", xticks=STEP_COUNTS, xticklabels=STEP_COUNTS)
@@ -564,7 +573,7 @@ for col, (name, sol) in enumerate(sols.items()):
     plot_trajectories(sol.trajectory.cpu(), ax=axes[0, col], n=200, extent=EXTENT,
                       title=f"{name}: S = {measures[name][0]:.2f}")
     plot_samples(x1_ref, ax=axes[1, col], extent=ZOOM, color="0.7", s=2, label="data")
-    plot_samples(fm.sample(models[name], x0_eval, steps=1).x, ax=axes[1, col], extent=ZOOM, color="C3", s=2,
+    plot_samples(fm.sample(models[name], x0_eval, steps=1).x, ax=axes[1, col], extent=ZOOM, color=HIGHLIGHT, s=2,
                  title=f"one Euler step: $W_2$ = {w2[name][1]:.2f}", label="one step")
     axes[1, col].legend(loc="upper right", fontsize=8)
 fig.tight_layout()
@@ -630,5 +639,5 @@ assert d_reflow < d_ind                 # rectification shortened the pairs
 print(f"one-step W2: independent {w_ind:.3f}, OT {w_ot:.3f}, reflow {w2['reflow (1 round)'][1]:.3f} "
       f"(floor {floor:.3f}); W2^2 ratio {ratio_w2sq:.1f}")
 print(f"Euler steps to W2 <= {W2_TARGET}: {needed}; straightness {s_ind:.3f} -> reflow {s_reflow:.3f}, OT {s_ot:.3f}")
-print(f"training: {run_ind.seconds:.0f} s, {run_ot.seconds:.0f} s (OT), {run_reflow.seconds:.0f} s (reflow); "
-      f"this run: {time.perf_counter() - RUN_START:.0f} s")
+print(f"training: {run_ind.seconds:.0f} s, {run_ot.seconds:.0f} s (OT), {run_reflow.seconds:.0f} s (reflow)")
+print(fm.config.run_time(RUN_START))

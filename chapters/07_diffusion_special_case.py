@@ -41,6 +41,15 @@
 # prints how long your run took.
 
 # %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
+
+# %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import time
@@ -48,7 +57,7 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from fmlearn.plotting import plot_samples, plot_trajectories, plot_vector_field
+from fmlearn.plotting import FIRST, HIGHLIGHT, plot_samples, plot_trajectories, plot_vector_field
 from fmlearn.schedules import VE
 from fmlearn.widgets import noise_explorer
 
@@ -134,9 +143,9 @@ assert max(worst.values()) <= 1e-3
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
-plot_vector_field(oracle, 0.6, ax=axes[0], n=17, title="velocity $u_t$ at t = 0.6")
-plot_vector_field(lambda x, t: path.score_from_velocity(oracle(x, t), x, t), 0.6, ax=axes[1], n=17)
-plot_vector_field(oracle.score, 0.6, ax=axes[1], n=17, color="C3", title="score: from $u_t$ (blue), oracle (red)")
+plot_vector_field(oracle, 0.6, ax=axes[0], n=17, color=FIRST, title="velocity $u_t$ at t = 0.6")
+plot_vector_field(lambda x, t: path.score_from_velocity(oracle(x, t), x, t), 0.6, ax=axes[1], n=17, color=FIRST)
+plot_vector_field(oracle.score, 0.6, ax=axes[1], n=17, color=HIGHLIGHT, title="score: from $u_t$ (blue), oracle (red)")
 fig.tight_layout()
 plt.show()
 
@@ -313,8 +322,8 @@ ts = torch.linspace(0, 1, 201, dtype=torch.float64)
 ve = fm.AffineGaussianPath(VE(0.01, 50.0))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for (name, p), ls in zip((("CondOT", path), ("VP", vp), ("VE", ve)), ("-", "--", ":")):
-    axes[0].plot(ts, p.schedule.alpha(ts), "C0" + ls, label=rf"$\alpha_t$ {name}")
-    axes[0].plot(ts, p.schedule.beta(ts), "C3" + ls, label=rf"$\beta_t$ {name}")
+    axes[0].plot(ts, p.schedule.alpha(ts), ls, color=FIRST, label=rf"$\alpha_t$ {name}")
+    axes[0].plot(ts, p.schedule.beta(ts), ls, color=HIGHLIGHT, label=rf"$\beta_t$ {name}")
     axes[1].plot(ts, (p.schedule.alpha(ts) / p.schedule.beta(ts).clamp(min=1e-8)).log10(), ls, label=name)
 axes[0].set(title="signal and noise scales", xlabel="t", ylim=(-0.05, 1.5))
 axes[1].set(title=r"signal-to-noise ratio $\alpha_t / \beta_t$", xlabel="t", ylabel="log10", ylim=(-4, 4))
@@ -430,8 +439,8 @@ for t in t_grid:
     errors["velocity"].append(rel(u, oracle.velocity(x, t)))
     errors["score from the velocity"].append(rel(path.score_from_velocity(u, x, t), oracle.score(x, t)))
 fig, ax = plt.subplots(figsize=(6, 3.6))
-for name, e in errors.items():
-    ax.semilogy(t_grid, e, "o-", label=name)
+for (name, e), marker in zip(errors.items(), "os"):
+    ax.semilogy(t_grid, e, marker=marker, label=name)
 ax.set(title="learned model vs oracle", xlabel="t", ylabel="relative L2 error")
 ax.legend()
 plt.show()
@@ -492,4 +501,4 @@ plt.show()
 # graded tasks on this chapter, each followed by a check that gives a hint.
 
 # %%
-print(f"this run took {time.perf_counter() - T_START:.0f} s ({'quick mode' if fm.is_quick() else 'default budget'})")
+print(fm.config.run_time(T_START))

@@ -43,6 +43,15 @@
 # the last cell prints how long your run took.
 
 # %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
+
+# %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import tempfile
@@ -795,4 +804,4 @@ display(Markdown(
 # Next, chapter 9: flows on curved spaces.
 
 # %%
-print(f"this run took {time.perf_counter() - T_START:.0f} s ({'quick mode' if fm.is_quick() else 'default budget'})")
+print(fm.config.run_time(T_START))

@@ -42,6 +42,15 @@
 # the last cell prints how long your run took.
 
 # %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
+
+# %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import time
@@ -53,6 +62,7 @@ import torch
 from fmlearn.manifolds import (FlatTorus, GeodesicPath, ProjectedVelocity, Sphere, Uniform, VonMisesFisherMixture,
                                WrappedNormalMixture, vmf_entropy)
 from fmlearn.manifolds import plotting as mplot
+from fmlearn.plotting import FIRST, SECOND
 from fmlearn.widgets import sphere_flow
 
 T_START = time.perf_counter()
@@ -96,8 +106,8 @@ ts = torch.linspace(0, 1, 101, dtype=torch.float64)[:, None]
 fig = plt.figure(figsize=(10, 4))
 ax = mplot.sphere_axes(fig.add_subplot(1, 2, 1, projection="3d"), "chord (blue) and great circle (orange), 150°")
 x1 = torch.tensor([[math.cos(math.radians(150)), math.sin(math.radians(150)), 0.0]], dtype=torch.float64)
-ax.plot(*((1 - ts) * x0 + ts * x1).T.numpy(), color="C0")
-ax.plot(*sphere.geodesic(x0.expand(101, 3), x1.expand(101, 3), ts)[0].T.numpy(), color="C1", linewidth=2)
+ax.plot(*((1 - ts) * x0 + ts * x1).T.numpy(), color=FIRST)
+ax.plot(*sphere.geodesic(x0.expand(101, 3), x1.expand(101, 3), ts)[0].T.numpy(), color=SECOND, linewidth=2)
 ax2 = fig.add_subplot(1, 2, 2)
 for deg in (30, 90, 150, 180):
     y = torch.tensor([[math.cos(math.radians(deg)), math.sin(math.radians(deg)), 0.0]], dtype=torch.float64)
@@ -154,7 +164,7 @@ assert (exp_map(xa, log_map(xa, xb)) - xb).abs().max() < 1e-6 and torch.allclose
 
 # %% [markdown]
 # A picture: the tangent plane at $x$ (grey), the vector $v = \log_x(y)$ in it
-# (red), and the great circle $s \mapsto \exp_x(s\,v)$, $s \in [0, 1]$, which
+# (blue), and the great circle $s \mapsto \exp_x(s\,v)$, $s \in [0, 1]$, which
 # leaves $x$ in the direction $v$ and arrives at $y$ (orange). The plane touches
 # the sphere only at $x$: a step of Euler's method along $v$ would leave the
 # sphere, which is why the solver projects back after each step (section 4).
@@ -169,9 +179,9 @@ e2 = torch.linalg.cross(x, e1)
 plane = x[0] + a[:, None, None] * e1[0] + a[None, :, None] * e2[0]
 ax = mplot.sphere_axes(title="tangent plane, log and exp at x")
 ax.plot_surface(*plane.permute(2, 0, 1).numpy(), color="0.5", alpha=0.3)
-ax.quiver(*x[0].numpy(), *v[0].numpy(), color="red", linewidth=2)
+ax.quiver(*x[0].numpy(), *v[0].numpy(), color=FIRST, linewidth=2)
 ax.plot(*sphere.exp(x.expand(50, 3), torch.linspace(0, 1, 50, dtype=torch.float64)[:, None] * v).T.numpy(),
-        color="C1", linewidth=2)
+        color=SECOND, linewidth=2)
 ax.scatter(*torch.cat([x, y]).T.numpy(), color="black", s=20)
 plt.show()
 
@@ -268,7 +278,7 @@ sol = fm.sample(model, x_src, steps=ODE_STEPS, method="rk4", space=sphere, retur
 x_model, x_true = sol.x.cpu(), target.sample(N_EVAL, generator=gen)
 fig = plt.figure(figsize=(10, 4.2))
 mplot.plot_sphere(x_true, fig.add_subplot(1, 2, 1, projection="3d"), "target (exact samples)")
-mplot.plot_sphere(x_model, fig.add_subplot(1, 2, 2, projection="3d"), "model samples", color="C1")
+mplot.plot_sphere(x_model, fig.add_subplot(1, 2, 2, projection="3d"), "model samples", color=SECOND)
 plt.show()
 
 # %% [markdown]
@@ -282,8 +292,8 @@ lon, lat = mplot.lonlat(target.means)
 print("modes (longitude, latitude) in degrees:", [(round(a), round(b)) for a, b in zip(np.degrees(lon),
                                                                                          np.degrees(lat))])
 fig = plt.figure(figsize=(11, 3.3))
-mplot.plot_map(x_true, mplot.map_axes(fig, 121, "target"), color="C0")
-mplot.plot_map(x_model, mplot.map_axes(fig, 122, "model"), color="C1")
+mplot.plot_map(x_true, mplot.map_axes(fig, 121, "target"), color=FIRST)
+mplot.plot_map(x_model, mplot.map_axes(fig, 122, "model"), color=SECOND)
 plt.show()
 
 # %% [markdown]
@@ -469,9 +479,9 @@ g = (torch.arange(100, dtype=torch.float64) + 0.5) * 2 * math.pi / 100
 GX, GY = torch.meshgrid(g, g, indexing="xy")
 dens = torus_target.log_prob(torch.stack([GX.reshape(-1), GY.reshape(-1)], 1)).exp().reshape(100, 100)
 fig = plt.figure(figsize=(10, 4.5))
-mplot.plot_torus_square(xt_model, fig.add_subplot(1, 2, 1), "model samples on the true density", color="C1",
+mplot.plot_torus_square(xt_model, fig.add_subplot(1, 2, 1), "model samples on the true density", color=SECOND,
                         density=(GX.numpy(), GY.numpy(), dens.numpy()))
-mplot.plot_torus_3d(xt_model, fig.add_subplot(1, 2, 2, projection="3d"), "the same samples on the torus", color="C1")
+mplot.plot_torus_3d(xt_model, fig.add_subplot(1, 2, 2, projection="3d"), "the same samples on the torus", color=SECOND)
 plt.show()
 
 # %% [markdown]
@@ -484,11 +494,11 @@ diff_t = torus_target.log_prob(xt_data) - fm.log_likelihood(torus_model, xt_data
 kl_t, kl_t_se = diff_t.mean().item(), (diff_t.std() / math.sqrt(N_EVAL)).item()
 shares_t = torus_target.mode_fractions(xt_model)
 print("mode shares:", [f"{s:.3f}" for s in shares_t.tolist()], "(the first is the seam mode)")
-print(f"KL(p || model) on T^2 = {kl_t:.4f} ± {kl_t_se:.4f} nats (threshold {KL_T2_MAX})")
+print(f"KL(p || model) on T² = {kl_t:.4f} ± {kl_t_se:.4f} nats (threshold {KL_T2_MAX})")
 assert (shares_t - 0.25).abs().max() <= SHARE_TOL and kl_t <= KL_T2_MAX and kl_t > -3 * kl_t_se
 
 # %% [markdown]
-# ## 7. Higher dimensions: T^d
+# ## 7. Higher dimensions: the torus Tᵈ
 #
 # Does the same budget keep up as the dimension grows? On $T^d$ take the product
 # of one 1-D mixture of two wrapped normals (one on the seam at 0, one at $\pi$,
@@ -543,4 +553,4 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 # Next, chapter 10: generator matching, one framework for flows, diffusions and jumps.
 
 # %%
-print(f"this run took {time.perf_counter() - T_START:.0f} s ({'quick mode' if fm.is_quick() else 'default budget'})")
+print(fm.config.run_time(T_START))

@@ -46,6 +46,15 @@
 # mode (`FMLEARN_QUICK=1`); the last cell prints how long your run took.
 
 # %%
+try:  # Colab, VS Code, JupyterHub...: install the course's package where it is missing (README, "Other hosts")
+    import fmlearn
+except ImportError:
+    import os
+    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    get_ipython().run_line_magic("pip", f"install --quiet {source}")
+
+# %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import math
 import time
@@ -56,7 +65,7 @@ import torch
 from scipy import linalg, stats
 
 from fmlearn import generators as G
-from fmlearn.plotting import plot_samples
+from fmlearn.plotting import GAIN, LOSS, plot_samples
 from fmlearn.widgets import superposition_explorer
 
 T_START = time.perf_counter()
@@ -276,9 +285,9 @@ t, zz = 0.5, torch.full_like(grid, Z)
 fig, ax = plt.subplots(1, 2, figsize=(11, 3.6))
 ax[0].plot(grid, G.condot_density(grid, zz, t), color="k", label="$p_t$")
 rate = G.condot_density_rate(grid, zz, t)
-ax[0].fill_between(grid, 0, rate.clamp_min(0), color="C2", alpha=0.5, label=r"$[\partial_t p_t]_+$: land here")
-ax[0].fill_between(grid, 0, rate.clamp_max(0), color="C3", alpha=0.5, label=r"$-[\partial_t p_t]_-$: leave from here")
-ax[1].plot(grid, G.condot_intensity(grid, zz, t), color="C3")
+ax[0].fill_between(grid, 0, rate.clamp_min(0), color=GAIN, alpha=0.5, label=r"$[\partial_t p_t]_+$: land here")
+ax[0].fill_between(grid, 0, rate.clamp_max(0), color=LOSS, alpha=0.5, label=r"$-[\partial_t p_t]_-$: leave from here")
+ax[1].plot(grid, G.condot_intensity(grid, zz, t), color=LOSS)
 for a_ in ax:
     a_.set_xlim(-2, 4)
     a_.set_xlabel("x")
@@ -290,7 +299,7 @@ plt.show()
 
 # %% [markdown]
 # What to look at: the density moves towards $z$ (its mean $tz$ grows) and narrows, so mass leaves
-# the tails (red) and lands in the middle, ahead of the mean (green). The
+# the tails (red, below zero) and lands in the middle, ahead of the mean (blue, above zero). The
 # intensity is zero in the middle and grows quadratically in the tails.
 #
 # Now simulate it: 20,000 particles from $\mathcal N(0, 1)$, with the Euler step
@@ -631,4 +640,4 @@ for name, x in (("one mode moved to the origin", lost), ("jumps stopped at t = 0
 # graded tasks on this chapter, each followed by a check that gives a hint.
 
 # %%
-print(f"this run took {time.perf_counter() - T_START:.0f} s ({'quick mode' if fm.is_quick() else 'default budget'})")
+print(fm.config.run_time(T_START))
