@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from fmlearn.plotting import grid_points, plot_samples
+from fmlearn.plotting import SECOND, grid_points, plot_samples, set_alt
 from fmlearn.widgets import path_explorer, path_grid
 
 T_START = time.perf_counter()
@@ -89,8 +89,11 @@ for ax, t in zip(axes, times):
     marginal = path.sample(torch.randn(2000, 2, generator=gen), target.sample(2000, generator=gen), t).xt
     conditional = path.sample(torch.randn(300, 2, generator=gen), x1_one.expand(300, 2), t).xt
     plot_samples(marginal, ax=ax, s=1, alpha=0.3, title=f"t = {t}")
-    plot_samples(conditional, ax=ax, s=2, alpha=0.6, color="C1", title=f"t = {t}")
+    plot_samples(conditional, ax=ax, s=2, alpha=0.6, color=SECOND, title=f"t = {t}")
 fig.tight_layout()
+set_alt(fig, "Samples of one conditional path (orange, a single data point x_1) inside the marginal path (blue, "
+        "all of the data), CondOT, at t = 0, 0.25, 0.5, 0.75 and 1: the conditional path shrinks onto its point, "
+        "the marginal spreads onto the 11 modes.")
 plt.show()
 
 # %% [markdown]

@@ -106,15 +106,16 @@ def machine_load() -> tuple[float, int] | None:
 
 
 def load_note() -> str:
-    """Empty on a machine with a core free; on a busy one (load average above its cores), what that does to the
+    """Empty on a machine with a core free; on a busy one (load average above its cores), what that can do to the
     run time and what to do about it."""
     measured = machine_load()
     if measured is None or measured[0] <= measured[1]:
         return ""
     load, cores = measured
     return (f"the machine is busy (load {load:.1f} on {cores} core{'s' if cores != 1 else ''} over the last "
-            f"minute), so this ran slower than the chapter's header says, often 5-7x; close other notebooks and "
-            "programs (top lists them) or run it when the machine is idle: the numbers do not depend on the speed")
+            "minute): other programs share the CPU, which can make a chapter several times slower than its header "
+            "says; close other notebooks and programs (top lists them) or run it when the machine is idle: the "
+            "numbers do not depend on the speed")
 
 
 def run_time(start: float) -> str:

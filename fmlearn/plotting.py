@@ -251,7 +251,8 @@ _GREEK = {name: chr(code) for name, code in (
     ("Sigma", 0x3A3), ("Omega", 0x3A9), ("nabla", 0x2207), ("partial", 0x2202), ("infty", 0x221E),
     ("approx", 0x2248), ("le", 0x2264), ("leq", 0x2264), ("ge", 0x2265), ("geq", 0x2265), ("times", 0xD7),
     ("cdot", 0xB7), ("pm", 0xB1), ("to", 0x2192), ("rightarrow", 0x2192), ("in", 0x2208), ("sim", 0x223C),
-    ("ell", 0x2113), ("|", 0x2016))}
+    ("ell", 0x2113), ("|", 0x2016), ("mid", 0x7C), ("lvert", 0x7C), ("rvert", 0x7C), ("sqrt", 0x221A),
+    ("top", 0x1D40), ("ldots", 0x2026), ("dots", 0x2026), ("leftarrow", 0x2190), ("mapsto", 0x21A6))}
 _BLACKBOARD = {"R": "\u211d", "E": "\U0001d53c", "N": "\u2115", "T": "\U0001d54b", "S": "\U0001d54a"}
 
 
@@ -259,7 +260,8 @@ def plain_text(text: str) -> str:
     """A matplotlib title as plain text for a screen reader: the mathtext of ``$...$`` without dollars, braces or
     backslashes (``$\\alpha_t$`` gives ``α_t``, ``$\\mathbb R^d$`` gives ``ℝ^d``), one line."""
     out = re.sub(r"\\mathbb\s*\{?([A-Z])\}?", lambda m: _BLACKBOARD.get(m.group(1), m.group(1)), text)
-    out = re.sub(r"\\(?:mathrm|mathbf|mathit|text|operatorname|hat|bar|tilde|dot|ddot|vec)\s*", "", out)
+    out = re.sub(r"\\(?:math[a-z]*|text[a-z]*|operatorname|left|right|hat|bar|tilde|dot|ddot|vec)(?![A-Za-z])\s*",
+                 "", out)
     out = re.sub(r"\\([A-Za-z]+|\|)", lambda m: _GREEK.get(m.group(1), m.group(1)), out)
     out = re.sub(r"\\[,;:! ]", " ", out)
     out = out.replace("$", "").replace("{", "").replace("}", "")
@@ -276,6 +278,9 @@ def set_alt(fig: Figure, text: str) -> Figure:
     return fig
 
 
+MAX_PANELS_NAMED = 6  # a figure with more panels under a suptitle is described by the suptitle and their number
+
+
 def figure_alt(fig: Figure) -> str:
     """The alt text of a figure: the text given to :func:`set_alt`, else its suptitle followed by the titles of
     its panels, else the one panel's title with its axis labels, in plain text (:func:`plain_text`)."""
@@ -289,6 +294,8 @@ def figure_alt(fig: Figure) -> str:
             titles.append(plain_text(title))
     suptitle = plain_text(fig.get_suptitle())
     if suptitle:
+        if len(titles) > MAX_PANELS_NAMED:
+            return f"{suptitle} ({len(titles)} panels)"
         return suptitle + (f" (panels: {'; '.join(titles)})" if len(titles) > 1 else "")
     if len(titles) == 1:
         ax = next(a for a in fig.axes if a.get_title())

@@ -38,7 +38,7 @@ def test_run_time_names_the_load_only_on_a_busy_machine(monkeypatch):
     monkeypatch.setattr(config, "machine_load", lambda: (9.25, 2))
     line = config.run_time(start)
     assert line.startswith("this run took 42 s (default budget); the machine is busy (load 9.2 on 2 cores")
-    assert "slower than the chapter's header says" in line and "close other notebooks" in line
+    assert "several times slower than its header says" in line and "close other notebooks" in line
     assert "busy already (load 9.2 on 2 cores)" in fmlearn.describe()
     monkeypatch.setattr(config, "machine_load", lambda: None)  # no load average (Windows)
     assert config.run_time(start) == "this run took 42 s (default budget)"

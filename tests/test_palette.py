@@ -198,6 +198,11 @@ def test_figure_alt_from_titles_and_set_alt():
     assert P.figure_alt(fig2) == "2 panels: left; right"
     fig2.suptitle("two things")
     assert P.figure_alt(fig2) == "two things (panels: left; right)"
+    fig3, axes3 = plt.subplots(2, 4)
+    for i, ax in enumerate(axes3.flat):
+        ax.set_title(f"t = {i}")
+    fig3.suptitle("a grid")
+    assert P.figure_alt(fig3) == "a grid (8 panels)"
     assert P.set_alt(fig2, "  what to   look at ") is fig2 and P.figure_alt(fig2) == "what to look at"
     with pytest.raises(ValueError, match="text"):
         P.set_alt(fig2, " ")
