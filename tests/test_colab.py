@@ -123,7 +123,7 @@ def test_a_fresh_python_installs_the_course_from_the_first_cell_and_runs_chapter
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "ipykernel", "nbclient", "nbformat"],
                    check=True, env=env)
     host_s = time.perf_counter() - start
-    probe = subprocess.run([str(python), "-c", "import fmlearn"], env=env, capture_output=True)
+    probe = subprocess.run([str(python), "-c", "import fmlearn"], env=env, capture_output=True, cwd=tmp_path)
     assert probe.returncode != 0, "the fresh environment must start without fmlearn"
 
     timings = {}
@@ -133,7 +133,7 @@ def test_a_fresh_python_installs_the_course_from_the_first_cell_and_runs_chapter
                              capture_output=True, text=True)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         timings[chapter] = time.perf_counter() - t0
-    where = subprocess.run([str(python), "-c", "import fmlearn; print(fmlearn.__file__)"], env=env,
+    where = subprocess.run([str(python), "-c", "import fmlearn; print(fmlearn.__file__)"], env=env, cwd=tmp_path,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(venv)), f"fmlearn should be installed in the fresh environment, found at {where}"
     print(f"\nfresh venv + host's Jupyter: {host_s:.0f} s; chapter 4 (installs the course, then runs): "
