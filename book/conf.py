@@ -3,9 +3,11 @@
 Why this stack (issue 15): it is pure Python (pip installs it beside the course, no Node.js), it builds with no
 network (Jupyter Book 2's MyST engine fetches its site theme at build time), it executes notebooks through
 jupyter-cache (a rebuild re-executes only the notebooks whose code changed), and autodoc gives the fmlearn
-API reference from the package's docstrings. Equations are written as MathML when the book is built (docutils'
-converter), which the browser draws itself: a page opened from disk with the network off renders them, with
-no script, font or CDN.
+API reference from the package's docstrings. Equations are typeset in the browser by MathJax 3.2.2, the version
+JupyterLab bundles, so a page shows each equation as the notebook does; its SVG output needs no web font, and
+the one script (tex-svg-full.js, from the pip package django-static-mathjax, Apache-2.0) ships with the book:
+a page opened from disk with the network off renders every equation. (Issue 22: docutils' own LaTeX-to-MathML
+converter stacked the subscript of an accented symbol under it, as in the dot of alpha_t.)
 
 Build: ``make book`` (default budget, cache in build/book/.jupyter_cache) or ``make book-quick``
 (FMLEARN_QUICK=1, build/book-quick). The source folder is the repository root; this folder holds the
@@ -57,8 +59,13 @@ nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json
 nb_ipywidgets_js = {}  # no require.js / widget manager from a CDN
 nb_render_image_options = {"align": "center"}
 
-# -- Equations: MathML written at build time (book/_ext/fmlearn_book.py), drawn by the browser ----------------------
-html_math_renderer = "mathml"
+# -- Equations: MathJax 3 (SVG output), shipped with the book (book/_ext/fmlearn_book.py copies it to _static) ----
+html_math_renderer = "mathjax"
+mathjax_path = "mathjax/tex-svg-full.js"  # under _static: every TeX package included, nothing loaded later
+mathjax3_config = {
+    "svg": {"fontCache": "global"},  # each glyph's path once per page
+    "options": {"menuOptions": {"settings": {"assistiveMml": True}}},  # hidden MathML for screen readers
+}
 
 # -- API reference --------------------------------------------------------------------------------------------------
 autodoc_member_order = "bysource"
@@ -70,11 +77,13 @@ napoleon_numpy_docstring = False
 # -- HTML -------------------------------------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"
 html_title = "fmlearn: flow matching, explained and checked"
-html_static_path = ["_static"]
+html_static_path = ["_static"]  # + _static/mathjax/ (book/_ext/fmlearn_book.py copies it from its pip package)
+templates_path = ["_templates"]  # the theme's page without fontawesome.js (see _templates/layout.html)
 html_css_files = ["fmlearn.css"]
 html_theme_options = {
     "show_toc_level": 2,
     "use_download_button": True,
+    "navbar_persistent": [],  # one search box: the sidebar's (the article header's button on a narrow page)
     "use_fullscreen_button": False,
     "home_page_in_toc": True,
     "navigation_with_keys": False,

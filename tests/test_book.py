@@ -1,7 +1,10 @@
-"""The web book (issue 15), built in quick mode as CI builds it: every chapter and exercise executed, nothing
-fetched from a network, equations as MathML, widgets as their HTML explorers, links that resolve; then, in a
-headless Chromium with the network switched off, every page loads without a console error, every equation and
-figure is drawn, and every explorer's slider changes its figure.
+"""The web book (issues 15 and 22), built in quick mode as CI builds it: every chapter and exercise executed,
+nothing fetched from a network, equations left to the MathJax the book ships, widgets as their HTML explorers,
+links that resolve, alt text on every figure; then, in a headless Chromium with the network switched off, every
+page loads without a console error, every equation is typeset as JupyterLab typesets it (no subscript stacked
+under an accent, the notation page's constructs in their reference layout), every figure is drawn, every
+explorer's slider changes its figure, search finds pages with snippets, and axe-core finds no serious
+accessibility violation on the front page and three chapters.
 
 The build (``make book-quick``: FMLEARN_QUICK=1, outputs cached in build/book-quick/.jupyter_cache) runs once
 for this module; a rebuild re-executes only notebooks whose code changed.
@@ -10,12 +13,14 @@ for this module; a rebuild re-executes only notebooks whose code changed.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pkgutil
 import re
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -42,30 +47,48 @@ def book() -> dict:
     return {"log": run.stderr, "seconds": seconds}
 
 
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
 class _Page(HTMLParser):
-    """The parts of a page the checks read: tags with their attributes, ids, and text outside code."""
+    """The parts of a page the checks read: tags with their attributes, ids, text outside code and equations,
+    and the TeX of each equation (Sphinx writes it as \\(..\\) or \\[..\\] in an element of class "math")."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict]] = []
         self.ids: set[str] = set()
         self.prose: list[str] = []
-        self._skip = 0
+        self.tex: list[str] = []
+        self._open: list[str] = []  # per open element: "" or what it is ("skip", "math")
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.tags.append((tag, a))
         if "id" in a:
             self.ids.add(a["id"])
-        if tag in ("pre", "code", "script", "style", "math") or "highlight" in (a.get("class") or ""):
-            self._skip += 1
+        if tag in _VOID:
+            return
+        classes = (a.get("class") or "").split()
+        if "math" in classes:
+            self._open.append("math")
+            self.tex.append("")
+        elif tag in ("pre", "code", "script", "style", "math", "svg") or "highlight" in (a.get("class") or ""):
+            self._open.append("skip")
+        else:
+            self._open.append("")
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
 
     def handle_endtag(self, tag):
-        if tag in ("pre", "code", "script", "style", "math") and self._skip:
-            self._skip -= 1
+        if tag not in _VOID and self._open:
+            self._open.pop()
 
     def handle_data(self, data):
-        if not self._skip:
+        if "math" in self._open:
+            self.tex[-1] += data
+        elif "skip" not in self._open:
             self.prose.append(data)
 
 
@@ -115,15 +138,55 @@ def test_widgets_are_explorers_and_progress_bars_are_gone(book):
     assert len(with_explorer) >= 6, f"explorers in {with_explorer} only"
 
 
-def test_every_equation_is_mathml(book):
+MATHJAX = "_static/mathjax/tex-svg-full.js"
+
+
+def test_every_equation_is_left_to_the_shipped_mathjax(book):
+    """Equations reach the browser as TeX for MathJax (what JupyterLab runs), whose one script ships with the book
+    under its license: no page loads another renderer or a CDN, and no TeX leaks into the prose."""
+    assert (OUT / MATHJAX).is_file() and (OUT / MATHJAX).stat().st_size > 1_000_000
+    assert "Apache License" in (OUT / "_static" / "mathjax" / "LICENSE").read_text()
     for path in html_pages():
         text = path.read_text()
-        assert 'class="math-error"' not in text, f"{path.name}: an equation docutils could not convert"
-        prose = " ".join(page(path).prose)
+        p = page(path)
+        assert "<math" not in text, f"{path.name}: MathML written at build time (docutils' converter)"
+        prose = " ".join(p.prose)
         leftovers = re.findall(r"\\\(|\\\[|\$\$|\\frac|\\mathbb|\\alpha_", prose)
         assert not leftovers, f"{path.name}: TeX left in the prose: {leftovers[:5]}"
+        if p.tex:
+            scripts = [a.get("src", "").split("?")[0] for t, a in p.tags if t == "script"]
+            rel = os.path.relpath(OUT / MATHJAX, path.parent)
+            assert rel in scripts, f"{path.name}: {len(p.tex)} equations but no {rel} in {scripts}"
+            assert all(re.fullmatch(r"\s*\\[(\[].*[)\]]\s*", t, re.S) for t in p.tex), path.name
     for name in CHAPTERS:
-        assert (OUT / "chapters" / f"{name}.html").read_text().count("<math") >= 10, name
+        assert len(page(OUT / "chapters" / f"{name}.html").tex) >= 10, name
+
+
+_HASH = re.compile(r"[0-9a-f]{16,}|\.(png|jpe?g|gif|svg)$", re.I)
+
+
+def test_every_figure_has_a_description(book):
+    """Every <img> on every page has alt text that says something: not empty, not the file's hash (docutils'
+    default for an image without alt), not a placeholder."""
+    bad, figures = [], 0
+    for path in html_pages():
+        for tag, a in page(path).tags:
+            if tag == "img":
+                figures += 1
+                alt = (a.get("alt") or "").strip()
+                if len(alt) < 12 or _HASH.search(alt) or "no description" in alt:
+                    bad.append(f"{path.relative_to(OUT)}: alt={alt!r}")
+    print(f"{figures} figures, {len(bad)} without a description")
+    assert figures >= 50
+    assert not bad, f"{len(bad)} of {figures} figures without a description, e.g. {bad[:5]}"
+
+
+def test_pages_carry_no_fontawesome_and_the_front_page_no_empty_column(book):
+    for path in html_pages() + [OUT / "search.html", OUT / "genindex.html"]:
+        assert "fontawesome" not in path.read_text(), f"{path.name} loads fontawesome.js"
+    front = (OUT / "book" / "index.html").read_text()
+    assert not re.search(r"<th[^>]*>\s*(<p>)?\s*status", front), "the course map's status column is back"
+    assert ">ready<" not in front
 
 
 def test_figures_are_embedded_or_shipped(book):
@@ -199,12 +262,21 @@ def browser():
     driver.quit()
 
 
+TYPESET = """
+const done = arguments[arguments.length - 1];
+const startup = window.MathJax && window.MathJax.startup;
+if (startup && startup.promise) startup.promise.then(() => done(true), e => done(String(e)));
+else done(false);
+"""
+
 PAGE_STATE = """
-const maths = Array.from(document.querySelectorAll('math'));
+const maths = Array.from(document.querySelectorAll('article .math'));
+const drawn = m => { const s = m.querySelector('mjx-container svg');
+                     const b = s && s.getBoundingClientRect(); return !!b && b.width > 0 && b.height > 0; };
 const imgs = Array.from(document.querySelectorAll('article img'));
 return {
   maths: maths.length,
-  drawn: maths.filter(m => { const b = m.getBoundingClientRect(); return b.width > 0 && b.height > 0; }).length,
+  drawn: maths.filter(drawn).length,
   imgs: imgs.length,
   loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
   title: document.title,
@@ -219,6 +291,7 @@ def test_every_page_renders_offline_in_chromium(book, browser):
     for path in html_pages() + [OUT / "genindex.html", OUT / "search.html"]:
         rel = str(path.relative_to(OUT))
         browser.get(path.as_uri())
+        browser.execute_async_script(TYPESET)
         state = browser.execute_script(PAGE_STATE)
         assert state["drawn"] == state["maths"], f"{rel}: {state['maths'] - state['drawn']} equations not drawn"
         assert state["loaded"] == state["imgs"], f"{rel}: {state['imgs'] - state['loaded']} figures not loaded"
@@ -268,3 +341,230 @@ def test_every_explorer_changes_its_figure_when_its_slider_moves(book, browser):
                 shots += 1
         assert not console_errors(browser), name
     assert moved >= 6
+
+
+# -- equations: typeset as JupyterLab typesets them ------------------------------------------------------------------
+EQUATIONS = """
+const done = arguments[arguments.length - 1];
+const collect = () => {
+  const startup = window.MathJax && window.MathJax.startup;
+  if (startup && startup.document) {
+    return {engine: 'MathJax ' + MathJax.version, eqs: Array.from(startup.document.math).map(
+      m => ({tex: m.math, mml: MathJax.startup.toMML(m.root)}))};
+  }
+  return {engine: 'the browser (MathML)', eqs: Array.from(document.querySelectorAll('article math')).map(
+    m => ({tex: m.getAttribute('alttext') || '', mml: m.outerHTML}))};
+};
+const startup = window.MathJax && window.MathJax.startup;
+if (startup && startup.promise) startup.promise.then(() => done(collect()));
+else done(collect());
+"""
+
+# Where a subscript sits next to an accented letter (msub or msubsup around the accent's mover, in MathJax's
+# SVG or in native MathML): its box must start right of the accented letter's and sit lower.
+ACCENT_SUBSCRIPTS = """
+const out = [];
+const svg = Array.from(document.querySelectorAll('g[data-mml-node="msub"], g[data-mml-node="msubsup"]'));
+const native = Array.from(document.querySelectorAll('article math msub, article math msubsup'));
+for (const s of svg.concat(native)) {
+  const kids = Array.from(s.children);
+  const base = kids[0], sub = kids[1];
+  if (!base || !sub) continue;
+  const accent = base.matches('[data-mml-node="mover"], mover') ||
+                 !!base.querySelector(':scope > [data-mml-node="mover"]:only-child, :scope > mover:only-child');
+  if (!accent) continue;
+  const b = base.getBoundingClientRect(), u = sub.getBoundingClientRect();
+  out.push({base_right: b.right, base_mid: (b.top + b.bottom) / 2, sub_left: u.left,
+            sub_mid: (u.top + u.bottom) / 2, text: (s.closest('mjx-container, math') || s).textContent});
+}
+// accents with a script stacked under them (the defect of issue 22): munderover or munder on a letter
+const stacked = Array.from(document.querySelectorAll('article math munderover, article math munder,' +
+                           'g[data-mml-node="munderover"], g[data-mml-node="munder"]'))
+  .filter(e => { const b = e.children[0]; return b && /^(mi|mn)$/i.test(b.localName || '') &&
+                                                   b.textContent.trim().length === 1; }).length;
+return {pairs: out, stacked: stacked};
+"""
+
+
+def _tag(el: ET.Element) -> str:
+    return el.tag.rsplit("}", 1)[-1]
+
+
+def skeleton(el: ET.Element) -> str:
+    """A MathML tree as a compact string: tag(children), leaves as tag:text, with the font variant where one is
+    set; rows with one child and the invisible operators MathJax adds (function application, times) dropped."""
+    kids = [k for k in el if not (_tag(k) == "mo" and (k.text or "").strip() in ("\u2061", "\u2062", ""))]
+    tag = _tag(el)
+    if tag in ("math", "mrow", "mstyle", "semantics", "mpadded") and len(kids) == 1:
+        return skeleton(kids[0])
+    if tag == "annotation":
+        return ""
+    if not kids:
+        variant = el.get("mathvariant")
+        return f"{tag}{f'[{variant}]' if variant else ''}:{(el.text or '').strip()}"
+    return f"{tag}(" + ",".join(x for x in (skeleton(k) for k in kids) if x) + ")"
+
+
+def mathml_tree(mml: str) -> ET.Element:
+    mml = re.sub(r"&nbsp;", "&#160;", mml)
+    mml = re.sub(r"\sxmlns(:\w+)?=\"[^\"]*\"", "", mml)
+    return ET.fromstring(mml)
+
+
+def stacked_under_a_letter(root: ET.Element) -> int:
+    """How many accents or subscripts an equation draws under a letter (docutils wrote \\dot\\alpha_t as
+    munderover(α, t, ˙)): munder or munderover on a one-letter identifier."""
+    return sum(1 for el in root.iter() if _tag(el) in ("munder", "munderover") and len(el)
+               and _tag(el[0]) in ("mi", "mn") and len((el[0].text or "").strip()) == 1)
+
+
+# The notation page (book/notation.md) typesets the constructs the course uses; each must have this layout,
+# written out here by hand (MathJax's characters: U+02D9 dot above, ^ for the hat, U+03D5 for \phi).
+REFERENCE = {
+    r"\dot\alpha_t": "msub(mover(mi:α,mo:˙),mi:t)",
+    r"\dot\kappa_t": "msub(mover(mi:κ,mo:˙),mi:t)",
+    r"\hat x_0": "msub(mover(mi:x,mo:^),mn:0)",
+    r"u^\phi_t": "msubsup(mi:u,mi:t,mi:ϕ)",
+    r"x_t = \alpha_t x_1": "msub(mi:x,mi:t),mo:=,msub(mi:α,mi:t),msub(mi:x,mn:1)",
+    r"\frac{\dot\kappa_t}{1 - \kappa_t}": "mfrac(msub(mover(mi:κ,mo:˙),mi:t),mrow(mn:1,mo:−,msub(mi:κ,mi:t)))",
+    r"\left|\det ..\right|": "mrow(mo:|,mo:det,mfrac(",
+    r"\mathbb R^d": "msup(mi[double-struck]:R,mi:d)",
+    r"\mathbb E[x_0 \mid x_t = x]": "mi[double-struck]:E,mo:[,msub(mi:x,mn:0),mo:∣,msub(mi:x,mi:t),mo:=,mi:x,mo:]",
+}
+
+
+def jupyterlab_mathjax_version() -> str:
+    """The MathJax release JupyterLab bundles (its static files spell it VERSION="3.x.y")."""
+    static = Path(sys.prefix) / "share" / "jupyter" / "lab" / "static"
+    versions = {m for f in static.glob("*.js") for m in re.findall(r'VERSION="(\d+\.\d+\.\d+)"', f.read_text())}
+    assert len(versions) == 1, f"JupyterLab's MathJax version not found in {static}: {versions}"
+    return versions.pop()
+
+
+@needs_browser
+def test_equations_are_typeset_as_jupyterlab_typesets_them(book, browser):
+    """Every equation of every page: typeset without error by the MathJax release JupyterLab runs, nothing
+    stacked under a letter; on the notation page every reference construct has its layout (as a tree, and as
+    drawn: the subscript right of the accented letter and below it)."""
+    lab = jupyterlab_mathjax_version()
+    wrong, errors, engines, total = {}, [], {}, 0
+    for path in html_pages():
+        if not page(path).tex and "<math" not in path.read_text():
+            continue
+        browser.get(path.as_uri())
+        found = browser.execute_async_script(EQUATIONS)
+        rel = str(path.relative_to(OUT))
+        engines.setdefault(found["engine"], []).append(rel)
+        for eq in found["eqs"]:
+            total += 1
+            if "<merror" in eq["mml"] or 'mathcolor="red"' in eq["mml"]:
+                errors.append(f"{rel}: {eq['tex']}")
+            elif n := stacked_under_a_letter(mathml_tree(eq["mml"])):
+                wrong[rel] = wrong.get(rel, 0) + n
+    print(f"{total} equations, {sum(wrong.values())} scripts stacked under a letter, {len(errors)} errors")
+    assert not errors, f"MathJax could not typeset {len(errors)}: {errors[:5]}"
+    assert not wrong, f"{sum(wrong.values())} accents or subscripts stacked under a letter: {wrong}"
+    assert list(engines) == [f"MathJax {lab}"], f"typeset by {engines}; JupyterLab runs MathJax {lab}"
+    assert total > 500
+
+    browser.get((OUT / "book" / "notation.html").as_uri())
+    found = browser.execute_async_script(EQUATIONS)
+    skeletons = [skeleton(mathml_tree(eq["mml"])) for eq in found["eqs"]]
+    missing = {tex: want for tex, want in REFERENCE.items() if not any(want in s for s in skeletons)}
+    assert not missing, f"not typeset as it must be: {missing}\nthe page's equations: {skeletons}"
+    drawn = browser.execute_script(ACCENT_SUBSCRIPTS)
+    assert drawn["stacked"] == 0
+    assert len(drawn["pairs"]) >= 7, f"accented letters with a subscript: {drawn['pairs']}"
+    for pair in drawn["pairs"]:
+        assert pair["sub_left"] >= pair["base_right"] - 1, f"subscript not right of its accent: {pair}"
+        assert pair["sub_mid"] > pair["base_mid"] + 1, f"subscript not below the accented letter's middle: {pair}"
+    screenshot(browser, "page-notation.png")
+
+
+# -- search from disk ------------------------------------------------------------------------------------------------
+SEARCH_STATE = """
+// hits on a page's text or title (an API object's hit shows its description instead of a snippet)
+const items = Array.from(document.querySelectorAll('#search-results li.kind-text, #search-results li.kind-title'));
+return {done: !!document.querySelector('#search-results h2') &&
+              !document.querySelector('#search-progress')?.textContent.includes('Preparing'),
+        hits: items.length,
+        snippets: items.filter(li => (li.querySelector('p.context')?.textContent || '').trim().length > 20).length,
+        first: items.slice(0, 3).map(li => li.textContent.slice(0, 200))};
+"""
+
+
+@needs_browser
+def test_search_finds_pages_with_snippets_from_disk(book, browser):
+    """search.html opened from disk: hits, each with a snippet of its page, and no "Failed to fetch"."""
+    browser.get((OUT / "search.html").as_uri() + "?q=velocity")
+    state = {}
+    for _ in range(60):
+        time.sleep(0.5)
+        state = browser.execute_script(SEARCH_STATE)
+        if state["done"] and state["hits"] and state["snippets"] == state["hits"]:
+            break
+    assert state["hits"] >= 5, state
+    assert state["snippets"] == state["hits"], f"hits without a snippet: {state}"
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert not errors, errors[:3]
+    screenshot(browser, "page-search.png")
+
+
+VISIBLE_SEARCH = """
+return Array.from(document.querySelectorAll('.search-button-field, .search-button, form.bd-search'))
+  .filter(e => { const b = e.getBoundingClientRect(); return b.width > 0 && b.height > 0 &&
+                 getComputedStyle(e).visibility !== 'hidden'; }).length;
+"""
+
+
+@needs_browser
+def test_a_page_offers_one_search_box(book, browser):
+    browser.get((OUT / "chapters" / f"{CHAPTERS[0]}.html").as_uri())
+    assert browser.execute_script(VISIBLE_SEARCH) == 1, "search boxes on a wide page"
+    browser.set_window_size(700, 900)  # narrow: the sidebar folds away, the header's button remains
+    try:
+        assert browser.execute_script(VISIBLE_SEARCH) == 1, "search boxes on a narrow page"
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
+# -- accessibility: axe-core (from the pip package axe-core-python), offline ------------------------------------------
+# Violations that come from the theme (sphinx-book-theme / pydata-sphinx-theme) and that the book cannot change
+# through its configuration or CSS, each with its reason. Everything else serious or critical fails the test.
+THEME_VIOLATIONS: dict[str, str] = {}
+
+AXE_PAGES = ["book/index.html", f"chapters/{CHAPTERS[0]}.html", f"chapters/{CHAPTERS[7]}.html",
+             f"chapters/{CHAPTERS[8]}.html"]
+
+
+def axe_script() -> str:
+    import axe_core_python
+
+    return (Path(axe_core_python.__file__).parent / "axe.min.js").read_text()
+
+
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ['violations']})
+  .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+        nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5), count: v.nodes.length}))))
+  .catch(e => done(String(e)));
+"""
+
+
+@needs_browser
+def test_axe_finds_no_serious_violation(book, browser):
+    script = axe_script()
+    report = {}
+    for rel in AXE_PAGES:
+        browser.get((OUT / rel).as_uri())
+        browser.execute_async_script(TYPESET)
+        browser.execute_script(script)
+        violations = browser.execute_async_script(RUN_AXE)
+        assert isinstance(violations, list), violations
+        serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+        ours = [v for v in serious if v["id"] not in THEME_VIOLATIONS]
+        report[rel] = {"serious": [(v["id"], v["count"]) for v in serious],
+                       "minor": [(v["id"], v["impact"], v["count"]) for v in violations if v not in serious]}
+        assert not ours, f"{rel}: {json.dumps(ours, indent=1, ensure_ascii=False)[:3000]}"
+    print(json.dumps(report, indent=1))
