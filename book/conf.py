@@ -54,8 +54,10 @@ nb_merge_streams = True
 nb_render_markdown_format = "myst"  # Markdown outputs (display(Markdown(...))) get their $...$ maths too
 # An explorer offers a live widget and a self-contained HTML slider: on the web page, show the HTML (the widget
 # needs a kernel, and its JavaScript would come from a CDN).
+# A figure comes as image/png beside an <img alt> text/html (fmlearn.plotting): the book keeps the PNG as a file
+# (pages stay light, the browser caches it) with the alt text from the output's metadata (book/_ext).
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None),
-                              ("html", "text/html", 0)]
+                              ("html", "image/png", 0), ("html", "text/html", 1)]
 nb_ipywidgets_js = {}  # no require.js / widget manager from a CDN
 nb_render_image_options = {"align": "center"}
 
