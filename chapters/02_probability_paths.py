@@ -188,9 +188,10 @@ plt.show()
 #
 # The explorer below draws the same exact panels for every schedule at
 # $t = 0, 0.1, \dots, 1$: pick a schedule, slide $t$, then switch schedules
-# at the same $t$. In JupyterLab it is a live widget; on the course's web
-# page it is the same slider in plain HTML, and without JavaScript it shows
-# one frame (the grid above is the static version).
+# at the same $t$. It is a slider in plain HTML with every frame embedded,
+# in JupyterLab as on the course's web page, so a saved notebook reopens
+# showing it; without JavaScript it shows one frame (the grid above is the
+# static version).
 
 # %%
 path_explorer(target)

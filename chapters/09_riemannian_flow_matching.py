@@ -300,8 +300,8 @@ plt.show()
 # ### Watch the flow
 #
 # The samples at a few times along the flow (the static figure), then the
-# same flow as an animation: a $t$ slider with a play button (a live widget in
-# JupyterLab, an HTML slider on the web page). What to look at: the uniform
+# same flow as an animation: a $t$ slider with a play button (an HTML slider
+# with its frames embedded, in JupyterLab as on the web page). What to look at: the uniform
 # cloud gathers into four clusters, and by $t = 1$ almost every point sits in
 # one of them (the check below counts how many). Only the *conditional* paths
 # are great circles; the learned flow moves a point along the average of many
