@@ -59,7 +59,7 @@ import torch
 from IPython.display import Markdown, display
 
 from fmlearn.digits import plot_digits
-from fmlearn.plotting import plot_loss
+from fmlearn.plotting import mode_colours, plot_loss
 from fmlearn.widgets import guidance_explorer
 
 T_START = time.perf_counter()
@@ -194,7 +194,7 @@ for (who, w), (_, hit, out, side) in runs.items():
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
 for ax, key in zip(axes, [("learned", 0.0), ("learned", 2.0), ("exact", 2.0)]):
     x = runs[key][0]
-    ax.scatter(x[:, 0], x[:, 1], c=asked, cmap="tab20", s=2)
+    ax.scatter(x[:, 0], x[:, 1], c=mode_colours(asked), s=2)  # neighbouring modes differ
     ax.scatter(*mixture.means.T, marker="+", color="black", s=60)
     ax.set(xlabel="coordinate 1", ylabel="coordinate 2", aspect="equal", xlim=(-15, 15), ylim=(-15, 15))
     ax.set_title(f"{key[0]} fields, w = {key[1]:g}: {runs[key][1]:.1%} in the asked mode", fontsize=10)

@@ -62,6 +62,15 @@ PAIRS: dict[str, tuple[tuple[str, float], tuple[str, float]]] = {
     "second / bluish green (the third line of a plot)": ((SECOND, 1.0), (GREEN, 1.0)),
     "bluish green / vermillion": ((GREEN, 1.0), (VERMILLION, 1.0)),
 }
+# Modes in a ring (the 8 Gaussians, the 11-mode mixture): no palette has 11 colours a colour-blind reader tells
+# apart, and position already tells far modes apart, so neighbours differ: three colours in turn around the ring
+# (first / second / bluish green, each pair above; an odd count still gives the last and the first two colours).
+MODE_CYCLE = (FIRST, SECOND, GREEN)
+
+
+def mode_colours(index) -> list[str]:
+    """The colour of each mode index (ints, or an integer tensor/array) for modes numbered around a ring."""
+    return [MODE_CYCLE[int(i) % len(MODE_CYCLE)] for i in np.asarray(index).reshape(-1)]
 
 
 def use_course_colors() -> None:

@@ -222,3 +222,17 @@ def test_an_ipython_display_of_a_figure_carries_its_alt_text():
     assert metadata["text/html"] == {"alt": 'a "quoted" <title> & more'}
     assert data["text/html"].startswith('<img alt="a &quot;quoted&quot; &lt;title&gt; &amp; more" '
                                         'src="data:image/png;base64,iVBORw0KGgo')
+
+
+def test_modes_in_a_ring_differ_from_their_neighbours_and_each_pair_is_checked():
+    """Chapter 6's 11 modes and chapter 1's animation: three colours in turn, so two neighbouring modes (the last
+    and the first included) never share one, and every two of the three are a pair the ΔE test above covers."""
+    from fmlearn.plotting import MODE_CYCLE, PAIRS, mode_colours
+
+    for n in (8, 11):
+        colours = mode_colours(range(n))
+        assert all(colours[k] != colours[(k + 1) % n] for k in range(n)), (n, colours)
+    opaque = {frozenset((a[0], b[0])) for a, b in PAIRS.values() if a[1] == b[1] == 1.0}
+    for i, a in enumerate(MODE_CYCLE):
+        for b in MODE_CYCLE[i + 1:]:
+            assert frozenset((a, b)) in opaque, (a, b)

@@ -5,6 +5,7 @@ input is refused with an error that names the argument."""
 
 import math
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -75,7 +76,8 @@ def test_flow_animation_colours_each_sample_by_its_final_mode(drawn):
     ex = flow_animation(tr, times, frames=3, centres=CENTRES)
     ex.frames
     nearest = ((tr[-1][:, None] - CENTRES[None]) ** 2).sum(-1).argmin(1).numpy()  # brute force, by hand
-    expected = plt.get_cmap("hsv")(nearest / 3)[:, :3]
+    cycle = ["#0072B2", "#E69F00", "#009E73"]  # Okabe-Ito blue, orange, bluish green in turn: neighbours differ
+    expected = np.array([matplotlib.colors.to_rgb(cycle[k % 3]) for k in nearest])
     for _, fig in drawn:  # the same colour in every frame: the mode the sample ends in
         np.testing.assert_allclose(fig.axes[0].collections[0].get_facecolors()[:, :3], expected, atol=1e-6)
         np.testing.assert_allclose(offsets(fig.axes[0], 1), CENTRES.numpy())  # the crosses

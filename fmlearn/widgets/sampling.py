@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._checks import check_int_range as _count
-from ..plotting import COORDINATE_LABELS, DEFAULT_EXTENT, Extent, plot_density, plot_samples
+from ..plotting import COORDINATE_LABELS, DEFAULT_EXTENT, Extent, mode_colours, plot_density, plot_samples
 from .explorer import Explorer
 
 __all__ = ["flow_animation", "solver_explorer", "noise_explorer"]
@@ -142,7 +142,7 @@ def flow_animation(trajectory: Any, times: Any, *, frames: int = 26, n: int = 20
         raise TypeError(f"density must be a function t -> log_prob, got {type(density).__name__}")
     colours = None
     if marks is not None:
-        colours = plt.get_cmap("hsv")(_nearest(tr[-1], marks) / len(marks))
+        colours = mode_colours(_nearest(tr[-1], marks))  # neighbouring modes differ, for every reader
     spots = np.linspace(ts[0], ts[-1], frames)
     indices = sorted({int(np.abs(ts - s).argmin()) for s in spots})
     values = [float(ts[i]) for i in indices]
