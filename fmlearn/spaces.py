@@ -54,18 +54,17 @@ class MetricSpace(Protocol):
 @runtime_checkable
 class Manifold(Space, MetricSpace, Protocol):
     """A space with a Riemannian geometry and a default source: what paths, likelihoods and samplers of
-    continuous states read (R^d, the sphere, the flat torus). Points and tangent vectors are (batch, *data).
+    continuous states read (R^d, the sphere, the flat torus). Points and tangent vectors are ``(batch, *data)``.
 
-    ======================== ======
-    check_points(name, x)    x itself if it is a batch of points of the space, else an error naming ``name``
-    proj(x, v)               v projected onto the tangent space at x
-    exp(x, v), log(x, y)     the exponential map and its inverse
-    geodesic(x0, x1, s)      (x_s, d x_s / ds) on the geodesic from x0 (s = 0) to x1 (s = 1)
-    dist(x, y), cdist(x, y)  geodesic distances, shapes (batch,) and (n, m)
-    sample_source(shape, generator, device)   a draw of the space's default source: N(0, I) in R^d, uniform
-                             on a compact manifold (the source of a path that is given none)
-    source_log_prob(x)       its log-density (w.r.t. the space's volume), shape (batch,)
-    ======================== ======
+    ======================================= ======
+    check_points(name, x)                   x, if a batch of points of the space; else an error naming ``name``
+    proj(x, v)                              v projected onto the tangent space at x
+    exp(x, v), log(x, y)                    the exponential map and its inverse
+    geodesic(x0, x1, s)                     (x_s, d x_s / ds) on the geodesic from x0 (s = 0) to x1
+    dist(x, y), cdist(x, y)                 geodesic distances, shapes (batch,) and (n, m)
+    sample_source(shape, generator, device) the default source: N(0, I) in R^d, else uniform
+    source_log_prob(x)                      its log-density (space's volume), shape (batch,)
+    ======================================= ======
     """
 
     def check_points(self, name: str, x: torch.Tensor) -> torch.Tensor: ...
