@@ -56,7 +56,10 @@ def squared_distances(x0: torch.Tensor, x1: torch.Tensor, space: Space | None = 
     """
     a, b = _flat_pair(x0, x1, equal=False)
     if space is not None:
-        return check_metric_space(space).cdist(a, b).pow(2)
+        space = check_metric_space(space)
+        if callable(getattr(space, "check_points", None)):  # on a manifold: points off it have no distances
+            a, b = space.check_points("x0", a), space.check_points("x1", b)
+        return space.cdist(a, b).pow(2)
     return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T).clamp_min(0)
 
 

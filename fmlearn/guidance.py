@@ -123,6 +123,10 @@ def guided_sample(model: nn.Module, labels: torch.Tensor, w: float, shape: tuple
         got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a tensor of shape (n,), got {got}")
     check_positive_int("batch_size", batch_size)
+    if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        raise TypeError(f"shape must be the data shape of one sample, a tuple of positive ints such as (2,) or "
+                        f"(1, 8, 8), got {type(shape).__name__} {shape!r}")
     dev = draw_device(generator)
     x0 = torch.randn(labels.shape[0], *shape, generator=generator, device=dev)
     sols = [sample(guided, x0[i:i + batch_size], steps=steps, method=method, y=labels[i:i + batch_size])

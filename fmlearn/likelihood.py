@@ -38,7 +38,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.func import vjp, vmap
 
-from ._checks import as_tensor, at_dtype, check_finite, check_positive_int, model_context, model_dtype_device
+from ._checks import (as_tensor, at_dtype, check_finite, check_positive_int, check_time, model_context,
+                      model_dtype_device)
 from ._random import draw_device
 from .solvers import odeint
 from .spaces import EUCLIDEAN, Manifold, check_manifold, declared_space, resolve_space
@@ -163,7 +164,8 @@ def divergence_exact(velocity: Callable[..., torch.Tensor], x: torch.Tensor, t: 
     _check_velocity(velocity)
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
-    return _exact(at_dtype(velocity, model_dtype_device(velocity)[0]), _check_x(x), t, create_graph, impl,
+    check_time(t, _check_x(x))  # values in [0, 1] (a tensor's: one host sync, at this entry point only)
+    return _exact(at_dtype(velocity, model_dtype_device(velocity)[0]), x, t, create_graph, impl,
                   _manifold(velocity, space).proj)[:2]
 
 

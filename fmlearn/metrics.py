@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ._checks import check_points, model_context
+from ._checks import check_points, check_real, model_context
 from .couplings import optimal_assignment
 from .distributions import GaussianMixture, Sampleable
 from .oracle import MixtureOracle
@@ -40,6 +40,8 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor, space: Space | None = None
     space = check_metric_space(space)
     x = check_points("x", x).double()
     y = check_points("y", y, x.shape[1]).to(x)
+    if callable(getattr(space, "check_points", None)):  # on a manifold: points off it have no distances
+        x, y = space.check_points("x", x), space.check_points("y", y)
     return float(2 * _mean_pairwise_distance(x, y, space=space) - _mean_pairwise_distance(x, x, space=space)
                  - _mean_pairwise_distance(y, y, space=space))
 
@@ -84,6 +86,7 @@ def mode_fractions(mixture: GaussianMixture, x: torch.Tensor) -> torch.Tensor:
 def fraction_near_modes(mixture: GaussianMixture, x: torch.Tensor, n_std: float = 4.0) -> float:
     """Fraction of samples within ``n_std`` standard deviations of some mode's mean
     (samples stranded between modes count against a model)."""
+    check_real("n_std", n_std, positive=True)
     x = check_points("x", x, mixture.dim).float().cpu()
     z = (x[:, None, :] - mixture.means[None]) / mixture.stds[None]
     return float((z.norm(dim=-1).min(dim=1).values <= n_std).double().mean())

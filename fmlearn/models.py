@@ -72,6 +72,10 @@ class MLP(nn.Module):
         if cond:
             raise TypeError(f"MLP is unconditional; got conditioning arguments {sorted(cond)}")
         _check_flat(x, self.dim)
+        dtype = self.net[0].weight.dtype
+        if x.is_floating_point() and x.dtype != dtype:  # e.g. a float64 state: cast in and back (dtype only, no sync)
+            return self.forward(x.to(dtype), t if isinstance(t, (int, float)) else check_time(t, x, check_values=False)
+                                .to(dtype)).to(x.dtype)
         t = check_time(t, x, check_values=False)
         return self.net(torch.cat([x, self.time_embedding(t)], dim=1))
 

@@ -63,6 +63,11 @@ def odeint(field: Field, x0: State, *, method: str = "euler", steps: int | None 
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     if not isinstance(x0, (torch.Tensor, tuple)):
         raise TypeError(f"x0 must be a tensor (or a tuple of tensors), got {type(x0).__name__}")
+    for part in (x0 if isinstance(x0, tuple) else (x0,)):
+        if isinstance(part, torch.Tensor) and (part.dtype == torch.bool or part.is_complex()):
+            raise TypeError(f"x0 must hold real numbers, got dtype {part.dtype}")
+    if not callable(field):
+        raise TypeError(f"field must be callable, field(x, t) -> dx/dt, got {type(field).__name__} {field!r}")
     u = _checked(field, space)
     if method == "dopri5":
         if steps is not None:

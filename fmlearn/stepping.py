@@ -107,7 +107,10 @@ def time_grid(steps: int, t0: float = 0.0, t1: float = 1.0, *, kind: str = "unif
 def check_grid(times: Sequence[float] | torch.Tensor, name: str = "times") -> torch.Tensor:
     """A time grid as a float64 CPU tensor of shape (n,), n >= 2, finite and strictly monotone
     (increasing, or decreasing to run backwards); a ValueError names what is wrong."""
-    times = check_finite(name, as_tensor(name, times, dtype=torch.float64, device="cpu")).reshape(-1)
+    times = check_finite(name, as_tensor(name, times, dtype=torch.float64, device="cpu"))
+    if times.ndim > 1:
+        raise ValueError(f"{name} must be a 1-D grid of shape (n,), got shape {tuple(times.shape)}")
+    times = times.reshape(-1)
     if times.numel() < 2:
         raise ValueError(f"{name} must hold at least 2 time points, got {times.numel()}")
     d = times[1:] - times[:-1]

@@ -34,7 +34,10 @@ from .torus import TWO_PI, FlatTorus
 
 def vmf_log_normalizer(kappa: float | torch.Tensor) -> torch.Tensor:
     """log C(kappa) = log kappa - log(4 pi) - log sinh kappa, with log sinh k = k + log(1 - e^{-2k}) - log 2."""
-    k = torch.as_tensor(kappa, dtype=torch.float64)
+    k = as_tensor("kappa", kappa, dtype=torch.float64)
+    if k.device.type == "cpu" and not bool((k > 0).all()):  # a device tensor (a mixture's, checked) is not synced
+        got = kappa if isinstance(kappa, (int, float)) else f"values down to {float(k.min())}"
+        raise ValueError(f"kappa must be positive (the concentration of a vMF), got {got}")
     return torch.log(k) - math.log(4 * math.pi) - (k + torch.log(-torch.expm1(-2 * k)) - math.log(2.0))
 
 

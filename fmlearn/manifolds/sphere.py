@@ -39,6 +39,14 @@ def _dot(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (x * v).sum(-1, keepdim=True)
 
 
+def _same_shape(name: str, v, x) -> None:
+    """v must be a tensor of x's shape (reads shapes only: no host sync)."""
+    if not isinstance(v, torch.Tensor) or not isinstance(x, torch.Tensor):
+        raise TypeError(f"x and {name} must be tensors, got {type(x).__name__} and {type(v).__name__}")
+    if v.shape != x.shape:
+        raise ValueError(f"{name} must have the shape of the points x, {tuple(x.shape)}, got {tuple(v.shape)}")
+
+
 class Sphere(CompactManifold):
     """The unit sphere in R^dim, as a space (:mod:`fmlearn.spaces`): points and tangent vectors (batch, dim).
 
@@ -80,6 +88,7 @@ class Sphere(CompactManifold):
 
     def exp(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """cos(|v|) x + sin(|v|) v / |v| (x itself where v = 0), renormalised against rounding."""
+        _same_shape("v", v, x)
         norm = v.norm(dim=-1, keepdim=True)
         y = torch.cos(norm) * x + torch.sin(norm) * v / norm.clamp_min(torch.finfo(v.dtype).tiny)
         return y / y.norm(dim=-1, keepdim=True)
@@ -90,6 +99,7 @@ class Sphere(CompactManifold):
         0 at y = x. At y = -x every great circle through x reaches y: the result is pi times a fixed unit tangent
         (the projection of the axis along which x is smallest), so exp(x, log(x, -x)) = -x and nothing is NaN.
         """
+        _same_shape("y", y, x)
         cos = _dot(x, y)
         w = y - cos * x
         w = w - _dot(x, w) * x  # a second pass: near y = -x, |w| is tiny and the first leaves a normal part
