@@ -1503,39 +1503,4 @@ CASES_BY_ID = {c.id: c for c in CASES}
 #: Cases whose fix has not landed: id -> the file and function to fix. test_careless_inputs.py marks them
 #: xfail(strict=True): when a fix lands the test fails, and the fixer deletes the id here.
 BROKEN: dict[str, str] = {
-    "ode.field_not_callable": "raw: fmlearn/solvers.py: odeint (field not checked callable)",
-    "grid.two_dimensional": "vague: fmlearn/stepping.py: check_grid (the message omits the shape)",
-    "div.exact_t_above_1": "silent: fmlearn/likelihood.py: divergence_exact (t outside [0, 1] accepted)",
-    "cpl.sq_dist_sphere_off": "silent: fmlearn/couplings.py: squared_distances (points off the space accepted)",
-    "guid.shape_int": "raw: fmlearn/guidance.py: guided_sample (shape not checked)",
-    "met.fraction_near_n_std_negative": "silent: fmlearn/metrics.py: fraction_near_modes (n_std < 0 accepted)",
-    "met.ed_sphere_off": "silent: fmlearn/metrics.py: energy_distance (points off the space accepted)",
-    "model.mlp_float64_input": "raw: fmlearn/models.py: MLP.forward (float64 x: torch's dtype error)",
-    "dtype.odeint_x0_bool": "silent: fmlearn/solvers.py: odeint (a bool x0 is accepted)",
-    "jump_probabilities.x_out_of_range": "raw: fmlearn/discrete/categorical.py: jump_probabilities (tokens unchecked)",
-    "jump_probabilities.dx_other_states":
-        "raw: fmlearn/discrete/categorical.py: jump_probabilities (dx shape unchecked)",
-    "categorical.step_out_of_range": "raw: fmlearn/discrete/categorical.py: Categorical.step (tokens unchecked)",
-    "mp.sample_source_int_shape": "raw: fmlearn/discrete/paths.py: MixturePath.sample_source (shape unchecked)",
-    "mp.posterior_x_out_of_range":
-        "silent: fmlearn/discrete/paths.py: MixturePath.posterior (x tokens unchecked, clamped)",
-    "mp.conditional_velocity_out_of_range":
-        "raw: fmlearn/discrete/paths.py: MixturePath.conditional_velocity (x1 unchecked)",
-    "mp.token_marginal_wrong_shape": "raw: fmlearn/discrete/paths.py: MixturePath.token_marginal (p1 unchecked)",
-    "mp.token_marginal_t": "silent: fmlearn/discrete/paths.py: MixturePath.token_marginal (t outside [0, 1] accepted)",
-    "tm.forward_out_of_range": "raw: fmlearn/discrete/models.py: TokenMLP.forward (tokens >= num_states: IndexError)",
-    "tm.forward_negative": "raw: fmlearn/discrete/models.py: TokenMLP.forward (negative tokens: IndexError)",
-    "tm.convnet_out_of_range": "raw: fmlearn/discrete/models.py: TokenConvNet.forward (tokens unchecked: IndexError)",
-    "tok.losses_x1_out_of_range": "raw: fmlearn/discrete/objectives.py: token_losses (x1 unchecked)",
-    "exact.generator_matrix_wrong_rows": "raw: fmlearn/discrete/exact.py: generator_matrix (rates shape unchecked)",
-    "exact.marginal_law_t": "silent: fmlearn/discrete/exact.py: marginal_law (t outside [0, 1] accepted)",
-    "data.decode_out_of_range": "raw: fmlearn/discrete/data.py: decode (tokens unchecked: IndexError)",
-    "data.decode_negative": "silent: fmlearn/discrete/data.py: decode (negative tokens index from the end)",
-    "sph.exp_shapes": "raw: fmlearn/manifolds/sphere.py: Sphere.exp (shapes unchecked)",
-    "sph.log_shapes": "raw: fmlearn/manifolds/sphere.py: Sphere.log (shapes unchecked)",
-    "vmf.normalizer_negative": "silent: fmlearn/manifolds/distributions.py: vmf_log_normalizer (kappa <= 0 gives NaN)",
-    "gen.flow_x_list": "raw: fmlearn/generators/generators.py: FlowGenerator.__call__ (x unchecked)",
-    "ctmc.f_2d": "vague: fmlearn/generators/generators.py: CTMCGenerator.__call__ (the message omits f's shape)",
-    "sp.not_a_step": "vague: fmlearn/generators/markov.py: superpose (the message omits what was given)",
-    "jm.t_above_1": "silent: fmlearn/generators/jumps.py: JumpModel.forward (t outside [0, 1] accepted)",
 }

@@ -24,6 +24,8 @@ sampler (:func:`fmlearn.discrete.sample`) reads it once, at the end (:meth:`Cate
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .._random import draw_device
@@ -35,12 +37,32 @@ def jump_chance(total: torch.Tensor) -> torch.Tensor:
     return -torch.expm1(-total)
 
 
+def check_tokens_cheap(name: str, x: Any, num_states: int) -> torch.Tensor:
+    """x must be an integer tensor of tokens in 0..num_states - 1, checked without a host sync: its dtype always,
+    its values only when it lies on the CPU (where reading them costs no device wait). For per-step calls
+    (a sampler's step, a forward pass, a training loss): on a device, the entry point has checked the values."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of integer tokens, got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer tokens, got dtype {x.dtype}")
+    if x.device.type == "cpu" and x.numel() and (int(x.min()) < 0 or int(x.max()) >= num_states):
+        raise ValueError(f"{name} must hold tokens in 0..{num_states - 1}, got values from {int(x.min())} to "
+                         f"{int(x.max())}")
+    return x
+
+
 def jump_probabilities(x: torch.Tensor, dx: torch.Tensor, num_states: int) -> torch.Tensor:
     """The law of the next state of each token after an increment dx = h u, shape (*x.shape, num_states):
 
         P(next = j) = (1 - exp(-Lambda)) dx_j / Lambda  for j != x,     P(next = x) = exp(-Lambda),
 
-    with Lambda = sum_{j != x} max(dx_j, 0) (negative off-diagonal increments are treated as 0)."""
+    with Lambda = sum_{j != x} max(dx_j, 0) (negative off-diagonal increments are treated as 0). The tokens'
+    values are checked on the CPU only (no host sync per step: see :func:`check_tokens_cheap`)."""
+    check_tokens_cheap("x", x, num_states)
+    if not isinstance(dx, torch.Tensor) or tuple(dx.shape) != (*x.shape, num_states) or not dx.is_floating_point():
+        got = f"shape {tuple(dx.shape)}, dtype {dx.dtype}" if isinstance(dx, torch.Tensor) else type(dx).__name__
+        raise ValueError(f"dx must be a floating increment of shape (*x.shape, num_states) = "
+                         f"{(*x.shape, num_states)}, got {got}")
     onehot = torch.nn.functional.one_hot(x, num_states).to(dx.dtype)
     off = (dx * (1 - onehot)).clamp_min(0)
     total = off.sum(-1, keepdim=True)

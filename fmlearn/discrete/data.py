@@ -16,6 +16,7 @@ import datetime
 import torch
 
 from .._checks import check_positive_int
+from .paths import check_tokens
 
 DATE_ALPHABET = "0123456789-"
 
@@ -54,6 +55,9 @@ def encode(strings: list[str], alphabet: str = DATE_ALPHABET) -> torch.Tensor:
 
 def decode(tokens: torch.Tensor, alphabet: str = DATE_ALPHABET) -> list[str]:
     """Tokens (n, length) back to strings."""
+    check_tokens("tokens", tokens, len(alphabet), f"the {len(alphabet)} characters of the alphabet")
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must have shape (n, length), got {tuple(tokens.shape)}")
     return ["".join(alphabet[i] for i in row) for row in tokens.tolist()]
 
 

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .._checks import check_positive_int, check_time, model_context
+from .._checks import check_positive_int, check_time, check_unit_interval, model_context
 from ..solvers import odeint
 from .categorical import jump_probabilities
 from .paths import MixturePath, check_path, check_tokens
@@ -96,6 +96,14 @@ class ExactPosterior:
 def generator_matrix(rates: torch.Tensor) -> torch.Tensor:
     """Q (N, N) from per-token rates (N, L, S) at every joint state (in :func:`all_states` order): Q[n, n'] is the
     rate of the jump of one token that takes n to n'; each row sums to 0."""
+    if not isinstance(rates, torch.Tensor) or rates.ndim != 3 or not rates.is_floating_point() or \
+            rates.shape[0] != rates.shape[2] ** rates.shape[1]:
+        got = f"shape {tuple(rates.shape)}, dtype {rates.dtype}" if isinstance(rates, torch.Tensor) else \
+            type(rates).__name__
+        want = f" = ({rates.shape[2] ** rates.shape[1]}, {rates.shape[1]}, {rates.shape[2]})" \
+            if isinstance(rates, torch.Tensor) and rates.ndim == 3 else ""
+        raise ValueError(f"rates must be floating per-token rates at every joint state, shape (S^L, L, S){want}, "
+                         f"got {got}")
     n, length, s = rates.shape
     states, target = _jump_targets(s, length, rates.device)
     off = rates * (1 - torch.nn.functional.one_hot(states, s).to(rates.dtype))
@@ -155,6 +163,10 @@ def source_law(path: MixturePath, length: int) -> torch.Tensor:
 
 def marginal_law(path: MixturePath, support: torch.Tensor, t: float, probs: torch.Tensor | None = None) -> torch.Tensor:
     """The closed form of the marginal path at time t, (1, N): sum_m q_m prod_i p_t(x^i | s_m^i)."""
+    t = check_unit_interval("t", float(t) if isinstance(t, torch.Tensor) and t.numel() == 1 else t)
+    check_tokens("support", support, path.vocab_size, "the data values of the vocabulary")
+    if support.ndim != 2:
+        raise ValueError(f"support must be data sequences of shape (M, L), got {tuple(support.shape)}")
     states = all_states(path.num_states, support.shape[1])
     k = float(path.schedule.kappa(torch.tensor(float(t), dtype=torch.float64)))
     p0 = path.source_probs()

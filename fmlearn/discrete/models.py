@@ -18,6 +18,7 @@ from torch import nn
 
 from .._checks import check_positive_int, check_time
 from ..models import TimeEmbedding
+from .categorical import check_tokens_cheap
 from .paths import SOURCES
 
 
@@ -38,11 +39,14 @@ def declared_source(num_states: int, vocab_size: int, source: str | None) -> str
 
 
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
-    """x must be integer tokens (batch, model.length) (shapes only: no host sync)."""
+    """x must be integer tokens (batch, model.length) in 0..num_states - 1 (no host sync: shapes and dtype always,
+    values only on the CPU, :func:`~fmlearn.discrete.categorical.check_tokens_cheap`; on a device the sampler
+    and the objective have checked them)."""
     if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.dtype == torch.bool or x.ndim != 2 or \
             x.shape[1] != model.length:
         got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be integer tokens of shape (batch, {model.length}), got {got}")
+    check_tokens_cheap("x", x, model.num_states)
 
 
 class TokenMLP(nn.Module):

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .categorical import check_tokens_cheap
 from .paths import MixturePath, check_tokens
 
 LOSSES = ("ce", "gkl")
@@ -84,6 +85,9 @@ def token_losses(path: MixturePath, logits: torch.Tensor, x: torch.Tensor, x1: t
     of the rates (module docstring)."""
     check_loss(loss)
     logp = path.log_posterior(logits, x)
+    check_tokens_cheap("x1", x1, path.vocab_size)  # values on the CPU only: no host sync per training step
+    if x1.shape != x.shape:
+        raise ValueError(f"x1 must have x's shape {tuple(x.shape)}, got {tuple(x1.shape)}")
     nll = -logp.gather(-1, x1.unsqueeze(-1)).squeeze(-1)
     if loss == "ce":
         return nll

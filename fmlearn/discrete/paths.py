@@ -37,11 +37,11 @@ from typing import Any
 
 import torch
 
-from .._checks import check_positive_int, check_time, expand_time
+from .._checks import check_positive_int, check_time, check_unit_interval, expand_time
 from .._random import draw_device
 from ..paths import PathSample
 from ..schedules import CondOT, KappaSchedule
-from .categorical import Categorical
+from .categorical import Categorical, check_tokens_cheap
 
 SOURCES = ("mask", "uniform")
 #: What a posterior model declares about the path it was built for (checked by MixturePath.check_model).
@@ -134,6 +134,10 @@ class MixturePath:
     def sample_source(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor:
         """x0 of the given shape: all masks, or uniform tokens."""
+        if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise TypeError(f"shape must be a tuple of nonnegative ints such as (batch, L), got "
+                            f"{type(shape).__name__} {shape!r}")
         if self.mask is not None:
             return torch.full(shape, self.mask, dtype=torch.long, device=device)
         return torch.randint(self.vocab_size, shape, generator=generator,
@@ -169,8 +173,8 @@ class MixturePath:
 
     def posterior(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """p_{1|t}(. | x_t) = softmax(logits) over the V data values, shape (*x.shape, V); for the mask source
-        every unmasked token gets delta_{x_t^i}."""
-        self._check_logits(logits, x)
+        every unmasked token gets delta_{x_t^i}. x's values are checked on the CPU only (no host sync per step)."""
+        self._check_logits(logits, check_tokens_cheap("x", x, self.num_states))
         probs = torch.softmax(logits.float(), -1)
         if self.mask is None:
             return probs
@@ -180,7 +184,7 @@ class MixturePath:
 
     def log_posterior(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p_{1|t}(. | x_t) as :meth:`posterior` (log_softmax; 0 and -inf on unmasked tokens of the mask source)."""
-        self._check_logits(logits, x)
+        self._check_logits(logits, check_tokens_cheap("x", x, self.num_states))
         logp = torch.log_softmax(logits.float(), -1)
         if self.mask is None:
             return logp
@@ -211,6 +215,11 @@ class MixturePath:
 
     def conditional_velocity(self, x: torch.Tensor, x1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """u_t(y | x_t, x1) = kappa'_t / (1 - kappa_t) [delta_{x1}(y) - delta_{x_t}(y)]: it generates p_t(. | x0, x1)."""
+        check_tokens("x1", x1, self.vocab_size, "the data values of the vocabulary")
+        check_tokens("x", x, self.num_states, f"the path's {self._states()}")
+        if x.shape != x1.shape:
+            raise ValueError(f"x and x1 must have one shape, got {tuple(x.shape)} and {tuple(x1.shape)}")
+        check_time(t, x)
         onehot = torch.nn.functional.one_hot(x1, self.vocab_size).float()
         return self.velocity(onehot, x, t, check=False)
 
@@ -228,6 +237,11 @@ class MixturePath:
 
     def token_marginal(self, p1: torch.Tensor, t: float) -> torch.Tensor:
         """The law of one token at time t when x1 ~ p1 (shape (V,)): (1 - kappa_t) p_0 + kappa_t p1 over S states."""
+        check_probabilities("p1", p1)
+        if p1.shape != (self.vocab_size,):
+            raise ValueError(f"p1 must be the law of one data token, shape (vocab_size,) = ({self.vocab_size},), "
+                             f"got {tuple(p1.shape)}")
+        t = check_unit_interval("t", float(t) if isinstance(t, torch.Tensor) and t.numel() == 1 else t)
         k = float(self.schedule.kappa(torch.tensor(float(t), dtype=torch.float64)))
         return (1 - k) * self.source_probs(p1.dtype) + k * self.pad(p1)
 

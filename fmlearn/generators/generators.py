@@ -41,6 +41,9 @@ def _values(f, x, name="f(x)"):
 
 
 def _grad(f, x, create_graph=False):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1 or x.shape[0] == 0:
+        got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating tensor of points, shape (batch, *data) with batch >= 1, got {got}")
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
         fx = _values(f, xr)
@@ -126,7 +129,9 @@ class CTMCGenerator:
 
     def __call__(self, f: torch.Tensor, x: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         if not isinstance(f, torch.Tensor) or f.ndim != 1:
-            raise TypeError("f must be a 1-D tensor of the test function's values on the S states")
+            got = f"shape {tuple(f.shape)}" if isinstance(f, torch.Tensor) else type(f).__name__
+            raise TypeError(f"f must be a 1-D tensor of the test function's values on the S states, shape (S,), "
+                            f"got {got}")
         s = f.shape[0]
         if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.dtype == torch.bool or x.ndim != 1:
             got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__

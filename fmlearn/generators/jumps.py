@@ -32,7 +32,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .._checks import as_tensor, check_positive_int, check_real
+from .._checks import as_tensor, check_positive_int, check_real, check_time
 from .._random import draw_device
 from ..models import TimeEmbedding
 from ..objectives import uniform_time
@@ -216,7 +216,7 @@ class JumpModel(nn.Module):
         """log((1 - t) q_b(x, t)) = log((1 - t) lambda) + log J_b, shape (batch, dim, B)."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        t = check_time(t, x, check_values=False)  # a float's range always, a tensor's shape only: no host sync
         out = self.net(torch.cat([x, self.time_embedding(t)], dim=1)).reshape(x.shape[0], self.dim, self.bins + 1)
         log_lam = torch.log(nn.functional.softplus(out[..., :1]).clamp_min(1e-20))
         return log_lam + torch.log_softmax(out[..., 1:], dim=-1)

@@ -78,7 +78,11 @@ def _check_rates(rates: Any, t: float) -> None:
 def superpose(*steps: Step) -> Step:
     """The steps applied one after the other over each interval (their generators add, to first order in h)."""
     if not steps or not all(isinstance(s, Step) for s in steps):
-        raise TypeError("superpose takes one or more fmlearn Steps (flow_step(...), jump_step(...))")
+        got = ", ".join(type(s).__name__ for s in steps) or "nothing"
+        raise TypeError(f"superpose takes one or more fmlearn Steps (flow_step(...), jump_step(...)), got {got}"
+                        + ("; wrap a velocity function in flow_step(velocity)" if any(callable(s) and not
+                                                                                        isinstance(s, Step)
+                                                                                        for s in steps) else ""))
 
     def advance(x, t, t_next):
         for s in steps:
