@@ -629,3 +629,22 @@ for label, fr, near, ratio, errs, run in (
           f"energy distance {ratio:.2f} x floor | max velocity error {max(errs.values()):.3f} | "
           f"trained {run.seconds:.0f} s")
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): the framework this
+#   course follows, with its PyTorch library; read its quick tour and the flow matching chapter beside this
+#   one.
+# - [Lipman2023] Lipman et al. 2023, *Flow Matching for Generative Modeling* (arXiv 2210.02747): the CFM loss,
+#   the theorem that it has the marginal loss's gradient, and the Gaussian conditional paths of sections 2–3.
+# - [Tong2024] Tong et al. 2024, *Improving and Generalizing Flow-Based Generative Models with Minibatch
+#   Optimal Transport* (arXiv 2302.00482): conditional flow matching for paths built from pairs $(x_0, x_1)$,
+#   as in section 7.
+# - [Liu2023] Liu et al. 2023, *Flow Straight and Fast* (arXiv 2209.03003): the straight-line (CondOT) path of
+#   section 7 as rectified flow.
+# - [Albergo2023] Albergo and Vanden-Eijnden 2023, *Building Normalizing Flows with Stochastic Interpolants*
+#   (arXiv 2209.15571): the same path as an interpolant between two samples.

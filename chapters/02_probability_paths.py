@@ -437,3 +437,18 @@ assert rel_err[inner].max() <= VELOCITY_ERR_MAX, errors
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): probability paths,
+#   affine schedulers and the continuity equation, and the marginalization trick; the source of this chapter's
+#   notation.
+# - [Lipman2023] Lipman et al. 2023, *Flow Matching for Generative Modeling* (arXiv 2210.02747): the marginal
+#   velocity as a posterior average and the proof that FM and CFM have the same gradient (section 4).
+# - [Albergo2023] Albergo and Vanden-Eijnden 2023, *Building Normalizing Flows with Stochastic Interpolants*
+#   (arXiv 2209.15571): general schedules $(\alpha_t, \beta_t)$ and why they share marginals up to a change of
+#   time and scale.

@@ -353,3 +353,16 @@ assert ratio_middle < 1.1 and ratio_ends > 2, (ratio_middle, ratio_ends)
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): sampling a flow model
+#   by solving its ODE, and the trade-off between solver order and evaluations.
+# - [Chen2018] Chen et al. 2018, *Neural Ordinary Differential Equations* (arXiv 1806.07366): a network as an
+#   ODE's velocity, adaptive solvers, and counting function evaluations (NFE).
+# - [DormandPrince1980] Dormand and Prince 1980, *A Family of Embedded Runge-Kutta Formulae*: the embedded
+#   order-5/4 pair behind `dopri5`, this chapter's reference solver and its error control.

@@ -313,3 +313,18 @@ plt.show()
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): the instantaneous
+#   change of variables and computing a flow model's likelihood.
+# - [Chen2018] Chen et al. 2018, *Neural Ordinary Differential Equations* (arXiv 1806.07366): the continuous
+#   change of variables, $d \log p / dt = -\nabla\cdot u$, of section 1.
+# - [Grathwohl2019] Grathwohl et al. 2019, *FFJORD* (arXiv 1810.01367): the divergence estimated with random
+#   probes, making likelihoods affordable in high dimension (section 2).
+# - [Hutchinson1989] Hutchinson 1989, *A Stochastic Estimator of the Trace of the Influence Matrix for
+#   Laplacian Smoothing Splines*: the trace estimator itself and its variance.

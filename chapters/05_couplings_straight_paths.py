@@ -641,3 +641,20 @@ print(f"one-step W2: independent {w_ind:.3f}, OT {w_ot:.3f}, reflow {w2['reflow 
 print(f"Euler steps to W2 <= {W2_TARGET}: {needed}; straightness {s_ind:.3f} -> reflow {s_reflow:.3f}, OT {s_ot:.3f}")
 print(f"training: {run_ind.seconds:.0f} s, {run_ot.seconds:.0f} s (OT), {run_reflow.seconds:.0f} s (reflow)")
 print(fm.config.run_time(RUN_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): data couplings, and
+#   why a coupling with the right marginals leaves the learned flow's end points unchanged.
+# - [Tong2024] Tong et al. 2024, *Improving and Generalizing Flow-Based Generative Models with Minibatch
+#   Optimal Transport* (arXiv 2302.00482): OT-CFM, minibatch exact and entropic pairings (section 2).
+# - [Pooladian2023] Pooladian et al. 2023, *Multisample Flow Matching* (arXiv 2304.14772): minibatch couplings
+#   that keep the marginals, lower gradient variance and straighter flows.
+# - [Liu2023] Liu et al. 2023, *Flow Straight and Fast* (arXiv 2209.03003): rectification (reflow),
+#   straightness, and the result that reflow does not increase transport cost (section 5).
+# - [Cuturi2013] Cuturi 2013, *Sinkhorn Distances* (arXiv 1306.0895): entropic optimal transport and the
+#   Sinkhorn iterations behind the entropic pairing.

@@ -502,3 +502,22 @@ plt.show()
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): diffusion models as
+#   flow models on Gaussian paths, and the conversions between velocity, score, noise and data predictions.
+# - [Song2021] Song et al. 2021, *Score-Based Generative Modeling through Stochastic Differential Equations*
+#   (arXiv 2011.13456): the reverse-time SDE, the probability flow ODE with the same marginals, VP and VE
+#   schedules, and predictor-corrector sampling.
+# - [Ho2020] Ho et al. 2020, *Denoising Diffusion Probabilistic Models* (arXiv 2006.11239): the noise
+#   prediction and the discrete-time chain that the VP schedule comes from.
+# - [SongErmon2019] Song and Ermon 2019, *Generative Modeling by Estimating Gradients of the Data
+#   Distribution* (arXiv 1907.05600): score matching at many noise levels and annealed Langevin dynamics
+#   (section 6).
+# - [Efron2011] Efron 2011, *Tweedie's Formula and Selection Bias*: the posterior mean from the score, $E[x_1
+#   \mid x_t]$ as the link between the four predictions.

@@ -805,3 +805,17 @@ display(Markdown(
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): continuous-time Markov
+#   chains and discrete flow matching, with the factorized velocities used here.
+# - [Gat2024] Gat et al. 2024, *Discrete Flow Matching* (arXiv 2407.15595): the mixture path, the velocity
+#   from the learned posterior, and the per-token (factorized) sampler.
+# - [Campbell2024] Campbell et al. 2024, *Generative Flows on Discrete State-Spaces* (arXiv 2402.04997):
+#   discrete flow models as CTMCs, rates from the posterior, and the masked and uniform sources compared in
+#   section 6.

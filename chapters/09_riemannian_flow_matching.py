@@ -554,3 +554,15 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): flow matching on
+#   manifolds: tangent spaces, exp and log maps, and geodesic conditional flows.
+# - [ChenLipman2024] Chen and Lipman 2024, *Flow Matching on General Geometries* (arXiv 2302.03660):
+#   Riemannian flow matching, premetrics, the sphere and the torus, and spectral premetrics where geodesics
+#   have no closed form.

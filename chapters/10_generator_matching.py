@@ -641,3 +641,19 @@ for name, x in (("one mode moved to the origin", lost), ("jumps stopped at t = 0
 
 # %%
 print(fm.config.run_time(T_START))
+
+# %% [markdown]
+# ## Further reading
+#
+# The papers this chapter follows, and what to read each one for. Full entries are on the
+# [references page](../book/references.md) (from `book/references.bib`).
+#
+# - [Lipman2024] Lipman et al. 2024, *Flow Matching Guide and Code* (arXiv 2412.06264): continuous-time Markov
+#   processes, generators and generator matching, the last chapters of the guide.
+# - [Holderrieth2024] Holderrieth et al. 2024, *Generator Matching* (arXiv 2410.20587): the generator view of
+#   flows, diffusions and jumps, conditional generator matching with Bregman divergences, and Markov
+#   superposition.
+# - [Song2021] Song et al. 2021, *Score-Based Generative Modeling through Stochastic Differential Equations*
+#   (arXiv 2011.13456): the diffusion whose generator adds the second-order term.
+# - [Campbell2024] Campbell et al. 2024, *Generative Flows on Discrete State-Spaces* (arXiv 2402.04997): jump
+#   processes on a finite space, the discrete counterpart of section 3's jumps.
