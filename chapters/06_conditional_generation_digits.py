@@ -25,8 +25,10 @@
 # **What you will learn**
 # - conditional flow matching: the label is one more input, the loss does not change;
 # - label dropout, which teaches one network both $u_t(x \mid y)$ and $u_t(x)$;
-# - classifier-free guidance $u_w = (1 + w)\,u(x, t, y) - w\,u(x, t, \varnothing)$,
-#   what it does to the distribution, and its price: diversity;
+# - classifier guidance, then classifier-free guidance
+#   $u_w = (1 + w)\,u(x, t, y) - w\,u(x, t, \varnothing)$: one idea, because the
+#   velocity is affine in the score; what it does to the distribution (not
+#   the tilted target one might guess), and its price: diversity;
 # - a small convolutional U-Net for images, trained with EMA weights (and mixed
 #   precision on a GPU);
 # - how to judge conditional samples honestly: a held-out classifier for
