@@ -79,10 +79,9 @@ def superpose(*steps: Step) -> Step:
     """The steps applied one after the other over each interval (their generators add, to first order in h)."""
     if not steps or not all(isinstance(s, Step) for s in steps):
         got = ", ".join(type(s).__name__ for s in steps) or "nothing"
-        raise TypeError(f"superpose takes one or more fmlearn Steps (flow_step(...), jump_step(...)), got {got}"
-                        + ("; wrap a velocity function in flow_step(velocity)" if any(callable(s) and not
-                                                                                        isinstance(s, Step)
-                                                                                        for s in steps) else ""))
+        hint = "; wrap a velocity function in flow_step(velocity)" if any(
+            callable(s) and not isinstance(s, Step) for s in steps) else ""
+        raise TypeError(f"superpose takes one or more fmlearn Steps (flow_step(...), jump_step(...)), got {got}{hint}")
 
     def advance(x, t, t_next):
         for s in steps:
