@@ -106,3 +106,15 @@ def test_a_malformed_bibliography_gets_a_clear_error(tmp_path):
     unreadable.write_text("@misc{C2020, author = {A}, title = {T}, year = {2020}}\n")
     with pytest.raises(ValueError, match="could be read"):
         bibliography.read_bib(unreadable)
+
+
+def test_the_project_says_how_to_cite_and_license_it(entries):
+    """LICENSE is the MIT text pyproject declares; CITATION.cff is CFF 1.2.0 and cites the Guide by its arXiv id."""
+    yaml = pytest.importorskip("yaml")
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n\nCopyright (c) 2026 the fmlearn authors")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    assert {"authors", "message", "title"} <= set(cff), sorted(cff)
+    guide = {e["key"]: e for e in entries}[GUIDE]["eprint"]
+    assert [r for r in cff.get("references", []) if any(guide in str(i["value"]) for i in r.get("identifiers", []))]
