@@ -235,16 +235,43 @@ assert gap < 1e-3
 # $\Phi(a) = \sum a \log a$ gives the **generalized KL**
 # $D(a, b) = \sum a \log(a/b) - a + b$, which compares non-negative *rates*
 # (they need not sum to 1): the loss of chapter 8's CTMCs and of the jump
-# model below. Checked with autograd on 200 random conditional targets:
+# model below.
+#
+# Why not the plain KL, $\sum a \log(a/b)$? It is affine in $a$ too (so it
+# passes the gradient test), but on rates that need not sum to 1 it is **not a
+# divergence**: it goes negative, so its minimum is not at $b = a$ and a network
+# trained on it is not pulled to the target. A loss must pass both tests — the
+# conditional and the marginal gradients agree, and $D(a, b) \ge 0$ with equality
+# only at $b = a$ — and the check below runs both on 200 random conditional
+# targets, against every other target and against $b = 2a$. It must reject the
+# plain KL:
 
 # %%
 a_cond = torch.rand(200, 8, dtype=D64, generator=gen) + 0.05
 b = (torch.rand(8, dtype=D64, generator=gen) + 0.1).requires_grad_(True)
-for name, div in (("squared norm", G.squared_norm), ("generalized KL", G.generalized_kl)):
+
+
+def plain_kl(a, b):
+    """sum a log(a / b): the KL of probability vectors, applied to rates."""
+    return (a * torch.log(a / b)).sum(-1)
+
+
+def bregman_check(div):
+    """(largest conditional-vs-marginal gradient gap, smallest D(a, b) over b != a, largest |D(a, a)|)."""
     (g_cond,) = torch.autograd.grad(div(a_cond, b.expand(200, 8)).mean(), b)
     (g_marg,) = torch.autograd.grad(div(a_cond.mean(0, keepdim=True), b[None]).sum(), b)
-    print(f"{name:>15}: conditional vs marginal gradient, max difference {float((g_cond - g_marg).abs().max()):.1e}")
-    assert torch.allclose(g_cond, g_marg, atol=1e-12)
+    others = torch.cat([a_cond.roll(1, 0), 2 * a_cond])      # every other target, and b = 2a
+    return float((g_cond - g_marg).abs().max()), float(div(a_cond.repeat(2, 1), others).min()), \
+        float(div(a_cond, a_cond).abs().max())
+
+
+passed = {}
+for name, div in (("squared norm", G.squared_norm), ("generalized KL", G.generalized_kl), ("plain KL", plain_kl)):
+    gap, smallest, at_self = bregman_check(div)
+    passed[name] = gap < 1e-12 and smallest > 0 and at_self < 1e-12
+    print(f"{name:>15}: gradient gap {gap:.1e}, smallest D(a, b) {smallest:+.3f}, D(a, a) {at_self:.1e} -> "
+          f"{'a Bregman loss' if passed[name] else 'REJECTED'}")
+assert passed["squared norm"] and passed["generalized KL"] and not passed["plain KL"]
 a1 = a_cond[0]
 plain = float((a1 * torch.log(a1 / (2 * a1))).sum())   # rates b = 2a: not a, yet the plain sum is negative
 general = float(G.generalized_kl(a1, 2 * a1))
@@ -516,12 +543,12 @@ fm.train(flow_2d, fm.CFMObjective(fm.AffineGaussianPath("condot"), target), step
 N_2D = 2000
 floor_2d = fm.w2_floor(target, N_2D, repeats=fm.budget(default=4, quick=2), generator=gen)
 res_2d = evaluate(target, flow_2d, jump_2d, (1.0, 0.0, 0.75), N_2D)
-within = {}
+within, shares_2d, radial_2d = {}, {}, {}
 for a, (x, w2) in res_2d.items():
-    shares = fm.mode_fractions(target, x)
+    shares = shares_2d[a] = fm.mode_fractions(target, x)
     within[a] = fm.fraction_near_modes(target, x, 2.5)
     centre = target.means[target.responsibilities(x).argmax(1)]
-    radial = float(((x - centre) * centre / centre.norm(dim=1, keepdim=True)).sum(1).mean())
+    radial = radial_2d[a] = float(((x - centre) * centre / centre.norm(dim=1, keepdim=True)).sum(1).mean())
     print(f"{label(a):>23}: W2 {w2:.3f} (floor {floor_2d:.3f}); within 2.5 std of a mode "
           f"{100 * within[a]:.1f} % (exact {100 * fm.fraction_near_modes_exact(target, 2.5):.1f} %); "
           f"mode shares {100 * float(shares.min()):.1f}-{100 * float(shares.max()):.1f} %; "
@@ -538,9 +565,47 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# **Placement against shares.** The jump model can have the smallest radial
+# offset of the three — its modes in the right place — and yet the largest
+# $W_2$; the last line printed below names, for your run, the best-placed
+# sampler, the one with the largest share error and the one with the largest
+# $W_2$.
+# The reason: $W_2$ is a transport cost, and a mode that holds too much mass
+# must send the excess to a mode that holds too little, at least one neighbour
+# away, which costs far more than a small misplacement within a mode. So the
+# mode shares decide. Printed: the eleven shares of each sampler; their total
+# variation from $1/11$ each (the mass that must change mode); the same for as
+# many exact samples (the sampling noise, which is also most of the floor);
+# and the distance between neighbouring modes, the least distance a unit of
+# that mass travels, which is why a few per cent of it weigh so much in $W_2$.
+#
+# **Why the jump model's clusters are boxes.** Look at its panel above: its
+# clusters have straight vertical and horizontal edges. The kernel is
+# factorised — each coordinate jumps on its own, to a bin drawn from its own
+# one-dimensional kernel — and the conditional kernel of section 3 lives on a
+# bounded interval, between the roots $r_\pm$ (in $\varepsilon$ units). A late
+# jump therefore lands in a product of two intervals, a rectangle aligned with
+# the axes, not in a disc; the flow, which moves both coordinates together,
+# has round clusters.
+
+# %%
+exact_2d = target.sample(N_2D, generator=torch.Generator().manual_seed(SEED + 1))  # its own stream: gen untouched
+shares_2d["exact"] = fm.mode_fractions(target, exact_2d)
+neighbour = float(torch.cdist(target.means, target.means).add(torch.eye(len(target.means)) * 1e9).min())
+share_tv = {k: 0.5 * float((v - 1 / len(v)).abs().sum()) for k, v in shares_2d.items()}
+for k, v in shares_2d.items():
+    print(f"{'exact samples' if k == 'exact' else label(k):>23}: shares (%) "
+          + " ".join(f"{100 * float(s):4.1f}" for s in v)
+          + f" | TV {share_tv[k]:.3f}, {share_tv[k] / share_tv['exact']:.1f} times the exact samples'")
+placed = min(res_2d, key=lambda k: abs(radial_2d[k]))
+print(f"neighbouring modes {neighbour:.2f} apart. Best placed (smallest |radial offset|): {label(placed)}; "
+      f"largest share error: {label(max(res_2d, key=share_tv.get))}; "
+      f"largest W2: {label(max(res_2d, key=lambda k: res_2d[k][1]))}")
+
+# %% [markdown]
 # What to look at: the share within 2.5 standard deviations answers the fear
 # above (if the factorised jumps stranded particles between modes, their
-# share would fall below the flow's; the last printed line compares them);
+# share would fall below the flow's; the line 'stranded between modes?' compares them);
 # the radial offset tells whether the modes reached their place. Late jumps
 # are short, and a sampler that misses the last ones leaves particles where
 # the path was a little earlier, inside the circle: a negative offset. The
@@ -631,11 +696,34 @@ for name, x in (("one mode moved to the origin", lost), ("jumps stopped at t = 0
 #   network trained on conditional generators learns the marginal one.
 # - Jumps alone can follow the Gaussian path: leave where the density falls at
 #   rate $[\partial_t p]_-/p$, land where it rises with kernel $\propto [\partial_t p]_+$.
-# - Generators with the same marginals can be mixed, $a L^1 + (1 - a) L^2$; measured
-#   at equal evaluations the superposition is no worse than its worse part, and
-#   whether it beats both depends on the data and on how well each part uses
-#   its steps (jumps want small steps near $t = 1$).
-#
+# - Generators with the same marginals can be mixed, $a L^1 + (1 - a) L^2$.
+#   Measured at equal evaluations, the superposition is not a free gain: each
+#   half runs on half the steps, and the checks assert only that it stays
+#   within $W_2$'s noise of its worse part. Where it stood on your run is
+#   printed below, from the run's own numbers.
+# - The 2-D jump model's $W_2$ is set by its mode shares more than by where its
+#   modes sit (the shares and offsets are printed below), and its clusters are
+#   boxes because each coordinate jumps on its own to a bounded interval.
+
+# %%
+def standing(sup, flow, jumps, noise):
+    """Where the superposition's W2 stands against its two parts, and against W2's noise."""
+    worse, better = max(flow, jumps), min(flow, jumps)
+    order = ("beats both parts" if sup < better else "lies between its parts" if sup < worse
+             else "loses to both parts")
+    near = {g: "within" if abs(g) <= noise else "beyond" for g in (sup - better, sup - worse)}
+    return (f"{order}: {sup - better:+.3f} from its better part ({near[sup - better]} W2's noise, {noise}), "
+            f"{sup - worse:+.3f} from its worse ({near[sup - worse]})")
+
+
+for where, w2s, a, noise in (("1-D", w2_1d, 0.5, NOISE_1D), ("2-D", w2_2d, 0.75, NOISE_2D)):
+    print(f"{where}: the superposition a = {a} (W2 {w2s[a]:.3f}, flow {w2s[1.0]:.3f}, jumps {w2s[0.0]:.3f}) "
+          f"{standing(w2s[a], w2s[1.0], w2s[0.0], noise)}.")
+print(f"2-D: best placed {label(placed)} (radial offsets "
+      + ", ".join(f"{label(k)} {radial_2d[k]:+.2f}" for k in res_2d) + "); mode-share TV "
+      + ", ".join(f"{label(k)} {share_tv[k]:.3f}" for k in res_2d) + f" (exact samples {share_tv['exact']:.3f}).")
+
+# %% [markdown]
 # **Exercises:** [ex10_generator_matching.ipynb](../exercises/ex10_generator_matching.ipynb),
 # graded tasks on this chapter, each followed by a check that gives a hint.
 
