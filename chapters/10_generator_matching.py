@@ -701,9 +701,12 @@ for name, x in (("one mode moved to the origin", lost), ("jumps stopped at t = 0
 #   half runs on half the steps, and the checks assert only that it stays
 #   within $W_2$'s noise of its worse part. Where it stood on your run is
 #   printed below, from the run's own numbers.
-# - The 2-D jump model's $W_2$ is set by its mode shares more than by where its
-#   modes sit (the shares and offsets are printed below), and its clusters are
-#   boxes because each coordinate jumps on its own to a bounded interval.
+# - In 2-D, $W_2$ follows the mode shares more than where the modes sit: a few
+#   per cent of mass in the wrong mode must travel a whole neighbour distance.
+#   The jump model splits its mass least evenly (shares and offsets printed
+#   below), which costs it even on a run where its modes sit best; its
+#   clusters are boxes because each coordinate jumps on its own to a bounded
+#   interval.
 
 # %%
 def standing(sup, flow, jumps, noise):
