@@ -46,8 +46,9 @@ try:  # Colab, VS Code, JupyterHub...: install the course's package where it is 
     import fmlearn
 except ImportError:
     import os
-    here = os.path.isfile("../fmlearn/__init__.py")  # a clone of the course: install the package beside it
-    source = os.environ.get("FMLEARN_SOURCE") or (".." if here else "git+https://github.com/fmlearn/fmlearn")
+    source = os.environ.get("FMLEARN_SOURCE") or (".." if os.path.isfile("../fmlearn/__init__.py") else None)
+    if source is None:  # a notebook opened alone (Colab): say where the course is, e.g. %env FMLEARN_SOURCE=git+...
+        raise ImportError("fmlearn is not installed: set FMLEARN_SOURCE to the course (a git URL, a wheel), rerun")
     get_ipython().run_line_magic("pip", f"install --quiet {source}")
 
 # %%

@@ -23,7 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
-GIT_SOURCE = "git+https://github.com/fmlearn/fmlearn"
 
 
 def first_code_cell(path: Path) -> str:
@@ -79,13 +78,20 @@ def test_the_cell_does_nothing_where_fmlearn_is_installed(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("in_clone, source, want", [
     (True, None, ".."),                       # VS Code / JupyterHub on a clone: the package beside the chapters
-    (False, None, GIT_SOURCE),                # Colab, a notebook opened alone: the course's repository
     (False, "/srv/course", "/srv/course"),    # an instructor's choice wins (a wheel, a fork, a tag)
     (True, "fmlearn==0.1.0", "fmlearn==0.1.0"),
 ])
 def test_the_cell_installs_from_the_right_place(tmp_path, monkeypatch, in_clone, source, want):
     magics = _run_cell(tmp_path, monkeypatch, in_clone=in_clone, installed=False, source=source)
     assert magics == [("pip", f"install --quiet {want}")]
+
+
+def test_a_notebook_opened_alone_asks_where_the_course_is(tmp_path, monkeypatch):
+    """Colab without FMLEARN_SOURCE: no address guessed (an unchecked URL would install anyone's code), a clear
+    error naming the variable."""
+    with pytest.raises(ImportError, match="FMLEARN_SOURCE"):
+        _run_cell(tmp_path, monkeypatch, in_clone=False, installed=False)
+    assert "http" not in INSTALL_CELL.replace("git+...", "")
 
 
 def _clone(dest: Path) -> None:
