@@ -187,17 +187,27 @@ def test_a_class_is_graded_in_parallel_and_a_stubborn_submission_costs_only_its_
     assert seconds < 120, seconds
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return []
+
+
 def _freeze_a_grading_worker(found: dict) -> None:
     """Stop (SIGSTOP) this process's grading worker once its sandbox runs: a grader that hangs. Resumed after 40 s
     if nothing stopped it (so a grader without a watchdog fails the test rather than hang it)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not found:
         for worker in psutil.Process().children():
-            sandboxes = [c for c in worker.children(recursive=True) if "_sandbox" in " ".join(c.cmdline())]
-            if sandboxes:
-                worker.suspend()
-                found.update(worker=worker, sandbox=sandboxes[0], scratch=worker.children()[0].cwd())
-                break
+            try:  # a process met on the way may end (or be a zombie: the jail's probe) while it is read
+                sandboxes = [c for c in worker.children(recursive=True) if "_sandbox" in " ".join(_cmdline(c))]
+                if sandboxes:
+                    worker.suspend()
+                    found.update(worker=worker, sandbox=sandboxes[0], scratch=worker.children()[0].cwd())
+                    break
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, IndexError):
+                found.clear()
         time.sleep(0.1)
     until = time.monotonic() + 40
     with contextlib.suppress(psutil.NoSuchProcess, KeyError):
