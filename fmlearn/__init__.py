@@ -23,6 +23,8 @@ couplings     minibatch OT couplings (exact, Sinkhorn) under a space's cost, the
 guidance      classifier-free guidance: the guided velocity, guided sampling, an exact conditional oracle
 digits        scikit-learn's 8x8 digits (split, labelled sampler), a digits classifier, per-class distances
 metrics       energy distance and exact W2 (under a space's distance) with their floors, mode fractions
+flowmaps      the exact flow map X_{s->t} of a velocity, the average velocity, a flow-map network and its step;
+              in flowmap_objectives, the MeanFlow, shortcut and distillation objectives that train it (chapter 11)
 plotting      the course's figures
 widgets       the interactive path explorer (a static grid without a kernel)
 ============= ======
@@ -71,6 +73,9 @@ from .spaces import Euclidean
 from .stepping import Solution, check_grid, time_grid
 from .toys import Checkerboard, EightGaussians, Moons, TwoSpirals
 from .objectives import CFMObjective, CrossEntropyObjective, cfm_loss, logit_normal_time, uniform_time
+from .flowmaps import FlowMapMLP, average_velocity, flow_map, flow_map_step, map_agreement, sample_flow_map
+from .flowmap_objectives import (DistillationObjective, MeanFlowObjective, ShortcutObjective, meanflow_target,
+                                 sample_time_pairs)
 from .training import NonFiniteLossError, TrainResult, load_checkpoint, save_checkpoint, train
 from . import discrete, generators, manifolds  # noqa: E402  the Part II namespaces: fm.discrete.Categorical, ...
 
@@ -100,6 +105,8 @@ __all__ = [
     "Checkerboard", "EightGaussians", "Moons", "TwoSpirals",
     "CFMObjective", "CrossEntropyObjective", "cfm_loss", "logit_normal_time", "uniform_time",
     "NonFiniteLossError", "TrainResult", "load_checkpoint", "save_checkpoint", "train",
+    "FlowMapMLP", "average_velocity", "flow_map", "flow_map_step", "map_agreement", "sample_flow_map",
+    "DistillationObjective", "MeanFlowObjective", "ShortcutObjective", "meanflow_target", "sample_time_pairs",
 ]
 
 if _TORCH_WAS_LOADED and threads_note().startswith("busy"):
