@@ -16,7 +16,7 @@
 #
 # A flow matching model trained on a Gaussian path knows more than its
 # velocity: the score $\nabla \log p_t$ of every intermediate marginal is a
-# fixed linear function of it. With the score in hand, one network samples
+# fixed affine function of it. With the score in hand, one network samples
 # not only with the ODE but with a whole family of stochastic differential
 # equations that share the ODE's marginals, and one member of that family is
 # exactly the reverse process of a diffusion model. We derive each of these
@@ -90,7 +90,9 @@ oracle = fm.MixtureOracle(target, path)
 #
 # $$x = \alpha_t \hat x_1 + \beta_t \hat x_0, \qquad u_t(x) = \dot\alpha_t \hat x_1 + \dot\beta_t \hat x_0 .$$
 #
-# The score follows from Tweedie's formula: $p_t(x) = \mathbb E_{x_1} \mathcal N(x;\, \alpha_t x_1, \beta_t^2 I)$, so
+# The score follows from Tweedie's formula (Efron 2011): $p_t(x) = \mathbb E_{x_1} \mathcal N(x;\, \alpha_t x_1, \beta_t^2 I)$,
+# so differentiating under the expectation and dividing by $p_t(x)$ turns the average over $x_1$ into the
+# posterior average given $x_t = x$, and $x - \alpha_t x_1 = \beta_t x_0$ on the path:
 #
 # $$\nabla \log p_t(x) = \mathbb E\Big[-\frac{x - \alpha_t x_1}{\beta_t^2} \,\Big|\, x_t = x\Big] = -\frac{\hat x_0(x)}{\beta_t}.$$
 #
@@ -99,7 +101,9 @@ oracle = fm.MixtureOracle(target, path)
 # $$\hat x_1 = \frac{\beta_t u - \dot\beta_t x}{D_t}, \quad \hat x_0 = \frac{\dot\alpha_t x - \alpha_t u}{D_t}, \quad
 # s_t = \frac{\alpha_t u - \dot\alpha_t x}{\beta_t D_t}, \quad u = \frac{\dot\alpha_t}{\alpha_t}(x + \beta_t^2 s) - \beta_t\dot\beta_t\, s .$$
 #
-# Velocity, score, noise and data predictions carry the same information. For
+# Velocity, score, noise and data predictions carry the same information: at
+# each $(x, t)$ each is an affine function of any other (affine, not linear:
+# $x$ enters with its own coefficient). For
 # CondOT ($\alpha_t = t$, $\beta_t = 1 - t$, $D_t = 1$) the score is $s_t = (t\,u - x)/(1 - t)$.
 # By hand, with the package, and against the oracle's score, computed separately
 # from the mixture's posterior weights:
@@ -171,12 +175,22 @@ except ValueError as err:
 #
 # $$dX_t = \Big[u_t(X_t) + \frac{g_t^2}{2}\, s_t(X_t)\Big] dt + g_t\, dW_t .$$
 #
-# Its density obeys the Fokker–Planck equation
-# $\partial_t p = -\nabla\cdot\big(p\,(u + \tfrac{g^2}{2} \nabla \log p)\big) + \tfrac{g^2}{2} \Delta p$,
-# and since $p\, \nabla \log p = \nabla p$, the last two terms cancel: what is left is
-# chapter 2's continuity equation, $\partial_t p = -\nabla\cdot(p\, u)$. So every
-# $g$ gives the same marginals $p_t$ as the ODE ($g = 0$). Euler–Maruyama
-# discretizes it, with $z \sim \mathcal N(0, I)$:
+# Why does every $g$ keep the marginals? The density of an SDE
+# $dX = b_t(X)\, dt + g_t\, dW$ obeys the **Fokker–Planck equation**
+# $\partial_t p = -\nabla\cdot(p\, b) + \tfrac{g^2}{2} \Delta p$: the drift transports
+# $p$, as in chapter 2's continuity equation, and the noise spreads it like
+# heat. Start from that continuity equation, which the flow's $p_t$ obeys, add
+# and subtract $\tfrac{g^2}{2}\Delta p$, and use $\Delta p = \nabla\cdot\nabla p = \nabla\cdot(p\, \nabla \log p)$:
+#
+# $$\partial_t p_t = -\nabla\cdot(p_t\, u_t)
+#   = -\nabla\cdot(p_t\, u_t) - \tfrac{g_t^2}{2}\Delta p_t + \tfrac{g_t^2}{2}\Delta p_t
+#   = -\nabla\cdot\Big(p_t \big[u_t + \tfrac{g_t^2}{2} \nabla \log p_t\big]\Big) + \tfrac{g_t^2}{2}\Delta p_t .$$
+#
+# The right-hand side is the Fokker–Planck equation of the SDE above, with drift
+# $b = u + \tfrac{g^2}{2} s$. So the flow's $p_t$ solves it, from the same $p_0$;
+# the equation is linear in $p$ once the drift is fixed, and has one solution
+# from a given start, so the SDE's marginals are the $p_t$ of the ODE
+# ($g = 0$), for every $g$. Euler–Maruyama discretizes the SDE, with $z \sim \mathcal N(0, I)$:
 #
 # $$X_{t+h} = X_t + h\Big[u_t(X_t) + \frac{g_t^2}{2}\, s_t(X_t)\Big] + g_t \sqrt{h}\; z .$$
 #
@@ -270,21 +284,59 @@ noise_explorer(oracle_runs, centres=target.means, notes=notes,
 # %% [markdown]
 # ## 3. Diffusion models are one member
 #
-# Divide the path by $\alpha_t$: $x_t / \alpha_t = x_1 + \lambda_t x_0$ with
-# $\lambda_t = \beta_t / \alpha_t$ falling from $\infty$ to $0$. Run backwards in
-# $t$, that is adding Gaussian noise at the rate $-\frac{d}{dt}\lambda_t^2$: a
-# *forward noising process*. Scaled back by $\alpha_t$, its diffusion coefficient is
+# A diffusion model (DDPM, Ho et al. 2020; NCSN, Song and Ermon 2019; both
+# as SDEs in Song et al. 2021) starts from a **noising process** that turns
+# data into noise, and samples by running it backwards. Our path is one, read
+# in reverse. Divide it by $\alpha_t$: $x_t / \alpha_t = x_1 + \lambda_t x_0$, with
+# $\lambda_t = \beta_t / \alpha_t$ growing from $0$ at $t = 1$ to $\infty$ at
+# $t = 0$. As $t$ decreases, $x_1 + \lambda_t x_0$ gains independent Gaussian noise,
+# of variance $\lambda_t^2$ in all: a Brownian motion run at the rate
+# $-\frac{d}{dt}\lambda_t^2$. Multiplying back by $\alpha_t$ adds a drift
+# $\frac{\dot\alpha_t}{\alpha_t} x$. In diffusion time $\tau = 1 - t$ (so
+# $\frac{d}{d\tau} = -\frac{d}{dt}$) the noising process is the SDE
+# $dX = F(X)\, d\tau + g_t\, dW$ with
 #
-# $$g_t^2 = -\alpha_t^2 \frac{d\lambda_t^2}{dt} = \frac{2\beta_t D_t}{\alpha_t},$$
+# $$F(x) = -\frac{\dot\alpha_t}{\alpha_t}\, x, \qquad g_t^2 = -\alpha_t^2 \frac{d\lambda_t^2}{dt} = \frac{2\beta_t D_t}{\alpha_t}$$
 #
-# and the reverse-time SDE of that noising process (Anderson, 1982) is our
-# family's member with this $g_t$. Its drift simplifies to
-# $u + \frac{\beta_t D_t}{\alpha_t}\, s = 2u - \frac{\dot\alpha_t}{\alpha_t} x$.
+# (since $\dot\lambda_t = (\dot\beta_t \alpha_t - \beta_t \dot\alpha_t)/\alpha_t^2 = -D_t/\alpha_t^2$,
+# so $-\alpha_t^2 \cdot 2\lambda_t \dot\lambda_t = 2\beta_t D_t/\alpha_t$).
+#
+# <details><summary><b>Derivation</b> (click to open): the reverse drift, in three lines</summary>
+#
+# *The reverse SDE.* The noising process's marginals obey its Fokker–Planck
+# equation in $\tau$, $\partial_\tau p = -\nabla\cdot(p F) + \frac{g^2}{2}\Delta p$. Write it in our
+# time $t$ (flip the sign), then add and subtract $g^2 \Delta p = \nabla\cdot(p\, g^2 \nabla\log p)$ as in section 2:
+#
+# $$\partial_t p = \nabla\cdot(p F) - \tfrac{g^2}{2}\Delta p
+#   = -\nabla\cdot\big(p\, [-F + g^2 \nabla \log p]\big) + \tfrac{g^2}{2}\Delta p .$$
+#
+# This is the Fokker–Planck equation of $dX = [-F + g^2 s]\, dt + g\, dW$ run
+# forwards in $t$: it has the noising process's marginals, from noise to data.
+# (Anderson 1982 proves more: its whole path is the noising path reversed in time.)
+#
+# *Its drift is our family's.* Collect the $s$ terms of section 1's $u$:
+#
+# $$u = \frac{\dot\alpha_t}{\alpha_t}\, x + \Big(\frac{\dot\alpha_t \beta_t^2}{\alpha_t} - \beta_t\dot\beta_t\Big) s
+#   = \frac{\dot\alpha_t}{\alpha_t}\, x + \frac{\beta_t D_t}{\alpha_t}\, s, \quad\text{so}\quad
+#   \frac{g_t^2}{2}\, s = \frac{\beta_t D_t}{\alpha_t}\, s = u - \frac{\dot\alpha_t}{\alpha_t}\, x .$$
+#
+# Substitute into both drifts:
+#
+# $$-F + g_t^2 s = \frac{\dot\alpha_t}{\alpha_t} x + 2\Big(u - \frac{\dot\alpha_t}{\alpha_t} x\Big)
+#   = 2u - \frac{\dot\alpha_t}{\alpha_t}\, x = u + \Big(u - \frac{\dot\alpha_t}{\alpha_t} x\Big) = u + \frac{g_t^2}{2}\, s .$$
+#
+# </details>
+#
+# So the reverse-time SDE of the noising process is our family's member with
+# $g_t^2 = 2\beta_t D_t / \alpha_t$, and its drift is $2u - \frac{\dot\alpha_t}{\alpha_t} x$. A check
+# of the three drifts on the oracle of the VP path below, at $t = 0.5$ (with a
+# control: forgetting the forward drift $F$ gives $u + g_t^2 s$, which must
+# differ), and of $g_t^2$ against a finite difference of $\lambda_t^2$.
 # On the variance-preserving (VP) path, $g_t^2 = b_{\min} + (b_{\max} - b_{\min})(1 - t)$:
 # DDPM's noise rate (which DDPM calls $\beta(s)$; here $\beta_t$ is the noise's
 # std, so `fm.VP(rate_min, rate_max)` names the rates $b$) at diffusion time
 # $s = 1 - t$. `fm.diffusion_noise(path)` returns this $g_t$;
-# check it against DDPM's formula, then sample the mixture with it:
+# check it against DDPM's formula and the drifts as promised, then sample the mixture with it:
 
 # %%
 vp = fm.AffineGaussianPath(fm.VP(rate_min=0.1, rate_max=20.0))
@@ -292,6 +344,18 @@ g_ddpm = fm.diffusion_noise(vp)
 for t in (0.0, 0.5, 1.0):
     assert abs(g_ddpm(t) ** 2 - (0.1 + 19.9 * (1 - t))) < 1e-6 * 20
 vp_oracle = fm.MixtureOracle(target, vp)
+t, dt = 0.5, 1e-4
+a_t, da_t = (f(torch.tensor(t, dtype=torch.float64)).item() for f in (vp.schedule.alpha, vp.schedule.d_alpha))
+lam2 = [(vp.schedule.beta(tt) / vp.schedule.alpha(tt)).item() ** 2 for tt in torch.tensor([t + dt, t - dt]).double()]
+g2_fd = -a_t ** 2 * (lam2[0] - lam2[1]) / (2 * dt)                  # -alpha^2 d(lambda^2)/dt, central difference
+x = vp_oracle.marginal(t).sample(N, generator=gen)
+u, s, g2 = vp_oracle.velocity(x, t), vp_oracle.score(x, t), g_ddpm(t) ** 2
+reverse, family, simple = da_t / a_t * x + g2 * s, u + g2 / 2 * s, 2 * u - da_t / a_t * x
+print(f"g^2 at t = {t}: diffusion_noise {g2:.4f}, -alpha^2 d(lambda^2)/dt by finite difference {g2_fd:.4f}")
+print(f"reverse drift (alpha'/alpha) x + g^2 s vs u + g^2 s / 2: {rel(reverse, family):.1e}; "
+      f"vs 2u - (alpha'/alpha) x: {rel(reverse, simple):.1e}; control u + g^2 s: {rel(u + g2 * s, reverse):.2f}")
+assert abs(g2_fd / g2 - 1) < 1e-3 and rel(reverse, family) < 1e-4 and rel(reverse, simple) < 1e-4
+assert rel(u + g2 * s, reverse) > 0.1
 x = fm.sde_sample(vp_oracle, vp, torch.randn(N, 2, generator=gen), steps=SDE_STEPS, g=g_ddpm, generator=gen).x
 _ = check_samples(x, "VP, DDPM reverse SDE", W2_MARGIN)
 
@@ -352,16 +416,39 @@ for g, label in ((0.0, "VE, ODE"), (fm.diffusion_noise(ve), "VE, NCSN reverse SD
 # %% [markdown]
 # ## 5. The singular end: let the noise fade
 #
-# Near $t = 1$ the score of $p_t$ is about $-(x - \alpha_t m)/(\sigma^2 + \beta_t^2)$
-# for data of standard deviation $\sigma$, and one Euler–Maruyama step multiplies
-# the distance to the mode by about $1 - h g_t^2 / (2(\sigma^2 + \beta_t^2))$. With
-# $\sigma = 1$ that is harmless. With narrow data and a constant $g$ the factor
-# leaves $[-1, 1]$ in the last steps, and the sampler blows up. Take the
-# same mixture with $\sigma = 0.01$ and 200 steps:
+# Take data from one mode, $x_1 \sim \mathcal N(m, \sigma^2 I)$. Then
+# $x_t = \alpha_t x_1 + \beta_t x_0$ is a sum of independent Gaussians, so
+# $p_t = \mathcal N\big(\alpha_t m,\, (\alpha_t^2\sigma^2 + \beta_t^2) I\big)$, and its score is exactly
+#
+# $$s_t(x) = -\frac{x - \alpha_t m}{\alpha_t^2 \sigma^2 + \beta_t^2} .$$
+#
+# Near a mode of the mixture the posterior puts almost all its weight on that
+# mode, and this is the mixture's score too. Near $t = 1$, $\alpha_t \approx 1$ and
+# the denominator is about $\sigma^2 + \beta_t^2$: as $\beta_t \to 0$ it shrinks to
+# $\sigma^2$, so the score is steep when the data are narrow. The noise's share
+# of the drift, $\frac{g_t^2}{2} s_t$, then multiplies the distance to the mode in
+# one Euler–Maruyama step of size $h$ by
+#
+# $$1 - \frac{h\, g_t^2}{2(\alpha_t^2 \sigma^2 + \beta_t^2)} .$$
+#
+# With $\sigma = 1$ that is harmless. With narrow data and a constant $g$ the
+# factor leaves $[-1, 1]$ in the last steps, and the sampler blows up. Check the
+# score against the oracle, print the factor of the last step (from
+# $t = 1 - h$), then run the same mixture with $\sigma = 0.01$ and 200 steps:
 
 # %%
 narrow = fm.GaussianMixture.symmetric_2d(std=0.01)
 narrow_oracle = fm.MixtureOracle(narrow, path)
+t, m = 0.9, narrow.means[0]
+x = 0.9 * m + 0.1 * torch.randn(5, 2, generator=gen)                # near mode 0 at t = 0.9 (alpha = 0.9)
+exact = -(x - t * m) / (t ** 2 * 0.01 ** 2 + (1 - t) ** 2)
+print(f"score near a mode at t = {t}: formula vs oracle {rel(exact, narrow_oracle.score(x, t)):.1e}")
+assert rel(exact, narrow_oracle.score(x, t)) < 1e-4
+h = 1 / 200
+t = 1 - h
+for sigma, g2, label in ((1.0, 1.0, "sigma = 1, g = 1"), (0.01, 1.0, "sigma = 0.01, g = 1"),
+                         (0.01, 1 - t, "sigma = 0.01, g = sqrt(1 - t)")):
+    print(f"last step, {label:>30}: factor {1 - h * g2 / (2 * (t ** 2 * sigma ** 2 + (1 - t) ** 2)):+.3f}")
 noises = {"g = 0 (ODE)": 0.0, "g = 0.5": 0.5, "g = 1": 1.0, "g = sqrt(1 - t)": lambda t: math.sqrt(1 - t)}
 spread = {}
 for label, g in noises.items():
@@ -383,7 +470,7 @@ assert spread["g = 1"] > 1 and abs(spread["g = sqrt(1 - t)"] / 0.01 - 1) < 0.2
 # Between two steps, the sampler can also move $x$ *at fixed* $t$ towards
 # $p_t$ with Langevin steps, $x \leftarrow x + \epsilon\, s_t(x) + \sqrt{2\epsilon}\, z$.
 # With an exact score they leave $p_t$ invariant as $\epsilon \to 0$. For a
-# finite step, on a Gaussian $\mathcal N(m, \sigma^2)$ the update is linear and
+# finite step, on a Gaussian $\mathcal N(m, \sigma^2)$ the update is affine and
 # its fixed-point variance is $\sigma^2 / (1 - \epsilon / (2\sigma^2))$: check it.
 
 # %%
@@ -515,6 +602,8 @@ print(fm.config.run_time(T_START))
 # - [Song2021] Song et al. 2021, *Score-Based Generative Modeling through Stochastic Differential Equations*
 #   (arXiv 2011.13456): the reverse-time SDE, the probability flow ODE with the same marginals, VP and VE
 #   schedules, and predictor-corrector sampling.
+# - [Anderson1982] Anderson 1982, *Reverse-Time Diffusion Equation Models*: the reverse-time SDE of a
+#   diffusion, whose drift section 3 derives at the level of the marginals; the paper reverses the whole path.
 # - [Ho2020] Ho et al. 2020, *Denoising Diffusion Probabilistic Models* (arXiv 2006.11239): the noise
 #   prediction and the discrete-time chain that the VP schedule comes from.
 # - [SongErmon2019] Song and Ermon 2019, *Generative Modeling by Estimating Gradients of the Data
