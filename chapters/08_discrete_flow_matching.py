@@ -108,8 +108,10 @@ TV_MAX = fm.budget(default=0.04, quick=0.12)             # the floor of true sam
 # $1 - e^{-h\lambda(x)}$, $\lambda(x) = \sum_{y\ne x} u_t(y\mid x)$ the total
 # rate, and lands on $y$ in proportion to $u_t(y \mid x)$: for small $h$ this is
 # $\delta_x + h\,u$, and unlike $\delta_x + h\,u$ it stays a probability for any
-# step, however large the rates. With constant rates $Q$ the law at time 1 is
-# $\exp(Q)$; a check with 20,000 chains of 3 states:
+# step, however large the rates. With constant rates $Q$ (a matrix, row $x$ holding
+# $u(\cdot \mid x)$) the forward equation reads $p_t' = p_t Q$ for the row vector $p_t$,
+# whose solution is $p_t = p_0\, e^{tQ}$: started at $x$, the law at time 1 is row $x$ of
+# $\exp(Q)$. A check with 20,000 chains of 3 states:
 
 # %%
 Q = torch.tensor([[-1.0, 0.7, 0.3], [0.4, -0.9, 0.5], [0.2, 1.3, -1.5]], dtype=torch.float64)
@@ -192,8 +194,13 @@ for source in ("mask", "uniform"):
 #    instant**, in the conditional chain and in the marginal one below. (A sampler
 #    with a step $h$ does let two tokens jump in one step: that is the $O(h)$
 #    error of section 4.)
-# 2. *Average over the posterior* (the marginalization trick of chapter 2;
-#    chapter 10 proves it for any generator):
+# 2. *Average over the posterior* (the marginalization trick of chapter 2).
+#    Define $p_t(x)\,u_t(y \mid x) = \sum_{x_1} p_1(x_1)\, p_t(x \mid x_1)\, u_t(y \mid x, x_1)$.
+#    Each conditional law obeys its forward equation, $\frac{d}{dt}p_t(y \mid x_1)
+#    = \sum_x p_t(x \mid x_1)\, u_t(y \mid x, x_1)$; multiply by $p_1(x_1)$ and sum over
+#    $x_1$: the left side becomes $\frac{d}{dt}p_t(y)$ and the right side
+#    $\sum_x p_t(x)\,u_t(y \mid x)$, so these rates generate the marginal path (the
+#    equation is linear in the pair $(p, p\,u)$). Dividing by $p_t(x)$:
 #    $u_t(y \mid x) = \mathbb E_{x_1 \sim p_{1|t}(\cdot \mid x)}[u_t(y \mid x, x_1)]
 #    = \sum_i \delta_{x^{\bar i}}(y^{\bar i})\, \mathbb E[u^i_t(y^i \mid x^i, x_1^i) \mid x_t = x]$.
 #    The sum over tokens survives the average (it is linear), and the $i$-th term
@@ -290,6 +297,8 @@ for src, v in off.items():
     ax.loglog(STEP_COUNTS, v, "o-", label=f"{src} source (slope {slope[src]:.2f})")
 ax.loglog(STEP_COUNTS, [0.5 / n for n in STEP_COUNTS], "k--", label="1 / (2 steps)")
 ax.set(title="Exact-posterior sampler: mass off the checkerboard", xlabel="Euler steps", ylabel="mass off the support")
+ax.set_xticks(list(STEP_COUNTS), [str(n) for n in STEP_COUNTS], minor=False)
+ax.xaxis.set_minor_formatter(plt.NullFormatter())
 ax.legend(fontsize=8)
 plt.show()
 
@@ -368,7 +377,10 @@ plt.show()
 #
 # $$\mathcal L_{\rm CE} = \mathbb E_{t, x_1, x_t}\Big[-\sum_i \log p^\theta_{1|t}(x_1^i \mid x_t)\Big]$$
 #
-# is minimised by the true posterior. It is an objective like Part I's CFM
+# is minimised by the true posterior: for each $(x_t, t)$ and token $i$, the expected
+# term is $\mathbb E_{x_1 \sim p_{1|t}}[-\log q(x_1^i)] = H(p^i) + \mathrm{KL}(p^i \,\|\, q)$, with
+# $p^i = p_{1|t}(\cdot \mid x_t)^i$ and $q = p^\theta_{1|t}(\cdot \mid x_t)^i$, and the KL is $\ge 0$
+# with equality only at $q = p^i$ (Gibbs' inequality). It is an objective like Part I's CFM
 # regression, so `fm.train` trains it: `D.DiscreteObjective(path, data, loss="ce")`
 # draws $(x_t, x_1, t)$ and returns the loss. The model is `D.TokenMLP`: an
 # embedding per token, sinusoidal features of $t$, an MLP, logits per token.
@@ -388,19 +400,22 @@ plt.show()
 # plain $\sum a\log(a/b)$ is negative whenever $b$ is a larger multiple of $a$.
 # (It is the Bregman divergence of $\Phi(a) = \sum a \log a$: chapter 10.)
 #
-# **The bound** (a sketch). Let $P$ be the law of the conditional chain's
-# trajectories given $x_1$ (all of them end at $x_1$) and $Q^\theta$ the law of the
+# **The bound** (a sketch). Let $\mathbb P$ be the law of the conditional chain's
+# trajectories given $x_1$ (all of them end at $x_1$) and $\mathbb P^\theta$ the law of the
 # model chain's, both started from the source. Since
-# $p^\theta_1(x_1) = \sum_{\omega \text{ ends at } x_1} Q^\theta(\omega)$, Jensen's inequality gives
-# $\log p^\theta_1(x_1) \ge \mathbb E_{\omega \sim P}[\log Q^\theta(\omega) - \log P(\omega)]
-# = -\mathrm{KL}(P \,\|\, Q^\theta)$, so $-\log p^\theta_1(x_1) \le \mathrm{KL}(P\,\|\,Q^\theta)$: the
-# KL between laws of whole paths bounds the negative log-likelihood. That KL is
-# a sum over small steps $h$. From the state $x$, $P$ jumps to $y$ with
-# probability $h\,a_y$ and $Q^\theta$ with $h\,b_y$ ($a$, $b$ the two rate vectors); they
+# $p^\theta_1(x_1) = \sum_{\omega \text{ ends at } x_1} \mathbb P^\theta(\omega)$, Jensen's inequality gives
+# $\log p^\theta_1(x_1) \ge \mathbb E_{\omega \sim \mathbb P}[\log \mathbb P^\theta(\omega) - \log \mathbb P(\omega)]
+# = -\mathrm{KL}(\mathbb P \,\|\, \mathbb P^\theta)$, so $-\log p^\theta_1(x_1) \le \mathrm{KL}(\mathbb P\,\|\,\mathbb P^\theta)$: the
+# KL between laws of whole paths bounds the negative log-likelihood. The gap is exact:
+# on paths ending at $x_1$, $\mathbb P^\theta(\omega) = p^\theta_1(x_1)\,\mathbb P^\theta(\omega \mid \text{ends at } x_1)$, so
+# $\mathrm{KL}(\mathbb P\,\|\,\mathbb P^\theta) = -\log p^\theta_1(x_1) + \mathrm{KL}(\mathbb P\,\|\,\mathbb P^\theta(\cdot \mid \text{ends at } x_1))$.
+# That KL is
+# a sum over small steps $h$. From the state $x$, $\mathbb P$ jumps to $y$ with
+# probability $h\,a_y$ and $\mathbb P^\theta$ with $h\,b_y$ ($a$, $b$ the two rate vectors); they
 # stay with probabilities $1 - h\sum a$ and $1 - h\sum b$. The expected log-ratio of
-# one step is $h\sum_y a_y\log(a_y/b_y) + \log\frac{1 - h\sum a}{1 - h\sum b} = h\,D(a, b) + O(h^2)$,
-# and summing the steps,
-# $\mathrm{KL}(P\,\|\,Q^\theta) = \int_0^1 \mathbb E_{x_t \sim P}\, D\big(u_t(\cdot \mid x_t, x_1),\, u^\theta_t(\cdot \mid x_t)\big)\,dt$.
+# one step is $\sum_y h a_y\log(a_y/b_y) + (1 - h\sum a)\log\frac{1 - h\sum a}{1 - h\sum b} = h\,D(a, b) + O(h^2)$
+# (expand the logarithm: the second term is $h\sum(b - a) + O(h^2)$), and summing the steps,
+# $\mathrm{KL}(\mathbb P\,\|\,\mathbb P^\theta) = \int_0^1 \mathbb E_{x_t \sim P}\, D\big(u_t(\cdot \mid x_t, x_1),\, u^\theta_t(\cdot \mid x_t)\big)\,dt$.
 # With the per-token rates of section 3, $a = r_t\,\delta_{x_1^i}$ and
 # $b = r_t\,p^\theta(\cdot \mid x_t)^i$ off the current value $x_t^i$, the generalized KL
 # of token $i$ is $r_t[-\log p^\theta(x_1^i \mid x_t) - 1 + 1 - p^\theta(x_t^i \mid x_t)]$ if
@@ -431,7 +446,15 @@ plt.show()
 # probability $1 - \kappa_t$, so
 # $\mathbb E[\frac{\dot\kappa_t}{1-\kappa_t} 1_{\text{masked}}\,f] = \dot\kappa_t\,\mathbb E[f \mid \text{masked}]$
 # — mask each position in turn and drop the weight (`estimator="masked"`).
-# With the oracle, the bound must equal the entropy, 9 bits:
+# With the oracle, the bound must equal the entropy, 9 bits. By the gap above it is
+# tight when $\mathbb P = \mathbb P^\theta(\cdot \mid \text{ends at } x_1)$. With a mask source a
+# trajectory is the reveal times and the values revealed. Given $x_1$, every masked
+# token is revealed at rate $r_t$ whatever $x_1$ is, and to $x_1^i$: $\mathbb P(\omega) = T(\text{times})$,
+# the same law of reveal times for every $x_1$. The exact marginal chain reveals at
+# the same rates and draws each revealed value from the posterior given what is
+# revealed so far. So $\mathbb P^\theta(\omega) = T(\text{times})\,p_1(x_1)$ by the chain rule,
+# whatever the reveal order, and conditioning on the end point leaves $T(\text{times})$:
+# the gap is 0 and the bound is $-\log p_1(x_1)$, whose average is the entropy.
 
 # %%
 e_masked = D.elbo(oracle["mask"], mask_path, support, repeats=ELBO_REPEATS, generator=gen)
@@ -452,7 +475,7 @@ display(Markdown(
 # generalized KL (the true posterior) without the weight that grows like
 # $1/(1-t)$, so its per-sample values, and with them its gradients, are far
 # less noisy (measured after training). Now train the mask model, in chunks
-# so that we can watch its ELBO fall (the checkpoint makes the chunks one run:
+# so that we can measure its ELBO along the way (the checkpoint makes the chunks one run:
 # Adam's state and the data stream carry over).
 
 # %%
@@ -564,7 +587,11 @@ display(Markdown(
 # ## 6. The uniform source, and why its bound is loose
 #
 # Same data, same network, the uniform source. Its posterior depends on $t$
-# (how much of $x_t$ is still noise), so it needs longer training.
+# (how much of $x_t$ is still noise), so it needs longer training. The mask
+# source's does not: $p_t(x_t \mid x_1) = \kappa_t^{\#\text{revealed}}(1 - \kappa_t)^{\#\text{masked}}$ if the
+# revealed tokens agree with $x_1$ and 0 if not, so in Bayes' rule the powers of
+# $\kappa_t$ cancel: the posterior is $p_1$ restricted to the data that agree with
+# what is revealed, the same at every $t$.
 
 # %%
 fm.seed_everything(SEED)
@@ -588,11 +615,12 @@ display(Markdown(
 # %% [markdown]
 # **Why.** The ELBO is a KL divergence between laws of whole *trajectories*:
 # the conditional path's (given $x_1$) and the model's chain. Its gap to
-# $-\log p^\theta_1(x_1)$ is what the trajectory reveals beyond its end point.
+# $-\log p^\theta_1(x_1)$ is $\mathrm{KL}(\mathbb P\,\|\,\mathbb P^\theta(\cdot \mid \text{ends at } x_1))$ (section 5):
+# how differently the two chains reach the same end point.
 # With a mask source, a trajectory is "when each token was revealed", and
-# the reveal times are independent of $x_1$: the trajectory tells nothing more
-# about $x_1$ than its end, so with the exact posterior the bound is tight (the
-# oracle's ELBO in section 5 is the entropy, within its standard error). With a
+# the reveal times are independent of $x_1$: with the exact posterior the two laws
+# agree and the bound is tight (section 5; the
+# oracle's ELBO there is the entropy, within its standard error). With a
 # uniform source, the conditional trajectory of a token
 # given $x_1$ sits on a random value and jumps *once*, straight to $x_1^i$;
 # the marginal chain (the best any model can be) jumps from noise to a
@@ -628,10 +656,15 @@ plt.show()
 # order they ship) and measure on the second half, which the model never
 # sees. A network suited to images shares its weights across positions:
 # `D.TokenConvNet` embeds each token as channels and applies 3×3 convolutions
-# with a time-dependent bias (five of them: the central pixels see the whole
-# image, the corners most of it). Two classical baselines, fitted here on the same training half:
+# with a time-dependent bias (five of them: each output sees the inputs within 5
+# pixels in either direction, so the central pixels see the whole image and a
+# corner the 6×6 block next to it, 36 of the 64 pixels). Two classical baselines, fitted here on the same training half:
 # a categorical per pixel, and a mixture of 10 products of per-pixel
 # categoricals fitted by EM (`D.baselines`). All report held-out bits per pixel.
+# With 64 tokens the masked estimator would cost 64 evaluations per image, so
+# `D.elbo(..., positions=k)` masks $k$ positions drawn at random in each pass and
+# scales their sum by $64/k$: an unbiased estimate of the same sum over all positions,
+# with a larger standard error, which the printout includes.
 
 # %%
 DIGIT_STEPS, DIGIT_BATCH = fm.budget(default=(1200, 128), quick=(300, 64))
@@ -770,8 +803,12 @@ elbo_dates_plain = D.elbo(date_model, date_path, eval_dates, repeats=fm.budget(d
 display(Markdown(
     f"The ELBO is {elbo_dates.bits - H_DATES:.3f} bits above the entropy, with a standard error of "
     f"{elbo_dates.se:.4f} bits from the masked estimator. The plain estimator on the same dates and passes gives "
-    f"{elbo_dates_plain}, a standard error {elbo_dates_plain.se / elbo_dates.se:.0f} times larger: too coarse "
-    "to resolve gaps of a few hundredths of a bit, which is why the rewrite matters."))
+    f"{elbo_dates_plain} ({elbo_dates_plain.bits - H_DATES:+.3f} from the entropy), a standard error "
+    f"{elbo_dates_plain.se / elbo_dates.se:.0f} times larger: too coarse to resolve gaps of a few hundredths of a "
+    "bit, which is why the rewrite matters. "
+    + ("It even reads below the entropy, which no bound can: as section 5 said, the plain estimator misses its "
+       "rare large terms and tends to read low." if elbo_dates_plain.bits < H_DATES else
+       "(Section 5 warned that it tends to read low: its rare large terms are mostly missed.)")))
 
 # %% [markdown]
 # How many samples are real
@@ -802,6 +839,8 @@ assert base_valid < VALID_10_MIN  # the control: the baseline fails the check
 fig, ax = plt.subplots(figsize=(6, 3.6))
 ax.semilogx(list(validity), list(validity.values()), "o-", label="discrete flow (mask source)")
 ax.semilogx(list(validity_oracle), list(validity_oracle.values()), "k:", marker="x", label="exact posterior")
+ax.set_xticks(list(DATE_STEP_COUNTS), [str(n) for n in DATE_STEP_COUNTS])
+ax.xaxis.set_minor_formatter(plt.NullFormatter())
 ax.axhline(base_valid, color="grey", ls="--", label="per-position baseline")
 ax.set(title="Dates: valid samples against sampler steps", xlabel="Euler steps", ylabel="share valid", ylim=(0, 1.02))
 ax.legend()
@@ -862,7 +901,10 @@ display(Markdown(
 # - With the exact posterior the sampler's error falls like $1/n$: it comes from
 #   tokens that jump in the same step.
 # - The negative ELBO (the time integral of the generalized KL along the
-#   path) bounds the negative log-likelihood. With a mask source it is tight, so it measures the model;
+#   path) bounds the negative log-likelihood. With a mask source and the exact posterior it is
+#   tight (section 5); for a trained model the gap is the KL between the two chains' ways of
+#   reaching $x_1$, small for the checkerboard model (its printed ELBO and exact likelihood), so it
+#   measures the model;
 #   with a uniform source it stays bits above the exact likelihood, which on a
 #   small state space we computed by integrating the forward equation.
 # - On digits the bound is compared with two classical baselines (at the
