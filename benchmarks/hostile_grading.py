@@ -8,7 +8,7 @@ are read, and the grades are searched for the escape marker, the secret and the 
 attack: its item of issue 20, its points against what its honest part deserves, and what it did that it should
 not have. The last lines count the attacks that were held (right points, no harm, no leak, no hang).
 
-Run it as root and as a normal user, with each route, to fill the README's threat-model table. Pass
+Run it as root and as a normal user, with each route, to fill the threat-model table in book/grading_sandbox.md. Pass
 ``--no-jail-flag`` to grade with a grader that has no ``--jail`` option (an older checkout).
 """
 
