@@ -52,7 +52,7 @@ from .objectives import Objective, check_objective
 
 
 #: Below this many parameters, bfloat16 autocast slows a training step down on CUDA: the step is bound by
-#: kernel launches, and autocast adds casts. Measured on an H100 (benchmarks/train_step.py; figures in book/measured.md):
+#: kernel launches, and autocast adds casts. Measured on an H100 (benchmarks/train_step.py, book/measured.md):
 #: at batch 4096 autocast took a 2.1M-parameter MLP from 299 to 245 it/s and an 8.5M one from 166 to 262.
 AMP_MIN_PARAMS = 4_000_000
 
