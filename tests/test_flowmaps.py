@@ -173,3 +173,21 @@ def test_bad_inputs_name_the_argument():
         ShortcutObjective(PATH, TARGET, diagonal=1.5)
     with pytest.raises(ValueError, match="steps"):
         sample_flow_map(FlowMapMLP(2), x.float(), 0)
+
+
+def test_few_step_explorer_frames_and_bad_input():
+    from fmlearn.widgets.flowmaps import few_step_explorer
+
+    x = TARGET.sample(50, generator=torch.Generator().manual_seed(0))
+    runs = {(m, k): x + 0.1 * k for m in ("a", "b") for k in (1, 2)}
+    explorer = few_step_explorer(runs, x, centres=TARGET.means)
+    assert explorer.shape == (2, 2) and explorer.params["steps"] == [1, 2]
+    assert len(explorer.frame(method="b", steps=2)) > 100
+    with pytest.raises(ValueError, match="missing"):
+        few_step_explorer({("a", 1): x, ("b", 2): x}, x)
+    with pytest.raises(ValueError, match="number of steps"):
+        few_step_explorer({("a", 0): x}, x)
+    with pytest.raises(ValueError, match=r"runs\[\('a', 1\)\] must have shape \(50, 2\)"):
+        few_step_explorer({("a", 1): x[:10]}, x)
+    with pytest.raises(ValueError, match="exact must have shape"):
+        few_step_explorer({("a", 1): x}, x[:, :1])
