@@ -89,8 +89,10 @@ RATIO_MAX = fm.budget(default=2.0, quick=3.5)        # per-class distance / floo
 # %% [markdown]
 # ## 1. A label is one more input
 #
-# Each data point now comes with a label $y$: for the mixture, the mode it
-# was drawn from. Nothing about the path changes — $x_t = \alpha_t x_1 + \beta_t x_0$
+# Each data point now comes with a label $y \in \{0, \dots, K - 1\}$: for the mixture
+# ($K = 11$ modes $m_k$ on a circle of radius 10, each with standard deviation 1), the mode
+# it was drawn from. We keep the CondOT path of chapter 1, $\alpha_t = t$, $\beta_t = 1 - t$.
+# Nothing about the path changes — $x_t = \alpha_t x_1 + \beta_t x_0$
 # with $(x_1, y)$ drawn together — and the network simply sees $y$ too:
 #
 # $$\mathcal L(\theta) = \mathbb E_{t,\ (x_1, y),\ x_0}\ \big\| u_\theta(x_t, t, y) - (\dot\alpha_t x_1 + \dot\beta_t x_0) \big\|^2 .$$
@@ -99,7 +101,7 @@ RATIO_MAX = fm.budget(default=2.0, quick=3.5)        # per-class distance / floo
 # $u_\theta(x, t, y) = u_t(x \mid y)$, the marginal velocity of the flow towards
 # $p_1(x \mid y)$ alone. Sampling with a fixed $y$ then draws from $p_1(\cdot \mid y)$.
 #
-# **Label dropout.** With probability $p$ (here 0.1) we replace the label by
+# **Label dropout.** With probability $p_{\rm drop}$ (here 0.1) we replace the label by
 # an extra "no label" token $\varnothing$ (index $K$, one more row in the
 # label embedding). Those examples teach the same network the unconditional
 # field $u_\theta(x, t, \varnothing) = u_t(x)$, which guidance needs below.
@@ -147,7 +149,10 @@ for name, lab in (("u(x, t, y)   ", y1), ("u(x, t, none)", None)):
 # posterior means $\mathbb E[x_1 \mid x_t = x]$, $\mathbb E[x_0 \mid x_t = x]$
 # (conditioning on $y$ too, if there is a label). Then
 # $x = \alpha_t \hat x_1 + \beta_t \hat x_0$, $u = \dot\alpha_t \hat x_1 + \dot\beta_t \hat x_0$,
-# and Tweedie's formula (chapter 7) gives the score $s = \nabla \log p_t = -\hat x_0 / \beta_t$.
+# and the score is $s = \nabla \log p_t = -\hat x_0 / \beta_t$ (Tweedie's formula; chapter 7 uses it
+# at length). One line: $p_t(x) = \int p_1(x_1)\, \mathcal N(x;\, \alpha_t x_1, \beta_t^2 I)\, dx_1$, so
+# $\nabla p_t(x) = \int p_1(x_1)\, \mathcal N(\cdots)\, \frac{-(x - \alpha_t x_1)}{\beta_t^2}\, dx_1$; divide by $p_t(x)$
+# and the integral becomes the posterior mean of $-(x - \alpha_t x_1)/\beta_t^2 = -x_0/\beta_t$.
 # Eliminate $\hat x_1 = (x - \beta_t \hat x_0)/\alpha_t$:
 #
 # $$u = \frac{\dot\alpha_t}{\alpha_t}\,x - \Big(\frac{\dot\alpha_t \beta_t}{\alpha_t} - \dot\beta_t\Big)\hat x_0
@@ -176,8 +181,8 @@ for name, lab in (("u(x, t, y)   ", y1), ("u(x, t, none)", None)):
 # $$u_w(x, t, y) = u(x, t, y) + w\,\big[u(x, t, y) - u(x, t, \varnothing)\big] = (1 + w)\, u(x, t, y) - w\, u(x, t, \varnothing).$$
 #
 # $w = 0$ is the conditional field, $w = -1$ the unconditional one. (Some
-# libraries write $u_\varnothing + s\,(u_y - u_\varnothing)$ with a guidance
-# *scale* $s = 1 + w$: the same field.) The weights $1 + w$ and $-w$ sum to
+# libraries write $u_\varnothing + \gamma\,(u_y - u_\varnothing)$ with a guidance
+# *scale* $\gamma = 1 + w$: the same field.) The weights $1 + w$ and $-w$ sum to
 # one, which is what keeps $a_t x$ intact.
 #
 # What distribution does this sample? At every single $t$ the guided score is
@@ -185,11 +190,16 @@ for name, lab in (("u(x, t, y)   ", y1), ("u(x, t, none)", None)):
 # samples follow the tilted target $p_1(x \mid y)\, p_1(y \mid x)^w$. They do
 # not: the tilted densities at different $t$ are not one probability path
 # (they are not the noisings of one another), and the mixture below shows
-# how far off that guess is.
+# how far off that guess is. The formula $u = a_t x + b_t \nabla \log q_t$ carries
+# samples along a family $q_t$ only when $q_t$ is the law of $\alpha_t X_1 + \beta_t X_0$
+# for one $X_1$ (that is how it was derived above); for the tilted family no such
+# $X_1$ exists, so the guided flow follows the continuity equation of *another* path,
+# and its end point need not be the tilted target (Chidambaram et al. 2024, section 2b).
 #
 # Written out by hand, and compared with the package's `GuidedVelocity`, which
 # evaluates both fields in *one* forward pass on the doubled batch
-# $[x; x]$ with labels $[y; \varnothing]$:
+# $[x; x]$ with labels $[y; \varnothing]$ (valid because these networks treat each
+# row on its own; a network with batch normalisation would mix the two halves):
 
 # %%
 def guided_by_hand(model, w, x, t, y):
@@ -239,12 +249,17 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# (The modes' colours cycle through three of the Okabe–Ito colour-blind-safe
+# colours so that neighbours differ; the course's tests check each pair under
+# simulated deuteranopia and protanopia, with the model of Machado et al. 2009.)
+#
 # Guidance did not simply tighten each mode. Every sample of mode $k$ moved
 # *away from the other modes*: outwards, off the circle (with the exact
 # fields at $w = 2$, by almost two standard deviations), and sideways it
 # narrowed to about a fifth of the data's spread (the printed shift and
-# sideways std). The learned model does what the exact fields do (its own
-# shift and spread are printed beside them). Fidelity, measured by the
+# sideways std). The learned model shows the same push (its own
+# shift and spread are printed beside the exact fields': at $w = 0$ it is not yet
+# as tight as the exact field, a training error, not guidance). Fidelity, measured by the
 # classifier, went up; but the samples no longer follow $\mathcal N(m_k, I)$:
 # guidance trades the distribution for confidence. Section 2b asks where
 # that push comes from.
@@ -322,7 +337,8 @@ print(f"exact guided samples, w = {W_MIX:g}: shift outwards {exact_w2[2]:+.2f}, 
 # to a fifth of the width, are something else. The figure puts the two side
 # by side: samples of the tilted target (resampled from the importance
 # weights, one per asked label) and the exact guided samples, each in the
-# frame of its mode.
+# frame of its mode. (Here the two colours mean the two distributions, no
+# longer the modes.)
 
 # %%
 pick = torch.multinomial(weights, len(asked), replacement=True, generator=torch.Generator().manual_seed(5))
@@ -340,7 +356,7 @@ axes[0].set(xlabel="coordinate 1", ylabel="coordinate 2", aspect="equal", xlim=(
             title=f"the plane: tilted target (blue) and guided samples (orange), w = {W_MIX:g}")
 axes[1].set(xlabel="sideways offset from the asked mean", ylabel="outward offset from the asked mean",
             aspect="equal", xlim=(-4, 4), ylim=(-4, 5), title="all modes in their own frame")
-axes[1].legend(loc="lower center", fontsize=8, markerscale=4)
+axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, markerscale=4)  # below: no draws hidden
 axes[0].legend(loc="upper right", fontsize=8, markerscale=4)
 fig.suptitle("tilted target p1(x|y) p1(y|x)^w (blue) is the round unit mode; guided samples (orange) sit outside it")
 fig.tight_layout()
@@ -418,8 +434,9 @@ assert not follows_tilt, "the guided samples should NOT follow the tilted target
 # The classifier's own accuracy is then measured on the generator half: real
 # digits that the classifier never saw, drawn from exactly the distribution
 # the generator imitates. So no image is ever judged by a model that trained
-# on it, and each half is used in full (about 900 images each; a three-way
-# split would leave the classifier 450 training images and a noisy test).
+# on it, and each half is used in full (about 900 images each; splitting the
+# held-out half again into a training and a test part would leave the
+# classifier about 450 training images and a noisy test).
 # `fm.train_classifier` trains it with the same `fm.train` as every flow of the
 # course, on a cross-entropy objective (`fm.CrossEntropyObjective`) instead of
 # the CFM one.
@@ -465,7 +482,9 @@ assert clf_acc >= CLF_MIN
 
 # %%
 unet = fm.TinyUNet(num_classes=10)
-print(f"TinyUNet: {sum(p.numel() for p in unet.parameters()):,} parameters")
+dense = sum(p.numel() for name, p in unet.named_parameters() if name.startswith("bottleneck"))
+print(f"TinyUNet: {sum(p.numel() for p in unet.parameters()):,} parameters, {dense:,} of them in the dense "
+      "bottleneck: small as convolutional nets go, and mostly one dense layer in the middle")
 run = fm.train(unet, fm.CFMObjective(path, train_set, conditional=True, label_dropout=0.1),
                steps=GEN_STEPS, batch_size=GEN_BATCH, lr=2e-3, seed=SEED, device=DEVICE, ema=1 - 5 / GEN_STEPS,
                amp=AMP)
@@ -528,9 +547,11 @@ assert (ratio_main <= RATIO_MAX).all(), ratio_main
 # ## 6. The price of guidance
 #
 # The same two measures over a range of guidance weights. Accuracy rises
-# with $w$ and saturates; the distance to real digits grows, because the
-# samples crowd together, pushed away from the other classes, as the
-# mixture's samples were pushed away from the other modes in section 2.
+# with $w$ and saturates; the distance to real digits grows. On the mixture we
+# saw why (section 2: samples pushed away from the other modes and narrowed
+# sideways); on digits we have not measured the spread within a class, so read
+# that as the likely cause, not a measured one (bolder strokes, clamped to the
+# pixel range, could add to it).
 
 # %%
 ws = sorted(sweep)
