@@ -51,6 +51,7 @@ except ImportError:
 # %%
 import fmlearn as fm  # first: it makes torch's idle CPU threads sleep (README, "Threads")
 import copy
+import math
 import time
 
 import matplotlib.pyplot as plt
@@ -159,6 +160,51 @@ assert abs(ot_cost - fm.w2_distance(x0_demo, x1_demo) ** 2) < 1e-5 * ot_cost
 # Pooladian et al. 2023). `fm.OTCoupling()` does this with scipy's
 # `linear_sum_assignment`, an exact $O(n^3)$ solver on the CPU.
 #
+# **Why the re-paired model still carries $p_0$ to $p_1$.** Chapter 1's
+# derivation (the conditional mean carries the marginal path) never used that
+# $x_0$ and $x_1$ are independent: it holds for pairs $(x_0, x_1)$ drawn from any
+# joint law, a **coupling**, and the path it builds starts at the law of $x_0$
+# and ends at the law of $x_1$. So what must be checked is that a re-paired
+# pair still has the marginals $p_0$ and $p_1$. Take the pair of one data point
+# $x_1^j$, of a batch of $n$:
+#
+# - $x_1^j$ itself is untouched, so it is distributed as $p_1$;
+# - its partner $x_0^{\sigma(j)}$ is one of the batch's $x_0$, chosen by looking at
+#   all the points. Over the $n$ pairs, the partners are the batch's $x_0$, each
+#   exactly once ($\sigma$ is a permutation), and these are $n$ independent draws
+#   from $p_0$; relabelling the $x_1$ only relabels $\sigma$, so every $j$ has the
+#   same partner law, which is therefore their average: $p_0$.
+#
+# This holds at every batch size $n$, not only in the limit. The finite batch
+# shows elsewhere. First, in *which* coupling we get: the partner is the best
+# among $n$ candidates, not among all of $p_0$, so the pairs are only as close to
+# the optimal coupling of $p_0$ and $p_1$ (and the paths only as straight) as the
+# batch allows; they approach it as $n \to \infty$. Second, for the entropic
+# coupling below, which draws each partner at random from the plan, with
+# replacement: its $x_0$ marginal is $p_0$ only as far as the plan's row sums
+# have converged to $1/n$. A check, on many OT-paired batches of 16 (the cell
+# prints how many): the partner of $x_1^0$ comes from each of the 8 source
+# Gaussians with probability $1/8$; as a control, given that $x_1^0$ lies on the
+# left ($x < 0$), it does not:
+#
+# %%
+N_BATCHES = fm.budget(default=4000, quick=2000)
+g_check = torch.Generator().manual_seed(SEED + 1)   # its own stream: the rest of the chapter draws as before
+partner, left = torch.empty(N_BATCHES, dtype=torch.long), torch.empty(N_BATCHES, dtype=torch.bool)
+for b in range(N_BATCHES):
+    xb0, xb1 = source.sample(16, generator=g_check), target.sample(16, generator=g_check)
+    x0_partner = xb0[fm.ot_plan_exact(xb0, xb1)[0]]           # the partner of xb1[0]
+    partner[b] = torch.round(torch.atan2(x0_partner[1], x0_partner[0]) / (math.pi / 4)).long() % 8
+    left[b] = xb1[0, 0] < 0
+shares = torch.bincount(partner, minlength=8) / N_BATCHES
+shares_left = torch.bincount(partner[left], minlength=8) / left.sum()
+tol = 4 * math.sqrt(1 / 8 * 7 / 8 / N_BATCHES)                 # 4 standard errors of a share
+print(f"{N_BATCHES} batches; source Gaussian of x1^0's partner: shares {shares.numpy().round(3)} "
+      f"(each should be 1/8 = 0.125, within {tol:.3f})")
+print(f"given x1^0 on the left (control):  shares {shares_left.numpy().round(3)}")
+assert (shares - 1 / 8).abs().max() < tol and (shares_left - 1 / 8).abs().max() > 3 * tol
+
+# %% [markdown]
 # For larger batches, or to stay on a GPU, **entropic OT** trades exactness for
 # speed: among plans $P$ (an $n\times m$ matrix with row sums $1/n$ and column
 # sums $1/m$) it minimises
@@ -522,9 +568,35 @@ assert torch.allclose(one_step, d, atol=1e-4) and abs(lhs - rhs) < 1e-5 * lhs
 # the *2-rectified flow*. So "rectified flow" names a model and the fit that
 # makes it; "reflow" names the round that feeds a rectified flow's own pairs
 # back in. Fitted exactly, each round keeps the distribution the flow maps $p_0$
-# to, cannot raise a convex transport cost such as $\mathbb E|x_1 - x_0|^2$, and
-# straightens: Liu et al. show that $S$, summed over the rounds, stays below
-# the cost of the first coupling. One round, starting from the independent
+# to (chapter 1: the fitted velocity carries the marginals of the straight-line
+# path, which ends at the law of the pairs' $x_1$), cannot raise the transport
+# cost $\mathbb E|x_1 - x_0|^2$, and straightens. The identity $E = S + \mathbb E|x_1 - x_0|^2$
+# and Jensen's inequality prove the last two in three lines.
+#
+# <details><summary><b>Derivation</b> (click to open): one round of rectification lowers the cost by at least its straightness</summary>
+#
+# Let $(X_0, X_1)$ be the pairs of a coupling, of cost $c = \mathbb E|X_1 - X_0|^2$, and
+# $X_t = (1 - t) X_0 + t X_1$. The fitted velocity is $v_t(x) = \mathbb E[X_1 - X_0 \mid X_t = x]$;
+# its flow $Z_t$, started at $Z_0 = X_0$, has straightness $S'$, energy $E'$, and its
+# pairs $(Z_0, Z_1)$ cost $c' = \mathbb E|Z_1 - Z_0|^2$.
+#
+# 1. $Z_t$ has the law of $X_t$ at every $t$ (chapter 1's derivation), so
+#    $E' = \int_0^1 \mathbb E|v_t(Z_t)|^2 dt = \int_0^1 \mathbb E|v_t(X_t)|^2 dt$.
+# 2. Jensen's inequality for the conditional mean, $|\mathbb E[Y \mid X_t]|^2 \le \mathbb E[|Y|^2 \mid X_t]$
+#    with $Y = X_1 - X_0$, gives $\mathbb E|v_t(X_t)|^2 \le \mathbb E|X_1 - X_0|^2 = c$ at every $t$, so $E' \le c$.
+# 3. The identity above, for the new flow: $E' = S' + c'$. Together, $S' + c' \le c$.
+#
+# So $c' \le c - S'$: a round never raises the cost, and lowers it by at least its
+# straightness. Over $K$ rounds from a first coupling of cost $c_0$, the
+# inequalities add up (telescope) to $S_1 + \dots + S_K \le c_0 - c_K \le c_0$: the
+# straightness summed over the rounds stays below the first coupling's cost, so
+# it must become small. (Liu et al. prove the cost part for every convex cost.)
+#
+# </details>
+#
+# With networks fitted in a few hundred steps, step 1 holds only up to the
+# fitting error, so the run checks the end result, $E' \le c$, for both rounds
+# (printed with the table below). One round, starting from the independent
 # model's weights, on pairs from 16 RK4 steps of it:
 
 # %%
@@ -604,6 +676,11 @@ plt.show()
 (s_ind, e_ind, d_ind, w_ind2), (s_ot, e_ot, _, w_ot2), (s_reflow, e_reflow, d_reflow, w_reflow2) = (
     measures.values())
 print(f"straightness: independent {s_ind:.3f} -> reflowed {s_reflow:.3f}; OT {s_ot:.3f}")
+g_cost = torch.Generator().manual_seed(SEED + 2)   # its own stream, as in section 2
+c0 = (source.sample(20_000, generator=g_cost) - target.sample(20_000, generator=g_cost)).pow(2).sum(1).mean().item()
+print(f"round 1 (independent pairs, cost c0 = {c0:.3f}): E' = S' + c' = {s_ind:.3f} + {d_ind:.3f} = {e_ind:.3f}")
+print(f"round 2 (reflow on its pairs, cost {d_ind:.3f}): E' = S' + c' = {s_reflow:.3f} + {d_reflow:.3f} = {e_reflow:.3f}")
+assert e_ind <= c0 and e_reflow <= d_ind
 assert s_reflow < 0.5 * s_ind
 assert s_ot < 0.25 * s_ind
 assert e_ot / w_ot2 < e_reflow / w_reflow2 < e_ind / w_ind2  # OT closest to W2^2, independent farthest
@@ -619,13 +696,18 @@ assert d_reflow < d_ind                 # rectification shortened the pairs
 #   blob at the centre.
 # - **Minibatch OT** re-pairs each batch: exactly with a linear assignment
 #   (`fm.OTCoupling`), or approximately and on the device with Sinkhorn
-#   (`fm.SinkhornCoupling`, `fm.sinkhorn_plan`). No two OT pairs meet at the
+#   (`fm.SinkhornCoupling`, `fm.sinkhorn_plan`). A re-paired pair still has the
+#   marginals $p_0$ and $p_1$ at any batch size, so the flow still carries $p_0$
+#   to $p_1$; the batch size only decides how close the pairing comes to the
+#   optimal coupling. No two OT pairs meet at the
 #   same time, the paths come out nearly straight, and one Euler step reaches
 #   the $W_2$ target that the independent model needs several steps for.
 # - A **rectified flow** is the flow fitted to straight lines between the pairs
 #   of a coupling; **reflow** fits one again on a trained flow's own
 #   (noise, sample) pairs (`fm.reflow_pairs`): straighter paths and better
-#   one-step samples, but with many steps no better than its teacher's.
+#   one-step samples, but with many steps no better than its teacher's. Each
+#   round (fitted exactly) lowers the cost by at least its straightness,
+#   $S' + c' \le c$: three lines from $E = S + \mathbb E|x_1 - x_0|^2$ and Jensen.
 # - **Straightness** and **path energy** (`fm.straightness`, `fm.path_energy`)
 #   measure it; $E = S + \mathbb E|x_1-x_0|^2 \ge W_2^2$, with equality only for a
 #   straight flow with an optimal coupling (Benamou–Brenier).
