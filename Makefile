@@ -37,8 +37,9 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(LAB_ARGS) chapters/01_gaussian_mixture_cfm.ipynb
 
 # Every test: unit tests, every notebook executed under nbval, the web book built and read in a browser, all in
-# quick mode, on TEST_WORKERS processes (pytest-xdist; each notebook's cells stay on one worker; in collection
-# order, so the book, the longest single test (tests/test_book.py), starts first).
+# quick mode, on TEST_WORKERS processes (pytest-xdist; each notebook's cells stay on one worker; in the order
+# tests/conftest.py sets: the chapters first, then the book (tests/test_book.py), built from nbval's executions of
+# the chapters, so each notebook is executed once (tests/_executed.py), then the rest).
 TEST_WORKERS ?= 2
 test: setup
 	FMLEARN_QUICK=1 FMLEARN_PROGRESS=0 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -v --durations=15 $(PYTEST_ARGS)

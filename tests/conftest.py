@@ -1,5 +1,7 @@
-"""Shared test setup: a headless matplotlib, one CPU thread for torch, and the
-``cuda`` marker (skipped automatically when torch sees no CUDA device)."""
+"""Shared test setup: a headless matplotlib, one CPU thread for torch, the
+``cuda`` marker (skipped automatically when torch sees no CUDA device), and the
+notebooks executed once per test run (tests/_executed.py): nbval's executions of the
+chapters are recorded for the web book (tests/test_book.py), which runs after them."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import _executed  # noqa: E402
+
 # One thread: the unit tests use tiny tensors, and on a shared 2-core machine a
 # second intra-op thread makes OpenMP spin-wait (a 30x slowdown under load).
 torch.set_num_threads(1)
@@ -19,9 +23,15 @@ torch.set_num_threads(1)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped when torch.cuda.is_available() is False)")
+    if getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False):
+        config.pluginmanager.register(_executed.NbvalRecorder(config), "fmlearn-nbval-recorder")
 
 
 def pytest_collection_modifyitems(config, items):
+    # The book's notebooks under nbval first, then the book (tests/test_book.py: it waits for them and builds the
+    # book from their executions), then the rest: pytest-xdist (--dist loadscope --no-loadscope-reorder) hands
+    # them out in this order.
+    items[:] = sorted(items, key=_executed.run_order)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA device visible to torch")

@@ -7,7 +7,10 @@ explorer's slider changes its figure, search finds pages with snippets, and axe-
 accessibility violation on the front page and three chapters.
 
 The build (``make book-quick``: FMLEARN_QUICK=1, outputs cached in build/book-quick/.jupyter_cache) runs once
-for this module; a rebuild re-executes only notebooks whose code changed.
+for this module; a rebuild re-executes only notebooks whose code changed. Under ``make test`` each notebook is
+executed once: the chapters run under nbval first, their executions go into that cache (tests/_executed.py), and
+the book executes only the notebooks nbval did not run and pass (the handed-out exercises, a deselected or failing
+chapter).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from _browser import chromium, console_errors, needs_browser, screenshot
+from _executed import EXECUTED, book_notebooks, finished, planned, store_in_book_cache, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "book-quick" / "html"
@@ -35,16 +39,86 @@ CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("[0-9]*.ipynb"))
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("ex*.ipynb"))
 
 
+def sphinx(out: Path, env: dict, include: list[str] | None = None) -> subprocess.CompletedProcess:
+    """The book's build (make book-quick), into ``out``; ``include``: only these sources (and the front page)."""
+    only = ["-D", "include_patterns=" + ",".join(["book/index.md", *include])] if include is not None else []
+    return subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-c", "book", "-q", *only, ".", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+
+
 @pytest.fixture(scope="module")
-def book() -> dict:
+def book(request) -> dict:
     env = {**os.environ, "FMLEARN_QUICK": "1", "FMLEARN_PROGRESS": "0"}
     start = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-c", "book", "-q", ".", str(OUT)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    # Each notebook executed once: the chapters nbval runs in this session come from its executions
+    # (tests/_executed.py). Under pytest-xdist the other worker may still be running the last of them: meanwhile,
+    # the notebooks nbval does not run (the handed-out exercises) are executed into the book's cache.
+    from_nbval = planned(request.session)
+    running = [t for t in from_nbval if not finished(t)] if hasattr(request.config, "workerinput") else []
+    if running:
+        others = [str(p) for p in book_notebooks() if EXECUTED / p not in from_nbval]
+        pre = sphinx(OUT.parent / "prebuild", env, include=others)
+        assert pre.returncode == 0, f"the book did not build:\n{pre.stdout[-2000:]}\n{pre.stderr[-4000:]}"
+        waited = time.monotonic()
+        still = wait_for(running, timeout=1800)
+        late = f" (not finished: the book executes {still})" if still else ""
+        print(f"book: executed {len(others)} notebooks nbval does not run, then waited "
+              f"{time.monotonic() - waited:.0f} s for nbval's last chapters{late}")
+    stored = store_in_book_cache()
+    print(f"book: {len(stored)} notebooks as nbval executed them in this run: {', '.join(stored) or '-'}")
+    run = sphinx(OUT, env)
     seconds = time.monotonic() - start
     assert run.returncode == 0, f"the book did not build:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
     print(f"book (quick mode) built in {seconds:.0f} s")
     return {"log": run.stderr, "seconds": seconds}
+
+
+def _msg(kind: str, **content) -> dict:
+    return {"msg_type": kind, "header": {"msg_type": kind}, "parent_header": {"msg_id": "run"}, "content": content}
+
+
+def test_nbvals_executions_give_the_outputs_nbclient_gives():
+    """tests/_executed.py turns the kernel's messages nbval reads into a cell's outputs; the book's own executor
+    (nbclient, through jupyter-cache) gets the same messages when it runs the cell. Reference: nbclient's own
+    message handling, fed the same messages, for two cells: streams, a display updated from the next cell by its
+    display id, clear_output (now and at the next output), a result and an error. Control: without the
+    clear_output messages (what nbval's own outputs ignore) the outputs differ."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionComplete
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from _executed import outputs_from_messages
+
+    png = {"image/png": "iVBORw0KGgo=", "text/html": '<img alt="a figure">', "text/plain": "<Figure>"}
+    cells = [
+        [_msg("stream", name="stdout", text="training\n"), _msg("stream", name="stdout", text="done\n"),
+         _msg("display_data", data={"text/plain": "0%"}, metadata={}, transient={"display_id": "bar"}),
+         _msg("display_data", data=png, metadata={"text/html": {"alt": "a figure"}}),
+         _msg("stream", name="stderr", text="a warning\n"),
+         _msg("execute_result", data={"text/plain": "42"}, metadata={}, execution_count=1)],
+        [_msg("stream", name="stdout", text="gone\n"), _msg("clear_output", wait=False),
+         _msg("update_display_data", data={"text/plain": "100%"}, metadata={}, transient={"display_id": "bar"}),
+         _msg("stream", name="stdout", text="also gone\n"), _msg("clear_output", wait=True),
+         _msg("stream", name="stdout", text="kept\n"),
+         _msg("error", ename="ValueError", evalue="x", traceback=["ValueError: x"])],
+    ]
+    nb = new_notebook(cells=[new_code_cell("pass"), new_code_cell("pass")])
+    client = NotebookClient(nb)
+    for index, messages in enumerate(cells):
+        client.clear_before_next_output = False  # as NotebookClient.async_execute_cell starts a cell
+        for msg in messages:
+            try:
+                client.process_message(msg, nb.cells[index], index)
+            except CellExecutionComplete:
+                pass
+    displays: dict = {}
+    ours = [outputs_from_messages(messages, displays) for messages in cells]
+    assert ours == [cell.outputs for cell in nb.cells]
+    assert ours[0][2]["data"] == {"text/plain": "100%"} and ours[1][0]["text"] == "kept\n"
+    assert ours[0][3]["metadata"] == {"text/html": {"alt": "a figure"}}  # the alt text the book reads
+
+    lax = [outputs_from_messages([m for m in messages if m["msg_type"] != "clear_output"], {}) for messages in cells]
+    assert lax != [cell.outputs for cell in nb.cells]
 
 
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
