@@ -291,8 +291,8 @@ noise_explorer(oracle_runs, centres=target.means, notes=notes,
 # $\lambda_t = \beta_t / \alpha_t$ growing from $0$ at $t = 1$ to $\infty$ at
 # $t = 0$. As $t$ decreases, $x_1 + \lambda_t x_0$ gains independent Gaussian noise,
 # of variance $\lambda_t^2$ in all: a Brownian motion run at the rate
-# $-\frac{d}{dt}\lambda_t^2$. Multiplying back by $\alpha_t$ adds a drift
-# $\frac{\dot\alpha_t}{\alpha_t} x$. In diffusion time $\tau = 1 - t$ (so
+# $-\frac{d}{dt}\lambda_t^2$. Multiplying back by $\alpha_t$ scales that noise by $\alpha_t$ and
+# adds a drift, $\frac{\dot\alpha_t}{\alpha_t} x$ per unit of $t$. In diffusion time $\tau = 1 - t$ (so
 # $\frac{d}{d\tau} = -\frac{d}{dt}$) the noising process is the SDE
 # $dX = F(X)\, d\tau + g_t\, dW$ with
 #
@@ -330,12 +330,12 @@ noise_explorer(oracle_runs, centres=target.means, notes=notes,
 # So the reverse-time SDE of the noising process is our family's member with
 # $g_t^2 = 2\beta_t D_t / \alpha_t$, and its drift is $2u - \frac{\dot\alpha_t}{\alpha_t} x$. A check
 # of the three drifts on the oracle of the VP path below, at $t = 0.5$ (with a
-# control: forgetting the forward drift $F$ gives $u + g_t^2 s$, which must
-# differ), and of $g_t^2$ against a finite difference of $\lambda_t^2$.
+# control that must differ: $u + g_t^2 s$, our drift with the reverse SDE's factor
+# $g^2$ in place of $g^2/2$), and of $g_t^2$ against a finite difference of $\lambda_t^2$.
 # On the variance-preserving (VP) path, $g_t^2 = b_{\min} + (b_{\max} - b_{\min})(1 - t)$:
-# DDPM's noise rate (which DDPM calls $\beta(s)$; here $\beta_t$ is the noise's
+# DDPM's noise rate (which Song et al. call $\beta(\tau)$; here $\beta_t$ is the noise's
 # std, so `fm.VP(rate_min, rate_max)` names the rates $b$) at diffusion time
-# $s = 1 - t$. `fm.diffusion_noise(path)` returns this $g_t$;
+# $\tau = 1 - t$. `fm.diffusion_noise(path)` returns this $g_t$;
 # check it against DDPM's formula and the drifts as promised, then sample the mixture with it:
 
 # %%
