@@ -253,22 +253,24 @@ def book_notebooks() -> list[Path]:
     return sorted(p.relative_to(ROOT) for folder in BOOK_FOLDERS for p in (ROOT / folder).glob("*.ipynb"))
 
 
-def store_in_book_cache(cache_path: Path = CACHE, executed: Path = EXECUTED) -> list[str]:
-    """Put every notebook nbval executed in this test run into the book's jupyter-cache, keyed as myst-nb keys it
-    (the notebook's code cells and kernelspec): the book then reads them from the cache instead of executing them.
-    Each one moves out of ``executed`` once stored. Returns their paths (relative to the repository)."""
+def store_in_book_cache(targets=None, cache_path: Path = CACHE, executed: Path = EXECUTED,
+                        root: Path = ROOT) -> list[str]:
+    """Put the notebooks nbval executed (``targets``: the executed copies this test run wrote, see :func:`planned`;
+    None: every one there) into the book's jupyter-cache, keyed as myst-nb keys it (the notebook's code cells and
+    kernelspec): the book then reads them from the cache instead of executing them. Each one moves out of
+    ``executed`` once stored. Returns their paths (relative to the repository)."""
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
-    files = sorted(executed.glob("*/*.ipynb"))
+    files = sorted(executed.glob("*/*.ipynb") if targets is None else (t for t in targets if t.is_file()))
     if not files:
         return []
     cache = get_cache(str(cache_path))
     stored = []
     for path in files:
         rel = path.relative_to(executed)
-        source = ROOT / rel
+        source = root / rel
         nb = nbformat.read(str(path), as_version=4)
         if not source.is_file():
             path.unlink()

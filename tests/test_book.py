@@ -64,7 +64,7 @@ def book(request) -> dict:
         late = f" (not finished: the book executes {still})" if still else ""
         print(f"book: executed {len(others)} notebooks nbval does not run, then waited "
               f"{time.monotonic() - waited:.0f} s for nbval's last chapters{late}")
-    stored = store_in_book_cache()
+    stored = store_in_book_cache(from_nbval)
     print(f"book: {len(stored)} notebooks as nbval executed them in this run: {', '.join(stored) or '-'}")
     run = sphinx(OUT, env)
     seconds = time.monotonic() - start
@@ -119,6 +119,59 @@ def test_nbvals_executions_give_the_outputs_nbclient_gives():
 
     lax = [outputs_from_messages([m for m in messages if m["msg_type"] != "clear_output"], {}) for messages in cells]
     assert lax != [cell.outputs for cell in nb.cells]
+
+
+def test_nbval_runs_go_into_the_books_cache_and_a_failing_notebook_does_not(tmp_path):
+    """End to end on two small notebooks in a scratch course: nbval runs them with the recorder on (as in
+    make test); the one that passes is stored in a jupyter-cache, where myst-nb's lookup (the notebook as the book
+    reads it: its code, plus the note cells the book inserts) finds its outputs; the one with a failing cell
+    leaves only a marker (the book executes it itself), and stays a cache miss."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    course = tmp_path / "course"
+    (course / "chapters").mkdir(parents=True)
+    kernelspec = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    good = new_notebook(cells=[new_markdown_cell("# A"), new_code_cell("x = 6 * 7\nprint('x is', x)"),
+                               new_code_cell(""), new_code_cell("x")], metadata={"kernelspec": kernelspec})
+    bad = new_notebook(cells=[new_code_cell("print('before')"), new_code_cell("1 / 0"), new_code_cell("2")],
+                       metadata={"kernelspec": kernelspec})
+    nbformat.write(good, str(course / "chapters" / "01_good.ipynb"))
+    nbformat.write(bad, str(course / "chapters" / "02_bad.ipynb"))
+    (course / "conftest.py").write_text(
+        "import sys\nfrom pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import _executed\n"
+        "_executed.ROOT = Path(__file__).parent\n_executed.EXECUTED = _executed.ROOT / 'executed'\n"
+        "def pytest_configure(config):\n"
+        "    config.pluginmanager.register(_executed.NbvalRecorder(config), 'fmlearn-nbval-recorder')\n")
+    env = {**os.environ, "FMLEARN_QUICK": "1", "FMLEARN_PROGRESS": "0"}
+    env.pop("FMLEARN_DEVICE", None)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                          "--nbval-lax", "--nbval-current-env", "--rootdir", str(course), "-c", "/dev/null",
+                          str(course / "chapters")], cwd=course, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert "1 failed, 5 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-2000:]
+
+    executed = course / "executed" / "chapters"
+    assert sorted(p.name for p in executed.iterdir()) == ["01_good.ipynb", "02_bad.ipynb.failed"]
+    import _executed
+
+    stored = _executed.store_in_book_cache([executed / "01_good.ipynb", executed / "02_bad.ipynb"],
+                                           cache_path=tmp_path / "cache", executed=course / "executed", root=course)
+    assert stored == ["chapters/01_good.ipynb"]
+    cache = get_cache(str(tmp_path / "cache"))
+    as_read = nbformat.read(str(course / "chapters" / "01_good.ipynb"), as_version=4)
+    as_read.cells.insert(1, new_markdown_cell(":::{note}\nquick mode\n:::"))  # what book/_ext inserts
+    _, merged = cache.merge_match_into_notebook(as_read)
+    code = [c for c in merged.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, None, 2]  # nbclient's numbering (an empty cell is not run)
+    assert code[0].outputs[0].text == "x is 42\n" and code[0].outputs[0].name == "stdout"
+    assert code[2].outputs[0].output_type == "execute_result" and code[2].outputs[0].data["text/plain"] == "42"
+    assert merged.metadata["language_info"]["pygments_lexer"] == "ipython3"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(nbformat.read(str(course / "chapters" / "02_bad.ipynb"), as_version=4))
 
 
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
