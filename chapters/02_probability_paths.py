@@ -21,8 +21,9 @@
 #
 # **What you will learn**
 # - conditional and marginal paths and velocities, and the closed-form marginal
-#   velocity of a Gaussian-mixture target (the *oracle*);
-# - five schedules side by side: CondOT, sqrt, cosine, polynomial and VP;
+#   velocity of a Gaussian-mixture target (the *oracle*), derived step by step;
+# - five schedules side by side: CondOT, sqrt, cosine, polynomial and VP, and
+#   why their signal-to-noise ratios, not their formulas, are what to compare;
 # - the continuity equation $\partial_t p_t + \nabla\cdot(p_t u_t) = 0$, checked on a grid;
 # - why the FM and CFM losses have the same gradient, checked by Monte Carlo;
 # - how far a trained network is from the oracle, over $t$.
@@ -105,12 +106,16 @@ plt.show()
 #         = \frac{\int u_t(x \mid x_1)\, p_t(x \mid x_1)\, p_1(x_1)\, dx_1}{p_t(x)},
 # \qquad u_t(x \mid x_1) = \dot\alpha_t x_1 + \frac{\dot\beta_t}{\beta_t}\,(x - \alpha_t x_1).$$
 #
-# That integral is a posterior average, and we can estimate it by brute force:
-# draw many data points, weight each by how likely it makes $x$, average.
-# For a mixture target it also has a closed form (derived in the docstring of
-# `fmlearn.oracle`), which is what `fm.MixtureOracle` computes. Here are both,
-# at a few points drawn from $p_t$ (where the estimate has enough data points
-# nearby to be accurate):
+# The conditional velocity is what a point moves at when its data point is
+# known: on the conditional path $x_0 = (x - \alpha_t x_1)/\beta_t$, so
+# $\dot\alpha_t x_1 + \dot\beta_t x_0$ takes the form on the right. The next
+# subsection shows why the average is the right velocity, and works it out for a
+# mixture. First, the integral is a posterior average, and we can estimate it by
+# brute force: draw many data points, weight each by how likely it makes $x$,
+# average. For a mixture target it also has a closed form (derived below),
+# which is what `fm.MixtureOracle` computes. Here are both, at a few points
+# drawn from $p_t$ (where the estimate has enough data points nearby to be
+# accurate):
 
 # %%
 def marginal_velocity_monte_carlo(x, t, n=200_000):
@@ -132,6 +137,97 @@ for t in (0.3, 0.7):
     exact = oracle.velocity(points, t)
     print(f"t = {t}: oracle {exact.numpy().round(3).tolist()}\n        Monte Carlo {mc.numpy().round(3).tolist()}")
     assert torch.allclose(mc, exact, atol=0.05, rtol=0.02)
+
+# %% [markdown]
+# ### The oracle, derived
+#
+# **Step 1: the posterior average carries $p_t$.** Given $x_1$, the
+# conditional path is the noise $\mathcal N(0, I)$ moved by the map
+# $x_0 \mapsto \alpha_t x_1 + \beta_t x_0$, whose points move at
+# $u_t(x \mid x_1)$; mass moved by a velocity obeys the continuity equation
+# (section 3), so
+# $\partial_t p_t(x \mid x_1) = -\nabla\cdot\big(p_t(x \mid x_1)\, u_t(x \mid x_1)\big)$.
+# Multiply by $p_1(x_1)$ and integrate over $x_1$; the derivatives in $t$ and
+# $x$ pass outside the integral:
+#
+# $$\partial_t p_t(x) = -\nabla\cdot \int u_t(x \mid x_1)\, p_t(x \mid x_1)\, p_1(x_1)\, dx_1
+#   = -\nabla\cdot\big(p_t(x)\, u_t(x)\big),$$
+#
+# with $u_t$ the ratio above. By Bayes' rule
+# $p_t(x \mid x_1)\, p_1(x_1) / p_t(x) = p(x_1 \mid x_t = x)$, so $u_t(x)$ is the
+# posterior mean of the conditional velocity: the one velocity that carries the
+# marginal path.
+#
+# **Step 2: everything hangs on $\mathbb E[x_1 \mid x_t = x]$.** Put
+# $x_0 = (x - \alpha_t x_1)/\beta_t$ into the conditional velocity and take the
+# posterior mean; it is affine in the posterior mean of the data point:
+#
+# $$u_t(x) = \frac{\dot\beta_t}{\beta_t}\, x + \Big(\dot\alpha_t - \frac{\alpha_t \dot\beta_t}{\beta_t}\Big)\,
+#   \mathbb E[x_1 \mid x_t = x].$$
+#
+# **Step 3: one Gaussian component.** Let $x_1 \sim \mathcal N(m, s^2 I)$.
+# Then $x_t = \alpha_t x_1 + \beta_t x_0$ and $x_1$ are jointly Gaussian, with
+# $x_t \sim \mathcal N(\alpha_t m, v_t I)$, $v_t = \alpha_t^2 s^2 + \beta_t^2$, and
+# covariance $\mathrm{Cov}(x_1, x_t) = \alpha_t s^2 I$ ($x_0$ is independent of
+# $x_1$). Conditioning a Gaussian is linear regression, slope = covariance /
+# variance:
+#
+# $$\mathbb E[x_1 \mid x_t = x] = m + \frac{\alpha_t s^2}{v_t}\,(x - \alpha_t m).$$
+#
+# Put it into step 2 and write $x = \alpha_t m + \delta$: the coefficient of
+# $m$ is $\dot\alpha_t$, and that of $\delta$ is
+# $\big(\dot\beta_t v_t/\beta_t + \alpha_t \dot\alpha_t s^2 - \alpha_t^2 s^2 \dot\beta_t/\beta_t\big)/v_t
+#  = (\alpha_t\dot\alpha_t s^2 + \beta_t\dot\beta_t)/v_t$. So
+#
+# $$u_t(x) = \dot\alpha_t m + \frac{\alpha_t\dot\alpha_t s^2 + \beta_t\dot\beta_t}{v_t}\,(x - \alpha_t m),$$
+#
+# which reads: the Gaussian's centre $\alpha_t m$ moves at $\dot\alpha_t m$, and
+# its spread $\sqrt{v_t}$ grows at the relative rate
+# $\dot v_t / (2 v_t) = (\alpha_t\dot\alpha_t s^2 + \beta_t\dot\beta_t)/v_t$.
+#
+# **Step 4: the mixture** $p_1 = \sum_k w_k\, \mathcal N(m_k, s_k^2 I)$. Given the
+# component $k$, step 3 applies with $(m_k, s_k)$. Averaging over $k$ with its
+# posterior probability (Bayes' rule again),
+#
+# $$r_k(x) = \frac{w_k\, \mathcal N(x;\, \alpha_t m_k, v_{k,t} I)}{\sum_j w_j\, \mathcal N(x;\, \alpha_t m_j, v_{j,t} I)},
+#   \qquad v_{k,t} = \alpha_t^2 s_k^2 + \beta_t^2,$$
+#
+# gives $\mathbb E[x_1 \mid x_t = x] = \sum_k r_k(x)\, \mathbb E[x_1 \mid x_t = x, k]$,
+# and since step 2 is affine with the same coefficients for every $k$ and the
+# $r_k$ sum to 1:
+#
+# $$\boxed{\,u_t(x) = \sum_k r_k(x) \Big[\dot\alpha_t m_k
+#   + \frac{\alpha_t\dot\alpha_t s_k^2 + \beta_t\dot\beta_t}{v_{k,t}}\,(x - \alpha_t m_k)\Big]\,}$$
+#
+# The marginal itself is the mixture $p_t = \sum_k w_k\, \mathcal N(\alpha_t m_k, v_{k,t} I)$.
+# (With a different std per coordinate, the same holds coordinate by coordinate.)
+# The oracle's velocity is this formula; here it is again, written from the box
+# in a few lines, against the oracle for two schedules. The control uses the
+# prior weights $w_k$ instead of the posterior $r_k$ and must miss.
+
+# %%
+def velocity_by_formula(x, t, schedule, weights="posterior"):
+    """The boxed formula in float64 for the chapter's mixture (stds per coordinate, shape (K, d))."""
+    tt = torch.tensor(t, dtype=torch.float64)
+    a, b, da, db = schedule.alpha(tt), schedule.beta(tt), schedule.d_alpha(tt), schedule.d_beta(tt)
+    m, s2, w = target.means.double(), target.stds.double() ** 2, target.weights.double()
+    v = a**2 * s2 + b**2                                                    # v_k, (K, d)
+    delta = x[:, None, :] - a * m[None]                                     # x - alpha m_k, (n, K, d)
+    log_r = torch.log(w) - 0.5 * (torch.log(v).sum(-1) + (delta**2 / v).sum(-1))   # log w_k N(x; ...) + const
+    r = torch.softmax(log_r, dim=1) if weights == "posterior" else w.expand(len(x), -1)
+    u_k = da * m + (a * da * s2 + b * db) / v * delta                       # step 3 per component, (n, K, d)
+    return (r[:, :, None] * u_k).sum(1)
+
+
+check_gen = torch.Generator().manual_seed(SEED + 1)  # its own stream: the chapter's later draws are unchanged
+for name in ("condot", "cosine"):
+    o = fm.MixtureOracle(target, fm.AffineGaussianPath(name))
+    for t in (0.1, 0.5, 0.9):
+        pts = o.marginal(t).sample(5, generator=check_gen).double()
+        gap = (velocity_by_formula(pts, t, o.path.schedule) - o.velocity(pts, t)).abs().max().item()
+        miss = (velocity_by_formula(pts, t, o.path.schedule, "prior") - o.velocity(pts, t)).abs().max().item()
+        print(f"{name:6s} t = {t}: |formula - oracle| = {gap:.1e}; control with the prior weights: {miss:.1f}")
+        assert gap < 1e-6 and miss > 0.1, (name, t, gap, miss)
 
 # %% [markdown]
 # ## 2. Five schedules
@@ -162,7 +258,7 @@ for name, style in zip(names, styles):
     axes[2].plot(tt, s.alpha(tt) / s.beta(tt).clamp(min=1e-3), **style)
 axes[0].set(title=r"signal $\alpha_t$ (CondOT and sqrt: both $t$)", xlabel="t")
 axes[1].set(title=r"noise $\beta_t$", xlabel="t")
-axes[2].set(title=r"signal-to-noise $\alpha_t / \beta_t$", xlabel="t", yscale="log", ylim=(1e-3, 1e3))
+axes[2].set(title=r"$\sqrt{\mathrm{SNR}_t} = \alpha_t / \beta_t$", xlabel="t", yscale="log", ylim=(1e-3, 1e3))
 fig.legend(loc="lower center", ncol=len(names), bbox_to_anchor=(0.5, -0.02))
 fig.tight_layout(rect=(0, 0.08, 1, 1))
 plt.show()
@@ -172,10 +268,88 @@ plt.show()
 # line (with dots) runs inside the wide pale CondOT line. They differ only in
 # the noise, which sqrt removes later.
 #
-# The right panel is the one to read: the signal-to-noise ratio says how much
-# of the data a sample at time $t$ already shows. VP and polynomial keep it
+# The right panel is the one to read: the signal-to-noise ratio
+# $\mathrm{SNR}_t = \alpha_t^2/\beta_t^2$ (the panel plots its square root) says how
+# much of the data a sample at time $t$ already shows. VP and polynomial keep it
 # low for longer; cosine, CondOT and sqrt raise it early (sqrt a little below
-# CondOT, since its noise falls later). The grid below shows what
+# CondOT, since its noise falls later).
+#
+# ### Why the signal-to-noise ratio is the quantity to compare
+#
+# Every affine path is the CondOT path, rescaled and run on another clock.
+# Factor out $c_t = \alpha_t + \beta_t$:
+#
+# $$\alpha_t x_1 + \beta_t x_0 = c_t\,\big(\tau_t x_1 + (1 - \tau_t)\, x_0\big), \qquad
+#   \tau_t = \frac{\alpha_t}{\alpha_t + \beta_t}, \qquad \frac{\tau_t}{1 - \tau_t} = \frac{\alpha_t}{\beta_t} = \sqrt{\mathrm{SNR}_t}.$$
+#
+# The bracket is the CondOT point $z_{\tau}$ at time $\tau_t$, and $\tau_t$ is
+# fixed by the SNR alone. So **the SNR fixes $p_t$ up to a scaling of space**:
+# $p_t$ is CondOT's marginal at time $\tau_t$, stretched by $c_t$, and two
+# schedules that reach the same SNR have the same marginal there up to the
+# factor $x \mapsto (c'/c)\,x$.
+#
+# The velocities follow. For one pair $(x_0, x_1)$, the chain rule gives
+# $\dot\alpha_t x_1 + \dot\beta_t x_0 = \frac{d}{dt}\big(c_t z_{\tau_t}\big) = \dot c_t z_{\tau_t} + c_t\dot\tau_t (x_1 - x_0)$;
+# conditioning on $x_t = y$ is conditioning on $z_{\tau_t} = y / c_t$, so
+#
+# $$u_t(y) = \frac{\dot c_t}{c_t}\, y + c_t \dot\tau_t\, u^{\rm OT}_{\tau_t}(y / c_t).$$
+#
+# If $z(\tau)$ solves CondOT's ODE, then $y(t) = c_t\, z(\tau_t)$ solves this one
+# (differentiate: $\dot y = \dot c_t z + c_t \dot\tau_t u^{\rm OT}_{\tau_t}(z)$, the
+# same right-hand side). When $\alpha_0 = 0$, $\beta_0 = 1$, $\alpha_1 = 1$,
+# $\beta_1 = 0$, we have $\tau_0 = 0$, $\tau_1 = 1$ and $c_0 = c_1 = 1$, and an SNR
+# that rises all the way makes $\tau_t$ a valid clock. Then $y(0) = z(0)$ and
+# $y(1) = z(1)$: **with exact velocities, every such schedule sends each noise
+# point to the same data point.** The schedules differ in what happens on the
+# way, and that is what matters in practice: a solver with steps equal in $t$
+# takes steps of very different size in $\tau$ (its discretisation error
+# changes, chapter 3), and training that draws $t$ uniformly spends its samples
+# on a different spread of noise levels $\tau_t$ and regresses onto a target
+# scaled by $c_t\dot\tau_t$ (the learning problem changes).
+#
+# The run checks it with the oracle: the same 300 noise points, solved to
+# $t = 1$ under each schedule at a tight tolerance, should land on the same
+# end points, while half-way they are in different places. VP is the control:
+# its $\alpha_0 \approx 0.0066$ is not 0, so its sampler, started from the noise,
+# follows CondOT's flow from $\tau_0 = \alpha_0/(\alpha_0 + \beta_0)$ starting at
+# $x_0 / c_0$, a slightly different map, which the run predicts too. The last
+# column, Euler's error with 16 equal steps, is the discretisation the schedule
+# changes.
+
+# %%
+x0_sched = torch.randn(300, 2, generator=check_gen, dtype=torch.float64)
+ends, halfway, euler16 = {}, {}, {}
+for name in names:
+    o = fm.MixtureOracle(target, fm.AffineGaussianPath(name))
+    ends[name] = fm.odeint(o, x0_sched, method="dopri5", rtol=1e-10, atol=1e-10).x
+    halfway[name] = fm.odeint(o, x0_sched, method="dopri5", times=(0.0, 0.5), rtol=1e-7, atol=1e-7).x
+    euler16[name] = (fm.odeint(o, x0_sched, steps=16, method="euler").x - ends[name]).norm(dim=1).mean().item()
+end_gap = {n: (ends[n] - ends["condot"]).norm(dim=1).max().item() for n in names}
+half_gap = {n: (halfway[n] - halfway["condot"]).norm(dim=1).mean().item() for n in names}
+print("schedule    largest end-point gap to CondOT   mean gap at t = 0.5   Euler, 16 steps: mean error")
+for n in names:
+    print(f"{n:11s} {end_gap[n]:18.1e} {half_gap[n]:24.2f} {euler16[n]:22.3f}")
+
+vp = fm.get_schedule("vp")
+a0, b0 = (float(f(torch.tensor(0.0, dtype=torch.float64))) for f in (vp.alpha, vp.beta))
+tau0 = a0 / (a0 + b0)
+vp_predicted = fm.odeint(oracle, x0_sched / (a0 + b0), method="dopri5", times=(tau0, 1.0), rtol=1e-10, atol=1e-10).x
+vp_gap = (vp_predicted - ends["vp"]).norm(dim=1).max().item()
+print(f"VP: alpha_0 = {a0:.4f}, tau_0 = {tau0:.4f}; CondOT from (tau_0, x0 / c_0) lands within {vp_gap:.1e} of VP's end points")
+
+# %%
+same_map = ["condot", "sqrt", "cosine", "polynomial"]
+assert all(end_gap[n] < 1e-6 for n in same_map), end_gap
+assert all(half_gap[n] > 0.1 for n in same_map[1:]), half_gap
+assert end_gap["vp"] > 1e-3 and vp_gap < 1e-6, (end_gap["vp"], vp_gap)
+
+# %% [markdown]
+# Four schedules, one end-point map, to the solver's tolerance; half-way their
+# particles are far apart, and 16 Euler steps miss by amounts that differ
+# from one schedule to the next (last column). VP's end points differ, exactly
+# as the shifted start predicts.
+#
+# The grid below shows what
 # that does to the marginal density $p_t$ (blue) and its velocity $u_t$ (red
 # arrows, on one scale in every panel), computed exactly by the oracle. Look
 # down a column: at the same $t$, the schedules are at very different stages.
@@ -401,14 +575,13 @@ plt.show()
 
 # %% [markdown]
 # Left: the error against the size of the velocity itself. Near $t = 0.02$ the
-# exact velocity almost vanishes (the line printed before the figure): at
-# $t = 0$ every particle heads for the data mean (the origin), $u_0(x) = -x$,
-# and within a few hundredths of time the pull towards the nearest modes
-# cancels that and takes over. There a relative error divides by nearly zero,
-# so the right panel leaves the ends out. Inside, the relative error is a few
-# percent over most of the path; it rises towards the left edge of the
-# window, where $u_t$ is still small, and has a bump in the middle of the
-# path, where the 11 streams separate. The next cell prints the numbers.
+# exact velocity almost vanishes (the line printed before the figure; the
+# next subsection derives why there). Where $u_t$ nearly vanishes a relative
+# error divides by nearly zero, so the right panel leaves the ends out. Inside,
+# the relative error is a few percent over most of the path; it rises towards
+# the left edge of the window, where $u_t$ is still small, and has a bump in
+# the middle of the path, where the 11 streams separate. The next cell prints
+# the numbers.
 
 # %%
 inner, middle = (t_grid >= 0.05) & (t_grid <= 0.95), (t_grid > 0.3) & (t_grid < 0.7)
@@ -419,13 +592,88 @@ print(f"relative error for t in [0.05, 0.95]: median {np.median(rel_err[inner]):
 assert rel_err[inner].max() <= VELOCITY_ERR_MAX, errors
 
 # %% [markdown]
+# ### Why the velocity vanishes near $t = 0.02$
+#
+# At $t = 0$ the noise says nothing about the data point, so
+# $u_0(x) = \mathbb E[x_1] - x = -x$ (the target's mean is 0): every particle
+# heads for the origin and the cloud contracts. Later it must expand onto the
+# modes, so the radial part of the velocity turns around. When, follows from
+# the cloud's mean square radius, exactly and for any target. In our 2
+# coordinates, with $x_0$ independent of $x_1$ and $\mathbb E|x_1|^2 = 2\sigma_d^2$
+# ($\sigma_d^2$ the target's variance per coordinate), CondOT gives
+#
+# $$\mathbb E|x_t|^2 = 2(1-t)^2 + 2t^2\sigma_d^2, \qquad
+#   \mathbb E\big[x_t \cdot u_t(x_t)\big] = \tfrac12 \tfrac{d}{dt}\mathbb E|x_t|^2 = 2\big(t\sigma_d^2 - (1-t)\big).$$
+#
+# The middle step: for each pair, $\frac{d}{dt}|x_t|^2 = 2\, x_t \cdot (x_1 - x_0)$,
+# and averaging $x_1 - x_0$ over the pairs that pass through $x_t$ gives
+# $u_t(x_t)$ (section 1). So the average radial velocity changes sign at
+#
+# $$t^* = \frac{1}{1 + \sigma_d^2}.$$
+#
+# For our mixture $\sigma_d^2 = s^2 + R^2/2 = 1 + 10^2/2 = 51$ (each mode adds its
+# own variance $s^2$; over modes evenly spread on a circle of radius $R$,
+# $\cos^2$ of the angle averages to $\tfrac12$), so $t^* = 1/52 \approx 0.019$.
+#
+# Not only the average vanishes there. A point that is still mostly noise
+# cannot see the individual modes: by Bayes' rule the posterior of $x_1$ given
+# $x_t = x$ is $p_1(x_1)$ reweighted by
+# $\exp\big(t\, x\cdot x_1/(1-t)^2 - t^2 |x_1|^2 / (2(1-t)^2)\big)$ (expand the square in
+# $p_t(x \mid x_1)$). For small $t$ this is a weak tilt $e^{\theta\cdot x_1}$,
+# $\theta = t x/(1-t)^2$, plus a term of order $t^2$, and a weak tilt moves the
+# mean by $\mathrm{Cov}(x_1)\,\theta$ plus terms of order $\theta^2$ (differentiate
+# $\int x_1 e^{\theta\cdot x_1} p_1 \,/ \int e^{\theta\cdot x_1} p_1$ at $\theta = 0$). So,
+# to first order, every target with mean 0 and covariance $\sigma_d^2 I$ has the
+# velocity of the Gaussian $\mathcal N(0, \sigma_d^2 I)$, which is section 1's box
+# with one component, $m = 0$ and $s^2 = \sigma_d^2$:
+#
+# $$u_t(x) \approx \frac{t\sigma_d^2 - (1-t)}{(1-t)^2 + t^2\sigma_d^2}\; x ,$$
+#
+# zero at every $x$ at $t^*$. The cell computes $\sigma_d^2$ and $t^*$ from the
+# target, checks the radial identity on samples at four times (the $\pm$ is one
+# standard error), and checks that the smallest RMS speed found on the grid
+# above lies within one grid step of $t^*$. The control, $\sigma_d^2 = s^2 = 1$
+# (forgetting that the modes are spread out), must miss.
+
+# %%
+w, m, s2 = target.weights.double(), target.means.double(), target.stds.double() ** 2
+sigma_d2 = (w[:, None] * (m**2 + s2)).sum(0)            # E[x1_i^2] per coordinate (the mean is 0)
+assert torch.allclose(sigma_d2, sigma_d2[0]), sigma_d2   # the same for both coordinates
+sigma_d2 = sigma_d2[0].item()
+t_star = 1 / (1 + sigma_d2)
+grid_step = t_speed[1] - t_speed[0]
+t_rms_min = t_speed[speed.argmin()]
+x_star = oracle.marginal(t_star).sample(4000, generator=check_gen)
+rms_star = oracle.velocity(x_star, t_star).pow(2).sum(1).mean().sqrt().item()
+print(f"sigma_d^2 = {sigma_d2:.1f}, t* = 1/(1 + sigma_d^2) = {t_star:.4f}; smallest RMS speed on the grid at "
+      f"t = {t_rms_min:.3f} (grid step {grid_step:.3f}); RMS speed at t* itself {rms_star:.3f}, {speed[0]:.2f} at t = 0")
+print("t         E[x . u_t(x)], 100,000 samples    2 (t sigma_d^2 - (1 - t))    control, sigma_d^2 = 1")
+for t in (0.01, t_star, 0.03, 0.3):
+    x = oracle.marginal(t).sample(100_000, generator=check_gen).double()
+    xu = (x * oracle.velocity(x, t)).sum(1)
+    mean, se = xu.mean().item(), xu.std().item() / 100_000**0.5
+    exact, control = 2 * (t * sigma_d2 - (1 - t)), 2 * (t - (1 - t))
+    print(f"{t:.4f} {mean:14.3f} ± {se:.3f} {exact:26.3f} {control:26.3f}")
+    assert abs(mean - exact) < 4 * se + 1e-9, (t, mean, exact)
+assert abs(mean - control) > 100 * se, (mean, control)   # at t = 0.3 the control is far off
+assert abs(t_rms_min - t_star) <= grid_step, (t_rms_min, t_star)
+
+# %% [markdown]
 # ## Summary
 #
-# - The **marginal velocity** is the posterior mean of the conditional velocity;
-#   for a Gaussian-mixture target it has a closed form, the oracle, which
-#   matches a brute-force Monte Carlo average.
-# - **Schedules** differ in when the signal arrives; their signal-to-noise
-#   ratio $\alpha_t / \beta_t$ is the quantity to compare.
+# - The **marginal velocity** is the posterior mean of the conditional velocity
+#   (that average is what carries $p_t$); it is affine in $\mathbb E[x_1 \mid x_t = x]$,
+#   which Gaussian conditioning gives per component, so a Gaussian-mixture
+#   target has a closed form, the oracle. It matches a brute-force Monte Carlo
+#   average, and the formula written from the page matches the package.
+# - **Schedules** differ in when the signal arrives. Their signal-to-noise
+#   ratio $\alpha_t^2 / \beta_t^2$ is the quantity to compare: it fixes $p_t$ up to
+#   a scaling of space, so with exact velocities every schedule with
+#   $\alpha_0 = 0$ has the same end-point map. The schedule changes the
+#   velocity on the way, hence the training problem and the discretisation error.
+# - The exact CondOT velocity of this target almost vanishes at
+#   $t^* = 1/(1 + \sigma_d^2)$, where the cloud stops contracting and starts to
+#   expand; chapter 3 shows what that costs a solver.
 # - The marginal velocity satisfies the **continuity equation**; a velocity 5%
 #   off does not.
 # - **FM and CFM** differ by a constant; their gradients agree up to Monte
@@ -453,3 +701,6 @@ print(fm.config.run_time(T_START))
 # - [Albergo2023] Albergo and Vanden-Eijnden 2023, *Building Normalizing Flows with Stochastic Interpolants*
 #   (arXiv 2209.15571): general schedules $(\alpha_t, \beta_t)$ and why they share marginals up to a change of
 #   time and scale.
+# - [Kingma2021] Kingma et al. 2021, *Variational Diffusion Models* (arXiv 2107.00630): the signal-to-noise
+#   ratio as the one quantity a noise schedule sets, and why the continuous-time objective depends on the
+#   schedule only through its end points.
