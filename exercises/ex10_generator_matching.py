@@ -122,7 +122,8 @@ def generalized_kl(a, b):
 check_generalized_kl(generalized_kl)
 
 # %% [markdown]
-# Why a Bregman divergence: $D(a, b)$ is affine in its first argument. The
+# Why a Bregman divergence: $D(a, b) = \Phi(a) - \Phi(b) - \langle \nabla\Phi(b), a - b\rangle$ is, apart
+# from $\Phi(a)$ (which does not involve the model's output $b$), affine in its first argument. The
 # model never sees $z$; at a point $x$ its target is the posterior average of
 # the conditional rates, $\bar a = \sum_j w_j a_j$. Averaging the
 # *conditional* loss gives the marginal loss plus a term free of $b$, so both

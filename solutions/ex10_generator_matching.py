@@ -159,7 +159,8 @@ expect_close("D(a, b) for a = [[1, 0], [2, 2]], b = [[1, 3], [1, 2]]", generaliz
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Why a Bregman divergence: $D(a, b)$ is affine in its first argument. The
+# Why a Bregman divergence: $D(a, b) = \Phi(a) - \Phi(b) - \langle \nabla\Phi(b), a - b\rangle$ is, apart
+# from $\Phi(a)$ (which does not involve the model's output $b$), affine in its first argument. The
 # model never sees $z$; at a point $x$ its target is the posterior average of
 # the conditional rates, $\bar a = \sum_j w_j a_j$. Averaging the
 # *conditional* loss gives the marginal loss plus a term free of $b$, so both
