@@ -35,8 +35,8 @@ HIDDEN_TOKENS = ("ones_like", "x * 0 + t")  # words of ex01's hidden tests' lamb
 EX = {n: n for n in ("ex01_gaussian_mixture_cfm", "ex03_sampling_ode_solvers", "ex04_likelihood",
                      "ex05_couplings_straight_paths", "ex06_conditional_generation", "ex08_discrete_flow_matching",
                      "ex09_riemannian_flow_matching", "ex10_generator_matching", "ex07_diffusion_special_case",
-                     "ex02_probability_paths")}
-EX01, EX03, EX04, EX05, EX06, EX08, EX09, EX10, EX07, EX02 = EX
+                     "ex02_probability_paths", "ex11_few_steps")}
+EX01, EX03, EX04, EX05, EX06, EX08, EX09, EX10, EX07, EX02, EX11 = EX
 
 
 def answered(name: str) -> str:
@@ -255,6 +255,10 @@ def attacks(v: Victims) -> list[Attack]:
          "    return fm.ot_plan_exact(x0, x1)", "ot_pairing_check"),
         (EX10, "generalized_kl", "from fmlearn import generators\ndef generalized_kl(a, b):\n"
          "    return generators.generalized_kl(a, b)", "generalized_kl_check"),
+        (EX11, "meanflow_target", "import fmlearn as fm\ndef meanflow_target(model, x, s, t, v):\n"
+         "    return fm.meanflow_target(model, x, s, t, v)[1]", "meanflow_target_check"),
+        (EX11, "sample_flow_map", "import fmlearn as fm\ndef sample_flow_map(model, x0, steps):\n"
+         "    return fm.sample_flow_map(model, x0, steps).x", "sample_flow_map_check"),
     ]
     for ex, cell, code, check in cheats:
         add(f"fmlearn_{cell}", ex, after(answered(ex), cell, code), lost=[check], item="6")

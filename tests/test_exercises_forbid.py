@@ -19,6 +19,8 @@ import torch
 
 import fmlearn as fm
 from fmlearn import discrete as D
+from fmlearn import flowmap_objectives as FO
+from fmlearn import flowmaps as FM
 from fmlearn import generators as G
 from fmlearn.exercises import (check_cfg_forward, check_cfm_loss, check_conditional_path, check_divergence,
                                check_euler_sampler, check_gaussian_velocity, check_hutchinson, check_langevin_step,
@@ -26,7 +28,7 @@ from fmlearn.exercises import (check_cfg_forward, check_cfm_loss, check_conditio
                                check_sinkhorn, check_step)
 from fmlearn.exercises._forbid import ForbiddenCall, _resolve, forbidding, guarded
 from fmlearn.exercises.checks_discrete import check_discrete_velocity, check_euler_jump
-from fmlearn.exercises.checks_fewstep import check_few_step_sampler
+from fmlearn.exercises.checks_fewstep import check_few_step_sampler, check_meanflow_target
 from fmlearn.exercises.checks_generators import (check_density_rate, check_generalized_kl, check_intensity,
                                                  check_superposed_step)
 from fmlearn.exercises.checks_manifolds import (check_geodesic_velocity, check_sphere_maps, check_tangent_projection,
@@ -116,7 +118,7 @@ def _test_cells(solution):
 
 def test_the_table_names_existing_tasks_and_functions():
     """Every key is a test cell of a solution; every name a Python function defined where it is named (so that
-    the message names the right thing); 24 of the 38 tasks, 63 of the 98 points, have an entry."""
+    the message names the right thing); 25 of the 38 tasks, 67 of the 98 points, have an entry."""
     tasks = {(s.stem, g): p for s in SOLUTIONS for c in jupytext.read(s).cells
              if (g := c.metadata.get("nbgrader", {}).get("grade_id")) and (p := c.metadata["nbgrader"].get("points"))}
     assert len(tasks) == 38 and sum(tasks.values()) == 98
@@ -130,7 +132,7 @@ def test_the_table_names_existing_tasks_and_functions():
     not_one_line = ("guided_velocity_check", "em_step_check", "langevin_check", "mask_path_check",
                     "elbo_integrand_check", "superposed_step_check")  # no fmlearn call takes the given inputs
     answered = {key for key in FORBIDDEN if key[1] not in not_one_line}
-    assert len(answered) == 24 and sum(tasks[k] for k in answered) == 63
+    assert len(answered) == 25 and sum(tasks[k] for k in answered) == 67
 
 
 # --- one-line answers that passed before -----------------------------------------------------------------------
@@ -194,6 +196,10 @@ ONE_LINERS = {  # what passed each task's visible check before it was forbidden
     "intensity, the conditional jumps": lambda: check_intensity(lambda x, z, t: G.ConditionalJumps(z)(x, t).intensity),
     "generalized kl": lambda: check_generalized_kl(G.generalized_kl),
     "generalized kl, bregman": lambda: check_generalized_kl(lambda a, b: G.bregman(lambda v: torch.xlogy(v, v), a, b)),
+    "meanflow target": lambda: check_meanflow_target(lambda m, x, s, t, v: FO.meanflow_target(m, x, s, t, v)[1]),
+    "few-step sampler, sample_flow_map": lambda: check_few_step_sampler(lambda m, x0, k: FM.sample_flow_map(m, x0, k).x),
+    "few-step sampler, flow_map_step": lambda: check_few_step_sampler(
+        lambda m, x0, k: fm.simulate(FM.flow_map_step(m), x0, steps=k).x),
     "few-step sampler, odeint": lambda: check_few_step_sampler(
         lambda m, x0, k: fm.odeint(lambda x, t: m(x, t, t + 1 / k), x0, steps=k, method="euler").x),
     "few-step sampler, flow_step": lambda: check_few_step_sampler(

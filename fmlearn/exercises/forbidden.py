@@ -3,7 +3,7 @@ sandbox), these raise ``ForbiddenCall``.
 
 Keyed by (exercise, grade_id of the task's test cell). Each entry says what the task asks the learner to write
 and the dotted names of the functions that implement it: those found by trying (a one-line answer calling one
-passed the task's check before it was forbidden: 24 tasks, 63 of the 98 points), the wrappers and inner functions
+passed the task's check before it was forbidden: 25 tasks, 67 of the 98 points), the wrappers and inner functions
 that reach the same code (``fmlearn.sample`` over ``odeint``, ``stepping._rk4``), and, for six tasks where no
 fmlearn call can take the inputs the check gives (the noise ``z`` of ``em_step`` and ``langevin``, the uniforms of
 ``sample_mask_path`` and ``superposed_step``, the log-probabilities of ``elbo_integrand``, the two velocities of
@@ -111,7 +111,10 @@ FORBIDDEN: dict[tuple[str, str], Forbidden] = {
         "the superposed step",
         ("fmlearn.generators.markov.superposition", "fmlearn.generators.markov.superpose",
          "fmlearn.generators.markov.jump_step", "fmlearn.solvers.flow_step")),
-    ("ex11_few_steps", "sample_flow_map_check"): Forbidden("the few-step sampler", _SOLVERS),
+    ("ex11_few_steps", "meanflow_target_check"): Forbidden(
+        "the MeanFlow target", ("fmlearn.flowmap_objectives.meanflow_target",)),
+    ("ex11_few_steps", "sample_flow_map_check"): Forbidden(
+        "the few-step sampler", ("fmlearn.flowmaps.sample_flow_map", "fmlearn.flowmaps.flow_map_step") + _SOLVERS),
 }
 
 
