@@ -592,7 +592,7 @@ print(f"relative error for t in [0.05, 0.95]: median {np.median(rel_err[inner]):
 assert rel_err[inner].max() <= VELOCITY_ERR_MAX, errors
 
 # %% [markdown]
-# ### Why the velocity vanishes near $t = 0.02$
+# ### Why the velocity vanishes near t = 0.02
 #
 # At $t = 0$ the noise says nothing about the data point, so
 # $u_0(x) = \mathbb E[x_1] - x = -x$ (the target's mean is 0): every particle

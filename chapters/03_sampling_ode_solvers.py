@@ -25,7 +25,9 @@
 #   error control;
 # - error against the number of function evaluations (NFE), and the observed
 #   order of convergence of each method;
-# - non-uniform time grids;
+# - where the orders come from (Taylor expansions, local and global error);
+# - non-uniform time grids, and why this target's paths bend hardest at the
+#   start, where the velocity reverses;
 # - how the distribution of $t$ during training (uniform or logit-normal)
 #   shapes where the learned velocity is accurate.
 #
