@@ -59,9 +59,9 @@ _ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a ge
 #
 # An ODE solve returns a trajectory: times $t_0 < t_1 < \dots < t_N$,
 # shape `(N + 1,)`, and the states $x_{t_i}$ of $n$ points, shape
-# `(N + 1, n, d)`. Any two states of it give an exact example of the average
-# velocity; a network trained on such examples is a map *distilled* from the
-# ODE (chapter 11). Write `average_velocities(times, states, pairs)`: for
+# `(N + 1, n, d)`. Any two states of it give an example of the average
+# velocity, exact to the solver's accuracy; a network trained on such
+# examples is a map *distilled* from the ODE (chapter 11). Write `average_velocities(times, states, pairs)`: for
 # index pairs `pairs` of shape `(k, 2)`, each row $(i, j)$, return the four
 # tensors `(x, s, t, u)` with
 #
@@ -175,8 +175,8 @@ ax.legend(loc="upper right");
 # arguments ($x$ moves with velocity $v$, $s$ with speed 1, $t$ is fixed).
 # That is one forward-mode Jacobian–vector product,
 # `torch.func.jvp(model, (x, s, t), (v, ones, zeros))`, which returns the
-# model's output and its derivative in that direction at about the cost of
-# a second forward pass.
+# model's output and its derivative in that direction in one forward-mode
+# pass, without building the Jacobian.
 #
 # MeanFlow trains a network $u_\theta$ by regressing it onto the right side,
 # with the network itself inside:
