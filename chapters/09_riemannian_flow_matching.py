@@ -297,7 +297,7 @@ plt.show()
 # **The Riemannian CFM theorem.** We cannot regress on $u_t(x)$, an integral over the
 # whole data distribution, but we can regress on $u_t(x \mid x_1)$, and that is enough:
 #
-# $$\mathcal L_{\rm CFM}(\phi) = \mathbb E_{t,\, x_1,\, x \sim p_t(\cdot \mid x_1)}
+# $$\mathcal L_{\mathrm{CFM}}(\phi) = \mathbb E_{t,\, x_1,\, x \sim p_t(\cdot \mid x_1)}
 #   \big\|u^\phi_t(x) - u_t(x \mid x_1)\big\|_g^2
 #   = \mathbb E_{t,\, x \sim p_t} \big\|u^\phi_t(x) - u_t(x)\big\|_g^2 + C ,$$
 #
@@ -703,7 +703,7 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 # the sphere's great-circle distance after the radial map $\pi$, which is a bijection
 # from $M$ onto $S^2$ (its inverse is $p \mapsto p/\rho(p)$). Is it valid?
 #
-# - $d \ge 0$, and $d(x, y) = 0 \iff \pi(x) = \pi(y) \iff x = y$, because $\pi$ is one-to-one on $M$.
+# - $d \ge 0$, and $d(x, y) = 0 \Leftrightarrow \pi(x) = \pi(y) \Leftrightarrow x = y$, because $\pi$ is one-to-one on $M$.
 # - Its gradient. Extend $d$ to $\mathbb R^3$ by the same formula; with $p = \pi(x)$,
 #   $q = \pi(y)$ and $\theta = d(x, y)$, the ambient gradient is
 #   $\tilde g = -\log_p(q) / (\theta\, |x|)$: the chain rule through $x \mapsto x/|x|$, whose
