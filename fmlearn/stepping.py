@@ -12,9 +12,10 @@ it, ``space.step(x, dx)``:
 Fixed-step methods, one step of size h from t with k1 = u(x, t):
 
     euler:    step(x, h k1)                                                       (1 evaluation)
-    heun:     step(x, h/2 (k1 + k2)),             k2 = u(step(x, h k1), t + h)    (2 evaluations)
+    heun:     step(x, h/2 (k1 + kh)),             kh = u(step(x, h k1), t + h)    (2 evaluations)
     midpoint: step(x, h u(step(x, h/2 k1), t + h/2))                              (2 evaluations)
     rk4:      step(x, h/6 (k1 + 2 k2 + 2 k3 + k4))  (classic Runge-Kutta)         (4 evaluations)
+              k2 = u(step(x, h/2 k1), t + h/2), k3 = u(step(x, h/2 k2), t + h/2), k4 = u(step(x, h k3), t + h)
 
 In R^d their global errors shrink like h, h^2, h^2 and h^4 (the tests measure these orders).
 """
@@ -143,8 +144,8 @@ def _euler(u, step, x, t, h):
 
 def _heun(u, step, x, t, h):
     k1 = u(x, t)
-    k2 = u(step(x, _scale(h, k1)), t + h)
-    return step(x, _scale(0.5 * h, _add(k1, k2)))
+    k_hat = u(step(x, _scale(h, k1)), t + h)  # chapter 3's k-hat (kh above): the slope at Euler's end point
+    return step(x, _scale(0.5 * h, _add(k1, k_hat)))
 
 
 def _midpoint(u, step, x, t, h):
