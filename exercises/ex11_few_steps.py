@@ -14,13 +14,14 @@
 # %% [markdown]
 # # Exercises for chapter 11 — few steps
 #
-# Three tasks on the flow map, the object that few-step samplers learn: the
+# Four tasks on the flow map, the object that few-step samplers learn: the
 # average velocity read off a solved trajectory (the training examples of a
 # distilled map), the MeanFlow target through one Jacobian–vector product,
-# and a sampler that takes a few steps with a flow map. The checks compare
-# with the closed-form flow of a Gaussian target, with finite differences of
-# a random network, and with a stepping loop of their own that records the
-# times it was called at.
+# a sampler that takes a few steps with a flow map, and the semigroup defect
+# that self-consistency methods train to zero. The checks compare with the
+# closed-form flow of a Gaussian target, with finite differences of a random
+# network, with a stepping loop of their own that records the times it was
+# called at, and with an affine model's steps composed as matrices.
 #
 # **Prerequisites:** [chapter 11](../chapters/11_few_steps.ipynb) (and the
 # ODE solvers of chapter 3). **Run time:** under half a minute.
@@ -31,7 +32,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from fmlearn.exercises.checks_fewstep import (GaussianFlow, check_average_velocities, check_few_step_sampler,
-                                              check_meanflow_target)
+                                              check_meanflow_target, check_semigroup_defect)
 
 _ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a generator, unused here)
 
@@ -274,3 +275,58 @@ ax.loglog(ks, rows[:, 0].clamp_min(1e-16), "^-", label="exact map, Gaussian")
 ax.set(title="mean distance to the exact end point", xlabel="steps (network evaluations)", ylabel="distance")
 ax.set_xticks(ks, [str(k) for k in ks])
 ax.legend();
+
+# %% [markdown]
+# ## Task 4 — the semigroup defect (2 points)
+#
+# An exact map can be taken in one step or in two: for $s \le r \le t$,
+# $X_{s \to t} = X_{r \to t} \circ X_{s \to r}$ (two steps of the same ODE,
+# the second from where the first ended). A learned map need not obey it,
+# and how far it is off measures how much its few-step samples depend on the
+# number of steps. With $X_{a \to b}(y) = y + (b - a)\, u(y, a, b)$, write
+# `semigroup_defect(model, x, s, r, t)` returning, for each row of `x`
+# (shape `(n, d)`; `s`, `r`, `t` floats),
+#
+# $$\big|X_{r \to t}(X_{s \to r}(x)) - X_{s \to t}(x)\big|, \qquad \text{shape } (n,).$$
+
+# %% nbgrader={"grade": false, "grade_id": "semigroup_defect", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def semigroup_defect(model, x, s, r, t):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "semigroup_defect_check", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+check_semigroup_defect(semigroup_defect)
+
+# %% [markdown]
+# **Which maps keep the semigroup.** Divide the two-step displacement by
+# $t - s$ and the semigroup becomes a statement about average velocities:
+#
+# $$u(x, s, t) = \frac{(r - s)\, u(x, s, r) + (t - r)\, u(x_r, r, t)}{t - s},
+#   \qquad x_r = x + (r - s)\, u(x, s, r),$$
+#
+# the average of the two halves when $r$ is the midpoint. A shortcut model
+# (chapter 11's self-consistency method) regresses $u_\theta(x, s, t)$ onto
+# the right side computed with the network itself: it trains exactly your
+# defect towards zero. On the Gaussian flow, the exact map against Euler's
+# tangent, from $s = 0$ to $t = 1$ through each $r$:
+
+# %%
+rs = torch.linspace(0, 1, 21).tolist()
+defects = {name: [float(semigroup_defect(m, x0g, 0.0, r, 1.0).mean()) for r in rs]
+           for name, m in (("exact", flow), ("Euler", tangent))}
+worst = max(range(len(rs)), key=lambda i: defects["Euler"][i])
+print(f"largest mean defect: exact map {max(defects['exact']):.1e}, Euler's tangent {defects['Euler'][worst]:.3f} "
+      f"at r = {rs[worst]:.2f}; Euler's tangent at r = 0 and r = 1: {defects['Euler'][0]:.0e} and "
+      f"{defects['Euler'][-1]:.0e}")
+assert max(defects["exact"]) < 1e-10 and defects["Euler"][worst] > 0.1
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, label in (("exact", "exact map"), ("Euler", "Euler's tangent")):
+    ax.plot(rs, defects[name], "o-", ms=3, label=label)
+ax.set(title="semigroup defect from s = 0 to t = 1 through r", xlabel="r", ylabel="mean defect")
+ax.legend();
+
+# %% [markdown]
+# At $r = 0$ or $r = 1$ one of the two steps has length zero, so every map
+# passes there; in between, Euler's tangent is off by the difference between
+# its one-step and two-step samples, and the exact map by rounding only.

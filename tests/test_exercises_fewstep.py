@@ -13,8 +13,9 @@ import torch
 
 import fmlearn as fm
 from fmlearn.exercises import ExerciseCheckError, student_source
-from fmlearn.exercises.checks_fewstep import (GaussianFlow, _directional, _flow, _RandomMap, _target_points,
-                                              check_average_velocities, check_few_step_sampler, check_meanflow_target)
+from fmlearn.exercises.checks_fewstep import (GaussianFlow, _affine_defect, _AffineMap, _directional, _flow,
+                                              _RandomMap, _target_points, check_average_velocities,
+                                              check_few_step_sampler, check_meanflow_target, check_semigroup_defect)
 from fmlearn.grading import grade
 
 from test_exercises import _fill
@@ -99,11 +100,20 @@ def _sample_grid(model, x0, steps, grid=None, h=None, end=None, at=None):
     return x
 
 
+def _step(model, y, a, b):
+    return y + (b - a) * model(y, a, b)
+
+
+def _defect(model, x, s, r, t):
+    return (_step(model, _step(model, x, s, r), r, t) - _step(model, x, s, t)).norm(dim=1)
+
+
 def test_checks_accept_the_reference_answers(capsys):
     assert check_average_velocities(_pairs)
     assert check_meanflow_target(_target)
     assert check_few_step_sampler(_sample)
-    assert capsys.readouterr().out.count("OK: ") == 3
+    assert check_semigroup_defect(_defect)
+    assert capsys.readouterr().out.count("OK: ") == 4
 
 
 def test_the_sampler_may_pass_the_times_as_tensors():
@@ -121,7 +131,7 @@ def test_unwritten_tasks_raise_not_implemented():
     def todo(*args):
         raise NotImplementedError()
 
-    for check in (check_average_velocities, check_meanflow_target, check_few_step_sampler):
+    for check in (check_average_velocities, check_meanflow_target, check_few_step_sampler, check_semigroup_defect):
         with pytest.raises(NotImplementedError, match="not written yet"):
             check(todo)
 
@@ -265,6 +275,35 @@ def test_few_step_sampler_check_rejects_an_in_place_update():
         check_few_step_sampler(in_place)
 
 
+# --- task 4 --------------------------------------------------------------------------------------------------------------
+
+def test_the_affine_defect_from_matrices_is_the_direct_composition():
+    x = torch.randn(7, 2, dtype=D64)
+    for s, r, t in ((0.0, 0.5, 1.0), (0.1, 0.7, 0.8)):
+        assert torch.allclose(_affine_defect(x, s, r, t), _defect(_AffineMap(), x, s, r, t), atol=1e-12)
+    assert float(_affine_defect(x, 0.0, 0.5, 1.0).min()) > 0.01  # the affine model is no exact map
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda m, x, s, r, t: (_step(m, _step(m, x, r, t), s, r) - _step(m, x, s, t)).norm(dim=1), "wrong order"),
+    (lambda m, x, s, r, t: (x + (r - s) * m(x, s, r) + (t - r) * m(x, r, t) - _step(m, x, s, t)).norm(dim=1),
+     "the second step starts from x"),
+    (lambda m, x, s, r, t: _defect(m, x, s, r, t) ** 2, "that is the squared norm"),
+    (lambda m, x, s, r, t: _defect(m, x, s, r, t).mean(), "returned the wrong shape"),
+    (lambda m, x, s, r, t: (_step(m, _step(m, x, s, r), r, t) - _step(m, x, s, t)).abs().sum(1),
+     "hint: X_\\{a->b\\}\\(y\\) = y \\+ \\(b - a\\) u"),
+], ids=["order", "second step from x", "squared", "mean", "other"])
+def test_semigroup_defect_check_names_the_slip(wrong, match):
+    _rejects(check_semigroup_defect, wrong, match)
+
+
+def test_semigroup_defect_check_rejects_an_answer_right_only_for_affine_models():
+    def affine_only(m, x, s, r, t):
+        return _defect(m, x, s, r, t) if isinstance(m, _AffineMap) else _defect(m, x, s, r, t) + 0.01
+
+    _rejects(check_semigroup_defect, affine_only, "exact map of a Gaussian flow must have no semigroup defect")
+
+
 # --- hidden tests and grading ---------------------------------------------------------------------------------------
 
 def _hidden(grade_id: str) -> str:
@@ -278,7 +317,8 @@ def _run_hidden(grade_id: str, **functions):
                                                                                **functions})
 
 
-_RIGHT = {"average_velocities": _pairs, "meanflow_target": _target, "sample_flow_map": _sample}
+_RIGHT = {"average_velocities": _pairs, "meanflow_target": _target, "sample_flow_map": _sample,
+          "semigroup_defect": _defect}
 _WRONG = [
     ("average_velocities", "r > t accepted", _unchecked),
     ("average_velocities", "first pair only", _first_pair_only),
@@ -290,6 +330,9 @@ _WRONG = [
     ("sample_flow_map", "u(x, t_i, 1)", lambda m, x0, k: _sample_grid(m, x0, k, end=1.0)),
     ("sample_flow_map", "k + 1 steps", lambda m, x0, k: _sample_grid(m, x0, k, grid=lambda n: torch.linspace(
         0, 1, n + 2).tolist())),
+    ("semigroup_defect", "squared", lambda m, x, s, r, t: _defect(m, x, s, r, t) ** 2),
+    ("semigroup_defect", "second step from x",
+     lambda m, x, s, r, t: (x + (r - s) * m(x, s, r) + (t - r) * m(x, r, t) - _step(m, x, s, t)).norm(dim=1)),
 ]
 
 
@@ -316,6 +359,9 @@ def test_check_and_grader_agree_on_the_same_wrong_answers(tmp_path):
                             "return v + (t - s)[:, None] * du"),
         "sample_flow_map": ("sample_flow_map(model, x0, steps)",
                             "x = x0\nfor i in range(steps):\n    x = x + model(x, i / steps, 1.0) / steps\nreturn x"),
+        "semigroup_defect": ("semigroup_defect(model, x, s, r, t)",
+                             "y = x + (r - s) * model(x, s, r)\ntwo = y + (t - r) * model(y, r, t)\n"
+                             "return (two - x - (t - s) * model(x, s, t)).pow(2).sum(1)"),
     }
     text = student_source(SOLUTION.read_text())  # the exercise as built
     for grade_id, (_, body) in answers.items():
@@ -329,9 +375,9 @@ def test_check_and_grader_agree_on_the_same_wrong_answers(tmp_path):
         exec(f"def {sig}:\n" + "".join(f"    {line}\n" for line in body.splitlines()), namespace)
         learner[grade_id] = namespace[grade_id]
     checks = {"average_velocities": check_average_velocities, "meanflow_target": check_meanflow_target,
-              "sample_flow_map": check_few_step_sampler}
+              "sample_flow_map": check_few_step_sampler, "semigroup_defect": check_semigroup_defect}
     hints = {"average_velocities": "gives a meaningless target", "meanflow_target": "stop the gradient",
-             "sample_flow_map": "every call asks for u(x, t_i, 1)"}
+             "sample_flow_map": "every call asks for u(x, t_i, 1)", "semigroup_defect": "that is the squared norm"}
     for grade_id, check in checks.items():
         with pytest.raises(ExerciseCheckError) as err:
             check(learner[grade_id])
@@ -341,7 +387,7 @@ def test_check_and_grader_agree_on_the_same_wrong_answers(tmp_path):
         assert score.points == 0 and score.error == f"ExerciseCheckError: {message}", (grade_id, score.error)
     full = grade(SOLUTION.with_suffix(".ipynb"), SOLUTION)
     assert all(s.points == s.max_points > 0 for s in full), [(s.grade_id, s.error) for s in full]
-    assert sum(s.max_points for s in full) == 10
+    assert sum(s.max_points for s in full) == 12
 
 
 def test_the_checks_guard_the_notebooks_tasks():
@@ -349,4 +395,4 @@ def test_the_checks_guard_the_notebooks_tasks():
     source = (ROOT / "fmlearn" / "exercises" / "checks_fewstep.py").read_text()
     named = set(re.findall(r'guarded_for\(\w+, _EXERCISE, "(\w+)"\)', source))
     cells = set(re.findall(r'"grade_id": "(\w+_check)"', SOLUTION.read_text()))
-    assert named == cells and len(cells) == 3, (named, cells)
+    assert named == cells and len(cells) == 4, (named, cells)

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from ._base import call, fail, max_err, ok, show, tensor_of, worst_row
+from ._base import brief, call, fail, max_err, ok, show, tensor_of, worst_row
 from ._forbid import ForbiddenCall
 from .forbidden import guarded_for
 
@@ -380,4 +380,74 @@ def check_few_step_sampler(sample, tol: float = 1e-9) -> bool:
               "network map's steps on the uniform grid")
 
 
-__all__ = ["GaussianFlow", "check_average_velocities", "check_few_step_sampler", "check_meanflow_target"]
+# --- task 4: the semigroup defect --------------------------------------------------------------------------------
+
+class _AffineMap(nn.Module):
+    """u(x, a, b) = M(a, b) x + c(a, b) with M = [[a + b, 1], [-b, a - 1]], c = (a b, a - b): a flow-map model
+    whose steps are affine, so the check can compose them as matrices."""
+
+    @staticmethod
+    def parts(a: float, b: float) -> tuple[torch.Tensor, torch.Tensor]:
+        m = torch.tensor([[a + b, 1.0], [-b, a - 1.0]], dtype=D64)
+        return m, torch.tensor([a * b, a - b], dtype=D64)
+
+    def forward(self, x, a, b):
+        m, c = self.parts(_scalar_time(a), _scalar_time(b))
+        return x @ m.T.to(x) + c.to(x)
+
+
+def _affine_defect(x: torch.Tensor, s: float, r: float, t: float) -> torch.Tensor:
+    """|X_{r->t}(X_{s->r}(x)) - X_{s->t}(x)| for :class:`_AffineMap`, from the matrices of its steps: a step
+    a -> b is y -> P y + q with P = I + (b - a) M(a, b), q = (b - a) c(a, b); composed, P2 P1 x + P2 q1 + q2."""
+    def step(a, b):
+        m, c = _AffineMap.parts(a, b)
+        return torch.eye(2, dtype=D64) + (b - a) * m, (b - a) * c
+
+    (p1, q1), (p2, q2), (p, q) = step(s, r), step(r, t), step(s, t)
+    return (x @ (p2 @ p1 - p).T + (p2 @ q1 + q2 - q)).norm(dim=1)
+
+
+def check_semigroup_defect(semigroup_defect, tol: float = 1e-9) -> bool:
+    """The learner's ``semigroup_defect(model, x, s, r, t)`` -> |X_{r->t}(X_{s->r}(x)) - X_{s->t}(x)| per row,
+    shape (n,), with X_{a->b}(y) = y + (b - a) model(y, a, b): zero for the Gaussian flow's exact map, and equal
+    to the defect of an affine model computed from the matrices of its steps, at three (s, r, t)."""
+    semigroup_defect = guarded_for(semigroup_defect, _EXERCISE, "semigroup_defect_check")
+    x = torch.randn(24, 2, generator=torch.Generator().manual_seed(41), dtype=D64)
+    model = _AffineMap()
+    for s, r, t in ((0.0, 0.5, 1.0), (0.1, 0.7, 0.8), (0.25, 0.5, 0.6)):
+        want = _affine_defect(x, s, r, t)
+        got = tensor_of(call(semigroup_defect, model, x, s, r, t, what="semigroup_defect"), (24,), "semigroup_defect",
+                        "return one number per row: the norm over the last axis, shape (n,)")
+        if not _close(got, want, tol):
+            def X(y, a, b):  # noqa: N802 - the map's name in the text
+                return y + (b - a) * model(y, a, b)
+
+            with torch.no_grad():
+                one = X(x, s, t)
+                slips = [
+                    ((X(X(x, r, t), s, r) - one).norm(dim=1), "the steps are composed in the wrong order: first "
+                     "s -> r, then r -> t from the point it reached, X_{r->t}(X_{s->r}(x))"),
+                    ((x + (r - s) * model(x, s, r) + (t - r) * model(x, r, t) - one).norm(dim=1),
+                     "the second step starts from x; it starts from the point the first step reached, "
+                     "y = x + (r - s) u(x, s, r), and moves by (t - r) u(y, r, t)"),
+                    (want ** 2, "that is the squared norm: return the norm |.| (torch.linalg.vector_norm over the "
+                     "last axis), not its square"),
+                ]
+            hint = next((h for value, h in slips if _close(got, value, tol)),
+                        "X_{a->b}(y) = y + (b - a) u(y, a, b); the defect is the norm, per row, of "
+                        "X_{r->t}(X_{s->r}(x)) - X_{s->t}(x)")
+            fail(f"the semigroup defect of an affine model at (s, r, t) = ({s}, {r}, {t}) differs from the one its "
+                  "matrices give", show(want), show(got), hint)
+    flow = _flow()
+    for s, r, t in ((0.0, 0.5, 1.0), (0.2, 0.3, 0.9)):
+        got = tensor_of(call(semigroup_defect, flow, x, s, r, t, what="semigroup_defect"), (24,), "semigroup_defect",
+                        "return one number per row: the norm over the last axis, shape (n,)")
+        if not float(got.abs().max()) <= tol * (1 + float(x.abs().max())):
+            fail(f"the exact map of a Gaussian flow must have no semigroup defect at (s, r, t) = ({s}, {r}, {t})",
+                  "zeros", brief(got), "two steps of an exact map, s -> r then r -> t (from the point the first "
+                  "step reached), land where one step s -> t does; check the order of the steps and their times")
+    return ok("your semigroup defect is zero for an exact map and matches an affine model's, composed as matrices")
+
+
+__all__ = ["GaussianFlow", "check_average_velocities", "check_few_step_sampler", "check_meanflow_target",
+           "check_semigroup_defect"]

@@ -3,7 +3,7 @@ sandbox), these raise ``ForbiddenCall``.
 
 Keyed by (exercise, grade_id of the task's test cell). Each entry says what the task asks the learner to write
 and the dotted names of the functions that implement it: those found by trying (a one-line answer calling one
-passed the task's check before it was forbidden: 25 tasks, 67 of the 98 points), the wrappers and inner functions
+passed the task's check before it was forbidden: 25 tasks, 67 of the 100 points), the wrappers and inner functions
 that reach the same code (``fmlearn.sample`` over ``odeint``, ``stepping._rk4``), and, for six tasks where no
 fmlearn call can take the inputs the check gives (the noise ``z`` of ``em_step`` and ``langevin``, the uniforms of
 ``sample_mask_path`` and ``superposed_step``, the log-probabilities of ``elbo_integrand``, the two velocities of
