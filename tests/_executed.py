@@ -194,8 +194,10 @@ class NbvalRecorder:
         outcome = yield
         record = self._notebook(item)
         report = outcome.get_result()
-        if record is not None and (report.failed or report.skipped):
-            record.ok = False
+        if record is not None and (report.failed or report.skipped) and record.ok:
+            record.ok = False  # the book executes it itself: say so now, not after the notebook's last cell (-x)
+            record.target.parent.mkdir(parents=True, exist_ok=True)
+            record.target.with_name(record.target.name + ".failed").touch()
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item, nextitem):

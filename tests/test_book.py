@@ -20,6 +20,7 @@ import json
 import os
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -59,8 +60,9 @@ def book(request) -> dict:
         others = [str(p) for p in book_notebooks() if EXECUTED / p not in from_nbval]
         pre = sphinx(OUT.parent / "prebuild", env, include=others)
         assert pre.returncode == 0, f"the book did not build:\n{pre.stdout[-2000:]}\n{pre.stderr[-4000:]}"
+        shutil.rmtree(OUT.parent / "prebuild")  # its pages are rebuilt below; its executions are in the cache
         waited = time.monotonic()
-        still = wait_for(running, timeout=1800)
+        still = wait_for(running, timeout=600)  # a quick-mode chapter takes about a minute
         late = f" (not finished: the book executes {still})" if still else ""
         print(f"book: executed {len(others)} notebooks nbval does not run, then waited "
               f"{time.monotonic() - waited:.0f} s for nbval's last chapters{late}")
