@@ -33,7 +33,7 @@
 # - how to compare samples of a multi-modal target with the 2-Wasserstein
 #   distance without drowning in its noise.
 #
-# **Prerequisites:** chapters 1–3.
+# **Prerequisites:** chapters 1–3 (section 7 reuses chapter 4's small MLP recipe, no more).
 #
 # **Run time:** about a minute on a 2-core laptop CPU at the default budget
 # (a good part of it training a small network; the cell shows a progress
@@ -96,7 +96,7 @@ oracle = fm.MixtureOracle(target, path)
 #
 # $$\nabla \log p_t(x) = \mathbb E\Big[-\frac{x - \alpha_t x_1}{\beta_t^2} \,\Big|\, x_t = x\Big] = -\frac{\hat x_0(x)}{\beta_t}.$$
 #
-# Solve the $2\times 2$ system, with $D_t = \dot\alpha_t \beta_t - \alpha_t \dot\beta_t$ (positive wherever the path moves):
+# Solve the $2\times 2$ system, with $D_t = \dot\alpha_t \beta_t - \alpha_t \dot\beta_t$ (positive wherever the path moves, for the paths of this course: $\alpha_t, \beta_t \ge 0$, $\dot\alpha_t \ge 0 \ge \dot\beta_t$, not both zero):
 #
 # $$\hat x_1 = \frac{\beta_t u - \dot\beta_t x}{D_t}, \quad \hat x_0 = \frac{\dot\alpha_t x - \alpha_t u}{D_t}, \quad
 # s_t = \frac{\alpha_t u - \dot\alpha_t x}{\beta_t D_t}, \quad u = \frac{\dot\alpha_t}{\alpha_t}(x + \beta_t^2 s) - \beta_t\dot\beta_t\, s .$$
@@ -160,7 +160,8 @@ plt.show()
 # velocity no longer says anything about the noise. The way back divides by
 # $\alpha_t$, zero at $t = 0$, where the score of $\mathcal N(0, I)$ says nothing
 # about the data. The package refuses these times with an error rather than
-# return inf or NaN (VP and VE are regular at one end or both; see the docstrings):
+# return inf or NaN (VP and VE are regular at both ends: VP's $\alpha_t$ never reaches 0, VE's
+# $\beta_t$ never does; their schedules are given in section 3 and 4):
 
 # %%
 try:
@@ -188,8 +189,9 @@ except ValueError as err:
 #
 # The right-hand side is the Fokker–Planck equation of the SDE above, with drift
 # $b = u + \tfrac{g^2}{2} s$. So the flow's $p_t$ solves it, from the same $p_0$;
-# the equation is linear in $p$ once the drift is fixed, and has one solution
-# from a given start, so the SDE's marginals are the $p_t$ of the ODE
+# the equation is linear in $p$ once the drift is fixed, and (for a drift that is
+# Lipschitz in $x$, as here for $t$ away from the ends) has one solution from a given
+# start (Song et al. 2021, appendix, and any text on Fokker–Planck equations), so the SDE's marginals are the $p_t$ of the ODE
 # ($g = 0$), for every $g$. Euler–Maruyama discretizes the SDE, with $z \sim \mathcal N(0, I)$:
 #
 # $$X_{t+h} = X_t + h\Big[u_t(X_t) + \frac{g_t^2}{2}\, s_t(X_t)\Big] + g_t \sqrt{h}\; z .$$
@@ -228,7 +230,9 @@ print(f"W2 between two true sets of {N}: {raw.mean():.3f} ± {raw.std():.3f} (me
 # Is the shape right? For that we draw the true comparison set with the *same
 # number of points per mode* as the samples (each sample assigned to its most
 # probable mode), so that $W_2$ compares within-mode shapes only. Its floor is
-# computed the same way from true samples, and is far steadier:
+# computed the same way from true samples, and is far steadier (its ± is the spread
+# of 4 draws of the floor: a single run can land a little below it, which is noise,
+# not a sampler better than the data):
 
 # %%
 floor_draws = torch.tensor([fm.w2_mode_matched(target, target.sample(N, generator=gen), gen) for _ in range(4)])
@@ -288,9 +292,10 @@ noise_explorer(oracle_runs, centres=target.means, notes=notes,
 # as SDEs in Song et al. 2021) starts from a **noising process** that turns
 # data into noise, and samples by running it backwards. Our path is one, read
 # in reverse. Divide it by $\alpha_t$: $x_t / \alpha_t = x_1 + \lambda_t x_0$, with
-# $\lambda_t = \beta_t / \alpha_t$ growing from $0$ at $t = 1$ to $\infty$ at
-# $t = 0$. As $t$ decreases, $x_1 + \lambda_t x_0$ gains independent Gaussian noise,
-# of variance $\lambda_t^2$ in all: a Brownian motion run at the rate
+# $\lambda_t = \beta_t / \alpha_t$ growing as $t$ decreases (from $0$ at $t = 1$ to $\infty$ at
+# $t = 0$ for CondOT; VP's runs to about 150, VE's from 0.01 to 50). As $t$ decreases,
+# $x_1 + \lambda_t x_0$ has the law of $x_1 + B(\lambda_t^2)$, $B$ a Brownian motion:
+# Gaussian noise of variance $\lambda_t^2$ in all, added at the rate
 # $-\frac{d}{dt}\lambda_t^2$. Multiplying back by $\alpha_t$ scales that noise by $\alpha_t$ and
 # adds a drift, $\frac{\dot\alpha_t}{\alpha_t} x$ per unit of $t$. In diffusion time $\tau = 1 - t$ (so
 # $\frac{d}{d\tau} = -\frac{d}{dt}$) the noising process is the SDE
@@ -332,7 +337,11 @@ noise_explorer(oracle_runs, centres=target.means, notes=notes,
 # of the three drifts on the oracle of the VP path below, at $t = 0.5$ (with a
 # control that must differ: $u + g_t^2 s$, our drift with the reverse SDE's factor
 # $g^2$ in place of $g^2/2$), and of $g_t^2$ against a finite difference of $\lambda_t^2$.
-# On the variance-preserving (VP) path, $g_t^2 = b_{\min} + (b_{\max} - b_{\min})(1 - t)$:
+# On the variance-preserving (VP) path, with $\tau = 1 - t$, the noise rate $b(\tau) = b_{\min} + (b_{\max} - b_{\min})\tau$
+# and $T(\tau) = \int_0^\tau b$, the schedule is $\alpha_t = e^{-T(1 - t)/2}$, $\beta_t = \sqrt{1 - \alpha_t^2}$
+# (so $\alpha_0 = e^{-T(1)/2} \approx 6.6 \times 10^{-3}$ for $b$ from 0.1 to 20). Then $\dot\alpha_t = \alpha_t b(\tau)/2$,
+# $\beta_t\dot\beta_t = -\alpha_t\dot\alpha_t$, so $D_t = \dot\alpha_t(\beta_t^2 + \alpha_t^2)/\beta_t = \dot\alpha_t/\beta_t$ and
+# $g_t^2 = 2\beta_t D_t/\alpha_t = 2\dot\alpha_t/\alpha_t = b(\tau)$, that is $g_t^2 = b_{\min} + (b_{\max} - b_{\min})(1 - t)$:
 # DDPM's noise rate (which Song et al. call $\beta(\tau)$; here $\beta_t$ is the noise's
 # std, so `fm.VP(rate_min, rate_max)` names the rates $b$) at diffusion time
 # $\tau = 1 - t$. `fm.diffusion_noise(path)` returns this $g_t$;
@@ -460,18 +469,23 @@ assert spread["g = 1"] > 1 and abs(spread["g = sqrt(1 - t)"] / 0.01 - 1) < 0.2
 
 # %% [markdown]
 # (The ODE's modes come out a little narrow: 200 Euler steps are not enough for
-# such sharp modes either.) A noise scale that vanishes with $\beta_t$ (here $g_t = \sqrt{\beta_t}$; the
-# diffusion choice of section 3 also fades like $\sqrt{\beta_t}$) keeps the
-# last steps stable at any data width. A learned velocity adds a second reason,
+# such sharp modes either.) What matters is the last step's factor
+# $1 - h g^2/(2(\alpha^2\sigma^2 + \beta^2))$: it must stay between $-1$ and $1$. A noise
+# scale that vanishes with $\beta_t$ (here $g_t = \sqrt{\beta_t}$; on CondOT the diffusion choice
+# of section 3, $g_t^2 = 2(1 - t)/t$, also fades like $\sqrt{\beta_t}$) keeps it there at any data
+# width; that is sufficient, not necessary (VP's $g_t^2$ ends at $b_{\min} = 0.1$, stable here
+# for these widths). A constant $g$ fails on narrow modes, $g = 0.5$ too, only less. A learned velocity adds a second reason,
 # as section 7 shows: its errors reach the score multiplied by $1/\beta_t$.
 #
 # ## 6. The Langevin corrector
 #
 # Between two steps, the sampler can also move $x$ *at fixed* $t$ towards
 # $p_t$ with Langevin steps, $x \leftarrow x + \epsilon\, s_t(x) + \sqrt{2\epsilon}\, z$.
-# With an exact score they leave $p_t$ invariant as $\epsilon \to 0$. For a
-# finite step, on a Gaussian $\mathcal N(m, \sigma^2)$ the update is affine and
-# its fixed-point variance is $\sigma^2 / (1 - \epsilon / (2\sigma^2))$: check it.
+# With an exact score they leave $p_t$ invariant as $\epsilon \to 0$ (the
+# unadjusted Langevin algorithm; Song and Ermon 2019 use it as their sampler). For a
+# finite step, on a Gaussian $\mathcal N(m, \sigma^2)$ the update is affine,
+# $y - m \leftarrow (1 - \epsilon/\sigma^2)(y - m) + \sqrt{2\epsilon}\, z$, so a stationary variance $v$
+# solves $v = (1 - \epsilon/\sigma^2)^2 v + 2\epsilon$: $v = \sigma^2 / (1 - \epsilon / (2\sigma^2))$. Check it.
 
 # %%
 y = 3.0 + torch.randn(20_000, 1, generator=gen)
@@ -483,7 +497,8 @@ assert abs(y.mean() - 3.0) < 0.03 and abs(y.var() / (1 / 0.9) - 1) < 0.04
 # %% [markdown]
 # As a **corrector**, a few Langevin steps after each predictor step pull the
 # samples back to $p_t$ when coarse steps have pushed them off. With 10
-# predictor steps:
+# predictor steps (the corrector runs after each step but the last, at $t = 1$,
+# where there is no score: 10 + 2 × 9 = 28 evaluations):
 
 # %%
 pc = {}
@@ -493,13 +508,16 @@ for cs in (0, 2):
     pc[cs] = fm.w2_mode_matched(target, sol.x, gen)
     print(f"10 steps, {cs} corrector steps ({sol.nfe} evaluations): W2 {pc[cs]:.3f} (floor {FLOOR:.3f})")
 sol = fm.sde_sample(oracle, path, torch.randn(N, 2, generator=gen), steps=28, g=1.0, generator=gen)
-print(f"28 steps, no corrector (28 evaluations): W2 {fm.w2_mode_matched(target, sol.x, gen):.3f}")
+plain_28 = fm.w2_mode_matched(target, sol.x, gen)
+print(f"28 steps, no corrector (28 evaluations): W2 {plain_28:.3f}")
 assert pc[2] < pc[0] - 0.05
+print("at equal cost: " + ("the corrector is ahead" if pc[2] < plain_28 - 0.02 else
+      "plain steps are ahead" if plain_28 < pc[2] - 0.02 else "a tie (within 0.02)"))
 
 # %% [markdown]
 # Two corrector steps remove most of the coarse predictor's error. At equal
-# cost, 28 plain predictor steps, the corrector comes out slightly ahead here,
-# but that is not the point of it: correctors earn their keep where the predictor cannot simply take
+# cost, against 28 plain predictor steps, the line above says how it fared on
+# your run; either way, that is not the point of it: correctors earn their keep where the predictor cannot simply take
 # more steps, or where the predictor's own errors pile up, as with the discrete samplers of chapter 8.
 #
 # ## 7. A trained model: ODE vs SDE
@@ -537,7 +555,8 @@ for name, e in errors.items():
     print(f"{name:>24}:", "  ".join(f"{x:6.3f}" for x in e))
 
 # %% [markdown]
-# The score error grows like $1/(1 - t)$: an error $\delta$ in $u$ becomes
+# The score error grows at least like $1/(1 - t)$ (faster where the velocity's own
+# error grows too, as the rows above show): an error $\delta$ in $u$ becomes
 # $t\,\delta / (1 - t)$ in $s_t = (t u - x)/(1 - t)$. Every sampler with $g_t > 0$
 # pays $\frac{g_t^2}{2}$ times that error in its drift. So we sample the model with the ODE, with
 # $g = 0.5$ and $g = 1$, and with the fading $g_t = \sqrt{1 - t}$:
@@ -566,7 +585,9 @@ plt.show()
 # constant $g = 1$ pays the most: its modes come out too tight (within-mode
 # standard deviation below 1; by far so after the short training of quick
 # mode), because it multiplies the model's large score errors near $t = 1$ by
-# $g^2/2 = 0.5$, right where no step is left to correct them. With an exact
+# $g^2/2 = 0.5$, right where no step is left to correct them. That the modes
+# come out *tight*, not just wrong, says the learned score errs inwards there
+# (the within-mode std falls steadily as $g$ grows, in the printout above). With an exact
 # score (section 2) $g = 1$ was as good as any; with a learned one, noise helps
 # only where the score can be trusted, and a fading $g_t$ is the safe default.
 #
