@@ -43,7 +43,7 @@
 # paired KL estimator).
 #
 # **Run time:** about 3 minutes on a 2-core laptop CPU at the default budget
-# (five trainings and four likelihood computations; longer when other work shares
+# (five trainings and six likelihood computations; longer when other work shares
 # the CPU), under a minute in quick mode (`FMLEARN_QUICK=1`), faster on a GPU;
 # the last cell prints how long your run took.
 
@@ -199,7 +199,7 @@ plt.show()
 # %% [markdown]
 # ## 3. Geodesic paths and the loss
 #
-# Riemannian flow matching (Chen & Lipman, 2023) keeps the recipe of chapter 1
+# Riemannian flow matching (Chen & Lipman, ICLR 2024; arXiv 2023) keeps the recipe of chapter 1
 # and replaces the chord by the geodesic. For a source point $x_0$ (uniform on
 # the sphere) and a data point $x_1$,
 #
@@ -209,8 +209,11 @@ plt.show()
 # On the sphere this is slerp, $x_t = \frac{\sin((1-t)\theta)}{\sin\theta}x_0 +
 # \frac{\sin(t\theta)}{\sin\theta}x_1$, moving at the constant speed
 # $\theta = d(x_0, x_1)$ (here $\theta$ is an angle; the network's parameters are $\phi$). The form $\log_{x_t}(x_1)/(1-t)$ divides by zero at
-# $t = 1$; the package uses the closed form of the velocity, the parallel
-# transport of $\log_{x_0}(x_1)$ to $x_t$, which is exact up to $t = 1$. The loss
+# $t = 1$. Why $\log_{x_t}(x_1)/(1-t)$: the rest of the geodesic, from $x_t$ to $x_1$, has
+# length $(1-t)\theta$ and leaves $x_t$ along $\dot x_t$, so $\log_{x_t}(x_1) = (1-t)\,\dot x_t$. The
+# package uses the closed form of the velocity, $\dot x_t = \theta\,(\cos(t\theta)\, v - \sin(t\theta)\, x_0)$
+# with $v = \log_{x_0}(x_1)/\theta$ the unit tangent at $x_0$ (a geodesic's velocity is the parallel
+# transport of its initial velocity), which is exact up to $t = 1$. The loss
 # is the CFM regression with the Riemannian norm, which for tangent vectors of
 # the sphere in ambient coordinates is the Euclidean one:
 #
@@ -333,7 +336,8 @@ plt.show()
 #
 # $$p(x) = C(\kappa)\, e^{\kappa\, \mu^\top x}, \qquad C(\kappa) = \frac{\kappa}{4\pi\sinh\kappa},$$
 #
-# with angular spread about $1/\sqrt\kappa$ radians. Our target puts four of them,
+# with angular spread about $1/\sqrt\kappa$ radians (near the mean,
+# $e^{\kappa\cos\theta} \approx e^{\kappa} e^{-\kappa\theta^2/2}$: a Gaussian of variance $1/\kappa$ in each tangent direction). Our target puts four of them,
 # $\kappa = 50$, at the corners of a regular tetrahedron. It can be sampled
 # exactly ($w = \mu^\top x$ by the inverse of its CDF, then a uniform azimuth)
 # and its density is known in closed form, so we can score the model exactly.
@@ -342,8 +346,8 @@ plt.show()
 # projects its output onto the tangent space, $u^\phi_t(x) = P(x)\,\mathrm{MLP}(x, t)$.
 # Training is `fm.train` on a `CFMObjective` whose path is the geodesic one and
 # whose source is the uniform distribution: the same loop as every other chapter.
-# (As in chapter 4, the network gets slow time features, which helps the
-# likelihood solve of section 5.)
+# (As in chapter 4, the network gets slow time features, a smooth dependence on
+# $t$ that keeps the likelihood solve of section 5 cheap at a fixed number of steps.)
 
 # %%
 fm.seed_everything(SEED)
@@ -372,7 +376,8 @@ plt.show()
 # A sphere in 3-D hides its back; an equal-area map (Mollweide) shows all of it
 # at once, with areas, and so densities of points, preserved. Two modes sit in
 # each hemisphere (their coordinates are printed below): look for the same four
-# clusters in both maps, the same spread, and no points in between.
+# clusters in both maps, the same spread, and few points in between (how few: the
+# share within 0.5 rad of a mode, printed below, against the target's).
 
 # %%
 lon, lat = mplot.lonlat(target.means)
@@ -427,7 +432,10 @@ assert uniform_near < NEAR_MIN and (dropped - 0.25).abs().max() > SHARE_TOL
 # ## 5. The likelihood on the manifold
 #
 # Chapter 4's instantaneous change of variables holds on a manifold with the
-# **Riemannian divergence** and densities with respect to area:
+# **Riemannian divergence** and densities with respect to area. Along a path
+# $\dot x_t = u_t(x_t)$, the continuity equation and the product rule give
+# $\frac{d}{dt}\log q_t(x_t) = \frac{\partial_t q_t + \langle \operatorname{grad} q_t, u_t\rangle_g}{q_t}
+# = \frac{-\operatorname{div}_g(q_t u_t) + \langle \operatorname{grad} q_t, u_t\rangle_g}{q_t} = -\operatorname{div}_g u_t$; integrate:
 #
 # $$\log q_1(x_1) = \log q_0(x_0) - \int_0^1 \operatorname{div}_{S^2} u_t(x_t)\,dt,
 #   \qquad q_0 = \frac{1}{4\pi}.$$
@@ -613,9 +621,10 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 
 # %% [markdown]
 # Does the KL per dimension grow with $d$? The ratio printed above answers for
-# your run. Expect it to: with $2^d$ modes to place and the same number of
-# training steps, the network has a harder job per dimension, even though each
-# angle alone is as easy as before. Nothing about the geometry changed: the
+# your run (with its standard errors: a ratio near 1 may be noise). A reason it
+# might: with $2^d$ modes to place and the same number of training steps, the
+# network may have a harder job per dimension, even though each angle alone is as
+# easy as before; that is a guess, not something this chapter measures. Nothing about the geometry changed: the
 # torus stays flat, the divergence stays the ordinary one, and the cost of the
 # exact divergence grows only like $d$.
 
@@ -624,7 +633,7 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 #
 # On the sphere and the torus, $\exp$ and $\log$ are formulas, so $x_t$ is one too. On the ellipsoid
 #
-# $$M = \{x \in \mathbb R^3 : F(x) = 1\}, \qquad F(x) = \frac{x_1^2}{a^2} + \frac{x_2^2}{b^2} + \frac{x_3^2}{c^2},
+# $$M = \{x \in \mathbb R^3 : F(x) = 1\}, \qquad F(x) = \frac{(x^1)^2}{a^2} + \frac{(x^2)^2}{b^2} + \frac{(x^3)^2}{c^2},
 #   \qquad (a, b, c) = (1.5,\ 1,\ 0.6),$$
 #
 # a geodesic solves a second-order ODE with no closed form, and finding the one that
@@ -636,7 +645,7 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 #
 # A **premetric** is a function $d(x, y) \ge 0$ with $d(x, y) = 0$ only at $x = y$,
 # whose gradient $\operatorname{grad}_x d(x, y)$ is nonzero for $x \ne y$ (outside a
-# set of measure zero). Given one and a convex schedule $\kappa_t$ ($\kappa_0 = 0$,
+# set of measure zero). Given one and an increasing, differentiable schedule $\kappa_t$ ($\kappa_0 = 0$,
 # $\kappa_1 = 1$; Chen & Lipman write $\kappa(t)$ for our $1 - \kappa_t$), set
 #
 # $$u_t(x \mid x_1) = -\frac{\dot\kappa_t}{1 - \kappa_t}\; d(x, x_1)\,
@@ -658,7 +667,8 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 # only for $u$ along $\operatorname{grad} d$.
 #
 # **The geodesic distance gives the geodesic.** If $d$ is the geodesic distance, then
-# $\|\operatorname{grad} d\|_g = 1$ and $-\operatorname{grad} d(x, x_1)$ is the unit
+# $\|\operatorname{grad} d\|_g = 1$ (a distance function grows at unit rate along the
+# shortest geodesic; Gauss's lemma) and $-\operatorname{grad} d(x, x_1)$ is the unit
 # tangent at $x$ of the shortest geodesic to $x_1$ (away from the cut locus). So $x_t$
 # runs along that geodesic, at speed $\frac{\dot\kappa_t}{1-\kappa_t}(1-\kappa_t)\,d(x_0,x_1)
 # = \dot\kappa_t\, d(x_0, x_1)$: it is section 3's path. The check below runs the
@@ -686,7 +696,7 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 #
 # ### The ellipsoid as a space, and a premetric on it
 #
-# The unit normal is $n(x) = \nabla F / |\nabla F|$, with $\nabla F = 2\,(x_1/a^2,\ x_2/b^2,\ x_3/c^2)$;
+# The unit normal is $n(x) = \nabla F / |\nabla F|$, with $\nabla F = 2\,(x^1/a^2,\ x^2/b^2,\ x^3/c^2)$ (superscripts: coordinates; $x_1$ stays the data point);
 # the tangent projection is $P(x)\,v = v - \langle n, v\rangle\, n$. With the metric
 # that $\mathbb R^3$ induces, $\|v\|_g$ of a tangent vector is its Euclidean norm, and
 # the gradient of a function on $M$ is $P(x)$ applied to the ambient gradient of any
@@ -718,8 +728,9 @@ assert all(kl_per_dim[d][0] <= KL_PER_DIM_MAX[d] for d in (2, 5))
 #   \langle n, p\rangle = \frac{\langle \nabla F(x), x\rangle}{|\nabla F(x)|\,|x|}
 #   = \frac{2F(x)}{|\nabla F(x)|\,|x|} > 0 .$$
 #
-#   The gradient vanishes only where $\theta \in \{0, \pi\}$: at $y$, and at the one
-#   point of $M$ opposite $y$ ($\pi(x) = -\pi(y)$), this premetric's cut point, a set of measure zero.
+#   So the gradient never vanishes where it is defined; it is undefined only where
+#   $\theta \in \{0, \pi\}$: at $y$, and at the one point of $M$ opposite $y$
+#   ($\pi(x) = -\pi(y)$), this premetric's cut point, a set of measure zero.
 #
 # The checks, at random points in float64: the gradient against central differences
 # along random tangent directions $v$ (moving along $M$ by the retraction), the lower
@@ -754,8 +765,8 @@ assert max(checks.values()) < 1e-8 and ratio_e >= 1 - 1e-12 and bound.min() > 0
 # with the rk4 steps in $\sigma$ at most 0.25, then at most 0.125, whose ratio of
 # median errors shows the solver's order (16 for order 4); and, on the unit sphere,
 # the premetric path (steps at most 0.125) against section 3's closed-form geodesic path;
-# and the end point: at $t = 1 - 10^{-6}$, $d(x_t, x_1)$ must be nearly 0. The largest
-# errors come from pairs far apart: a step $h$ in $\sigma$ moves $x$ by
+# and the end point: at $t = 1 - 10^{-6}$, $d(x_t, x_1)$ must be nearly 0. We expect the
+# largest errors from pairs far apart: a step $h$ in $\sigma$ moves $x$ by
 # $h\, d(x, x_1) / \|\operatorname{grad} d\|_g$ along the surface, so where $d$ is near
 # $\pi$ the steps are longest in space.
 
@@ -838,6 +849,7 @@ t_bank = time.perf_counter()
 bank = PathBankObjective(path_e, target_e, size=BANK, generator=gen)
 t_bank = time.perf_counter() - t_bank
 run_e = fm.train(ell_model, bank, steps=E_STEPS, batch_size=BATCH, lr=LR, seed=SEED)
+# no space= needed: ProjectedVelocity declares its space (the ellipsoid), and fm.sample steps in it
 x_ell = fm.sample(ell_model, ell.random_uniform(N_EVAL, generator=gen), steps=ODE_STEPS, method="rk4").x.cpu()
 print(f"bank of {BANK:,} path samples solved in {t_bank:.1f} s; trained {E_STEPS} steps in {run_e.seconds:.0f} s")
 

@@ -68,8 +68,9 @@ check_sphere_maps(sphere_exp, sphere_log)
 # look at the field just off the sphere too: with the division, $P(x)\,u$ is
 # tangent to *every* sphere $|x| = r$, and its ordinary divergence in
 # $\mathbb R^3$ is the divergence on the sphere; without it, the divergence is
-# off by $-2\,x\cdot u$. The check takes points with $|x| = 2$ and the
-# divergence of $P(x)\,e_z$, which must be $-2z$. Write `tangent_proj(x, v)`.
+# off by $-2\,x\cdot u$. The check tests two things: your projection at points with
+# $|x| = 2$, and, on the unit sphere, the divergence of $P(x)\,e_z$, which must be $-2z$.
+# Write `tangent_proj(x, v)`.
 
 # %% nbgrader={"grade": false, "grade_id": "tangent_projection", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def tangent_proj(x, v):
