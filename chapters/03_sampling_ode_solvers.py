@@ -129,10 +129,11 @@ assert torch.allclose(heun_by_hand, heun_package, rtol=0, atol=1e-12)
 # its order conditions; section 3 measures it.
 #
 # **Local to global.** From $t = 0$ to $1$ takes $N = 1/h$ steps, each adding a
-# local error of size $C h^{p+1}$. The flow carries each one to $t = 1$, and
-# cannot stretch it by more than a fixed factor: two solutions $x, y$ obey
-# $\frac{d}{dt}|x - y| \le |u(x) - u(y)| \le L |x - y|$, where $L$ bounds how
-# fast $u$ changes with $x$, so a gap grows at most like $e^{L}$ over the
+# local error of size $C h^{p+1}$. The exact flow (from where that step ended)
+# carries each one to $t = 1$, and cannot stretch it by more than a fixed factor:
+# two solutions $x, y$ obey
+# $\frac{d}{dt}|x - y| \le |u_t(x) - u_t(y)| \le L |x - y|$, where $L$ bounds how
+# fast $u$ changes with $x$, so (Grönwall's inequality) a gap grows at most like $e^{L}$ over the
 # path. Adding up, the error at $t = 1$ is at most $N \cdot C h^{p+1} e^{L} = C e^{L} h^{p}$:
 # a method of **order $p$** has global error $O(h^p)$, one power of $h$ less
 # than its local error. "Order" in the table means this global order.
@@ -310,12 +311,15 @@ solver_explorer(runs, reference.x,
 #
 # **Where small steps pay.** Euler's local error is $\tfrac{h^2}{2}\ddot x$
 # (section 1), so steps should be short where the paths accelerate. We can
-# measure the acceleration exactly: the particles at time $t$ are distributed
+# measure the acceleration accurately: the particles at time $t$ are distributed
 # as $p_t$, so we sample $p_t$ from the oracle and difference $u$ along the
 # flow, $\ddot x \approx \big(u(x + \delta u, t + \delta) - u(x - \delta u, t - \delta)\big)/(2\delta)$.
 #
-# At $t = 0$ it can be worked out by hand, and that explains the picture. For
-# CondOT, $x_1 - x_0 = (x_1 - x_t)/(1 - t)$, so
+# At $t = 0$ it can be worked out by hand, and that explains the picture. The target
+# (chapter 1's) is 11 equally weighted Gaussian modes of std $s = 1$ evenly spaced on a
+# circle of radius $R = 10$, so its mean is 0 and its covariance is isotropic; the
+# path is CondOT, $x_t = (1 - t)\,x_0 + t\,x_1$ with $x_0 \sim \mathcal N(0, I)$, so
+# $p_t(x \mid x_1) = \mathcal N(t x_1, (1-t)^2 I)$ and $x_1 - x_0 = (x_1 - x_t)/(1 - t)$, so
 # $u_t(x) = \big(\mathbb E[x_1 \mid x_t = x] - x\big)/(1 - t)$. At $t = 0$ the noise says
 # nothing about $x_1$: $\mathbb E[x_1 \mid x_0 = x] = \mathbb E[x_1] = 0$, hence $u_0(x) = -x$
 # and $\nabla u_0 = -I$. As $t$ grows, the posterior of $x_1$ given $x_t = x$ is
@@ -333,13 +337,15 @@ solver_explorer(runs, reference.x,
 # $$\ddot x(0) = \partial_t u_0 + (\nabla u_0)\, u_0 = (\sigma_d^2 - 1)\, x + x = \sigma_d^2\, x .$$
 #
 # The velocity starts at $-x$, pointing inward, and grows by $(\sigma_d^2 - 1)\,x = 50\,x$
-# per unit time: it **reverses**, from inward to outward, near
-# $t^* = 1/(1 + \sigma_d^2) \approx 0.019$. Chapter 2 derives this time exactly for
-# the average radial velocity: the cloud's mean square radius is
-# $\mathbb E|x_t|^2 = 2(1-t)^2 + 2t^2\sigma_d^2$, smallest at $t^*$. A first step
-# longer than $t^*$ straddles the reversal: Euler moves every point inward,
-# multiplying $|x|^2$ by $(1 - h)^2$, while over the same step the exact cloud's
-# mean square radius is multiplied by $(1 - h)^2 + h^2\sigma_d^2 > 1$. The split into
+# per unit time: it **reverses**, from inward to outward, near $t \approx 0.02$. Three
+# nearby times make this precise: at a fixed point $x$ the linear estimate turns
+# outward at $1/(\sigma_d^2 - 1) = 1/50$; along a particle ($\ddot x = \sigma_d^2 x$) at
+# $1/\sigma_d^2 = 1/51$; and the cloud's mean square radius,
+# $\mathbb E|x_t|^2 = 2(1-t)^2 + 2t^2\sigma_d^2$ (chapter 2 derives it), is smallest at
+# $t^* = 1/(1 + \sigma_d^2) \approx 0.019$. A first step of length $h$ from $t = 0$: Euler
+# moves every point inward, multiplying $|x|^2$ by $(1 - h)^2$, while over the same step
+# the exact cloud's mean square radius is multiplied by $(1 - h)^2 + h^2\sigma_d^2$, which
+# exceeds 1 once $h > 2/(1 + \sigma_d^2) = 2t^*$ (the uniform grid's $h = 1/16$ does). The split into
 # 11 streams comes later, in the middle of the path (chapter 2's error bump),
 # where the acceleration is many times smaller (the cell prints the factor).
 
@@ -406,7 +412,7 @@ plt.show()
 # uniform one, and the grid that crowds its steps near $t = 1$ is worst. The
 # top panel says why: the paths bend hardest at the start, where the velocity
 # swings from $-x$ through zero (at $t^*$) to outward, with the acceleration
-# still near its $t = 0$ value at $t = 0.1$ (printed), and much less in the
+# still within about a quarter of its $t = 0$ value at $t = 0.1$ (printed), and much less in the
 # middle of the path where the 11 streams separate. Cosine's first step is
 # shorter than $t^*$; the uniform grid's first step straddles the reversal
 # and, as printed, moves the cloud inward while the exact cloud grows; the
@@ -446,8 +452,7 @@ assert endpoint_gap < 1.0, endpoint_gap
 # %% [markdown]
 # The two pictures look alike, and the printed median says how alike: the
 # end points of the learned flow land a fraction of a standard deviation from
-# where the exact flow sends the same starting points (closer after the
-# default budget's longer training than in quick mode).
+# where the exact flow sends the same starting points.
 #
 # ## 6. Which times to train on
 #
@@ -485,7 +490,8 @@ plt.show()
 # logit-normal model is about as accurate as the uniform one or better (how
 # much better depends on the budget: the next cell prints the ratio). Near the
 # ends, which it rarely visits (see the shaded density), its error is several
-# times larger. Logit-normal sampling became popular for image models, where
+# times larger. Logit-normal sampling became popular for image models (Esser et
+# al. 2024 chose it for Stable Diffusion 3 after comparing time samplers), where
 # the middle of the path is where the hard decisions are made; on this target
 # it buys little and costs the ends. Measure before you choose.
 
@@ -539,3 +545,5 @@ print(fm.config.run_time(T_START))
 #   ODE's velocity, adaptive solvers, and counting function evaluations (NFE).
 # - [DormandPrince1980] Dormand and Prince 1980, *A Family of Embedded Runge-Kutta Formulae*: the embedded
 #   order-5/4 pair behind `dopri5`, this chapter's reference solver and its error control.
+# - [Esser2024] Esser et al. 2024, *Scaling Rectified Flow Transformers for High-Resolution Image Synthesis*
+#   (arXiv 2403.03206): logit-normal training times, chosen for image models after a comparison of samplers.

@@ -33,7 +33,7 @@ _ = fm.seed_everything(0)  # seeds Python, NumPy and torch (it also returns a ge
 # ## Task 1 — a Heun step (2 points)
 #
 # Heun's method predicts with Euler, then averages the slopes at both ends:
-# $k_1 = u(x, t)$, $k_2 = u(x + h k_1, t + h)$, $x \leftarrow x + \frac h2 (k_1 + k_2)$.
+# $k_1 = u(x, t)$, $\hat k = u(x + h k_1, t + h)$, $x \leftarrow x + \frac h2 (k_1 + \hat k)$ (chapter 3's names).
 # Write `heun_step(u, x, t, h)` (`t` and `h` are floats).
 
 # %% nbgrader={"grade": false, "grade_id": "heun_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
