@@ -37,8 +37,8 @@ def path_grid(target: GaussianMixture, schedules: Sequence[str] = ("condot", "sq
 def path_explorer(target: GaussianMixture, extent: Extent = DEFAULT_EXTENT,
                   schedules: Sequence[str] = ("condot", "sqrt", "cosine", "polynomial", "vp"),
                   times: Sequence[float] = tuple(i / 10 for i in range(11))) -> Explorer:
-    """Pick a schedule and a time, see the exact p_t and u_t (an :class:`~fmlearn.widgets.Explorer`: a live
-    widget in JupyterLab, an HTML slider on a web page)."""
+    """Pick a schedule and a time, see the exact p_t and u_t (an :class:`~fmlearn.widgets.Explorer`: the same
+    HTML sliders in JupyterLab and on a web page)."""
 
     def draw(schedule: str, t: float) -> Figure:
         fig, ax = plt.subplots(figsize=(5, 5))
