@@ -78,6 +78,9 @@ target = fm.GaussianMixture.symmetric_2d()
 #
 # $$p_t(x) = \int p_t(x \mid x_1)\, p_1(x_1)\, dx_1 .$$
 #
+# The data $p_1$ is chapter 1's target: 11 equally weighted Gaussian modes of standard
+# deviation $s = 1$, evenly spaced on a circle of radius $R = 10$; the source is $\mathcal N(0, I)$.
+#
 # Below: one conditional path (orange, a single $x_1$) inside the marginal
 # path (blue, all of the data), for CondOT. The conditional path shrinks onto
 # its one point; the marginal path spreads onto all 11 modes.
@@ -145,7 +148,10 @@ for t in (0.3, 0.7):
 # conditional path is the noise $\mathcal N(0, I)$ moved by the map
 # $x_0 \mapsto \alpha_t x_1 + \beta_t x_0$, whose points move at
 # $u_t(x \mid x_1)$; mass moved by a velocity obeys the continuity equation
-# (section 3), so
+# (section 3; in one line: for any smooth test function $\varphi$,
+# $\frac{d}{dt}\mathbb E\,\varphi(x_t) = \mathbb E\,\nabla\varphi(x_t)\cdot u_t(x_t) = \int \nabla\varphi\cdot u_t\, p_t
+# = -\int \varphi\, \nabla\cdot(p_t u_t)$, integrating by parts; as this holds for every $\varphi$,
+# $\partial_t p_t = -\nabla\cdot(p_t u_t)$), so
 # $\partial_t p_t(x \mid x_1) = -\nabla\cdot\big(p_t(x \mid x_1)\, u_t(x \mid x_1)\big)$.
 # Multiply by $p_1(x_1)$ and integrate over $x_1$; the derivatives in $t$ and
 # $x$ pass outside the integral:
@@ -155,8 +161,9 @@ for t in (0.3, 0.7):
 #
 # with $u_t$ the ratio above. By Bayes' rule
 # $p_t(x \mid x_1)\, p_1(x_1) / p_t(x) = p(x_1 \mid x_t = x)$, so $u_t(x)$ is the
-# posterior mean of the conditional velocity: the one velocity that carries the
-# marginal path.
+# posterior mean of the conditional velocity: a velocity that carries the
+# marginal path, and the one CFM regresses onto (any $u_t + w_t$ with
+# $\nabla\cdot(p_t w_t) = 0$ would carry it too).
 #
 # **Step 2: everything hangs on $\mathbb E[x_1 \mid x_t = x]$.** Put
 # $x_0 = (x - \alpha_t x_1)/\beta_t$ into the conditional velocity and take the
@@ -244,7 +251,8 @@ for name in ("condot", "cosine"):
 # | VP | $e^{-T(1-t)/2}$ | $\sqrt{1 - \alpha_t^2}$ |
 #
 # (VP is the diffusion models' variance-preserving schedule in flow-matching
-# time, with $T(s) = 0.1\,s + 9.95\,s^2$; its $\alpha_0 \approx 0.0066$, not exactly 0.)
+# time (Ho et al. 2020; Song et al. 2021), with $T(s) = \int_0^s b = 0.1\,s + 9.95\,s^2$ for the noise
+# rate $b$ rising linearly from 0.1 to 20; its $\alpha_0 \approx 0.0066$, not exactly 0.)
 
 # %%
 names = ["condot", "sqrt", "cosine", "polynomial", "vp"]
@@ -286,7 +294,7 @@ plt.show()
 # fixed by the SNR alone. So **the SNR fixes $p_t$ up to a scaling of space**:
 # $p_t$ is CondOT's marginal at time $\tau_t$, stretched by $c_t$, and two
 # schedules that reach the same SNR have the same marginal there up to the
-# factor $x \mapsto (c'/c)\,x$.
+# factor $x \mapsto (c'_{t'}/c_t)\,x$ ($c'$ the other schedule's $\alpha + \beta$, at its time $t'$ of equal SNR).
 #
 # The velocities follow. For one pair $(x_0, x_1)$, the chain rule gives
 # $\dot\alpha_t x_1 + \dot\beta_t x_0 = \frac{d}{dt}\big(c_t z_{\tau_t}\big) = \dot c_t z_{\tau_t} + c_t\dot\tau_t (x_1 - x_0)$;
@@ -345,7 +353,8 @@ assert end_gap["vp"] > 1e-3 and vp_gap < 1e-6, (end_gap["vp"], vp_gap)
 
 # %% [markdown]
 # Four schedules, one end-point map, to the solver's tolerance; half-way their
-# particles are far apart, and 16 Euler steps miss by amounts that differ
+# particles are apart (by the printed mean gaps: far for some schedules, close for
+# sqrt, whose clock runs close to CondOT's), and 16 Euler steps miss by amounts that differ
 # from one schedule to the next (last column). VP's end points differ, exactly
 # as the shifted start predicts.
 #
@@ -494,13 +503,16 @@ for seed in range(4):  # four different networks, one set of samples
 print(f"from net to net, L_FM varies by {np.ptp(fm_losses):.3f}, the gap by {np.ptp(gaps):.3f}")
 
 # %% [markdown]
-# Four untrained networks give four different losses, while the gap between
+# Four untrained networks give slightly different losses (untrained networks
+# output nearly 0, so $\mathcal L_{\rm FM} \approx \mathbb E|u_t|^2$ for all of them), while the gap between
 # the two losses hardly moves (the last line compares how much each varies:
 # what is left of the gap's variation is the Monte Carlo noise of the cross
 # term on 100,000 samples). That gap is
 # $C = \mathbb E\,\|\dot\alpha_t x_1 + \dot\beta_t x_0 - u_t(x_t)\|^2$, the
 # variance of the conditional velocity around its mean. (For the sqrt path of
-# chapter 1 this constant is infinite; the gradients still agree.)
+# chapter 1, $\beta_t = \sqrt{1-t}$, $\dot\beta_t = -1/(2\sqrt{1-t})$, so $C$ contains
+# $\int d/(4(1-t))\,dt = \infty$; the expected gradients still agree, but the
+# per-sample CFM gradient then has unbounded variance near $t = 1$.)
 #
 # Now the gradients. We average $\nabla_\theta \mathcal L$ over many batches
 # of fresh samples, both losses on the same samples, and compare the
@@ -629,7 +641,10 @@ assert rel_err[inner].max() <= VELOCITY_ERR_MAX, errors
 #
 # $$u_t(x) \approx \frac{t\sigma_d^2 - (1-t)}{(1-t)^2 + t^2\sigma_d^2}\; x ,$$
 #
-# zero at every $x$ at $t^*$. The cell computes $\sigma_d^2$ and $t^*$ from the
+# which vanishes at every $x$ near $t^*$ (exactly at $\sigma_d^2 t = (1-t)^2$ in this
+# first-order surrogate, $t \approx 0.0189$; the exact $t^*$ comes from the radial identity
+# above; the surrogate only explains why the velocity is small at every $x$ there,
+# not zero: the printed RMS speed is small, not 0). The cell computes $\sigma_d^2$ and $t^*$ from the
 # target, checks the radial identity on samples at four times (the $\pm$ is one
 # standard error), and checks that the smallest RMS speed found on the grid
 # above lies within one grid step of $t^*$. The control, $\sigma_d^2 = s^2 = 1$
@@ -669,7 +684,8 @@ assert abs(t_rms_min - t_star) <= grid_step, (t_rms_min, t_star)
 # - **Schedules** differ in when the signal arrives. Their signal-to-noise
 #   ratio $\alpha_t^2 / \beta_t^2$ is the quantity to compare: it fixes $p_t$ up to
 #   a scaling of space, so with exact velocities every schedule with
-#   $\alpha_0 = 0$ has the same end-point map. The schedule changes the
+#   $\alpha_0 = 0$, $\beta_0 = 1$, $\alpha_1 = 1$, $\beta_1 = 0$ and an increasing SNR has the
+#   same end-point map. The schedule changes the
 #   velocity on the way, hence the training problem and the discretisation error.
 # - The exact CondOT velocity of this target almost vanishes at
 #   $t^* = 1/(1 + \sigma_d^2)$, where the cloud stops contracting and starts to
