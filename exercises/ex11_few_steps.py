@@ -126,7 +126,7 @@ for k in range(8):
     ax.annotate("", xy=(float(x0[k, 0] + v0[k, 0]), float(x0[k, 1] + v0[k, 1])), xytext=(float(x0[k, 0]),
                 float(x0[k, 1])), arrowprops={"arrowstyle": "->", "color": "tab:red"})
 ax.scatter(*x0[:8].T, s=12, color="black", zorder=3, label="$x_0$")
-ax.set(title="trajectories, chords (one exact-map step) and Euler's step", xlabel="$x_1$", ylabel="$x_2$",
+ax.set(title="trajectories, chords (one exact-map step) and Euler's step", xlabel="coordinate 1", ylabel="coordinate 2",
        aspect="equal")
 ax.legend(loc="upper right");
 
@@ -160,9 +160,12 @@ ax.legend(loc="upper right");
 # velocity. Write `meanflow_target(model, x, s, t, v)` for a model called as
 # `model(x, s, t)`, `x` and `v` of shape `(n, d)`, `s` and `t` of shape
 # `(n,)`, returning the detached target, shape `(n, d)`. (The MeanFlow paper
-# anchors $u$ at the end point instead, $u(z_t, r, t)$ with $r < t$, and its
-# identity has a minus sign; the derivation above is the one for this
-# course's anchoring.)
+# runs time the other way, data at 0 and noise at 1, and writes
+# $u(z_t, r, t)$ with $r < t$: anchored at $z_t$, the noisy start of the
+# sampling step, as here. Its identity has a minus sign,
+# $u = v - (t - r)\frac{d}{dt}u$, because of the reversed time: in our time its
+# $u$, $v$ and $\frac{d}{dt}$ are $-u$, $-v$ and $-\frac{d}{ds}$, and
+# substituting gives the identity above.)
 
 # %% nbgrader={"grade": false, "grade_id": "meanflow_target", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def meanflow_target(model, x, s, t, v):
@@ -257,11 +260,12 @@ print(f"from 4 to 8 steps Euler's error falls {float(rows[2, 1] / rows[3, 1]):.2
 
 # %% [markdown]
 # The exact map is exact at every number of steps, and one step is as good
-# as eight. Euler's error falls about as fast as first order predicts, by
-# about half per doubling, but on the eleven modes it starts from the
-# distance to the origin and, after eight steps, is still larger than a
-# mode's width (printed above): the trajectories bend too much for a few
-# tangent steps. That is the gap a learned map closes; chapter 11 learns one
+# as eight. Euler's error falls with the steps (the printed factors from 4
+# to 8 steps; first order would give 2), but on the eleven modes it starts
+# from the distance to the origin and, after eight steps, is still larger
+# than a mode's width (printed above): the velocity along the trajectories
+# changes too much in time for a few tangent steps (chapter 11 prints how
+# it changes). That is the gap a learned map closes; chapter 11 learns one
 # (by MeanFlow, with your target, and by distillation from trajectories, with
 # your average velocities) and measures it against the exact map at 1, 2 and
 # 4 steps.
@@ -307,8 +311,11 @@ check_semigroup_defect(semigroup_defect)
 #
 # the average of the two halves when $r$ is the midpoint. A shortcut model
 # (chapter 11's self-consistency method) regresses $u_\theta(x, s, t)$ onto
-# the right side computed with the network itself: it trains exactly your
-# defect towards zero. On the Gaussian flow, the exact map against Euler's
+# the right side computed with the network itself and held fixed
+# (stop-gradient). Its residual, $u_\theta(x, s, t)$ minus that right side,
+# has the length of your defect divided by $t - s$ (for the network's own
+# two steps), so the regression pushes the defect towards zero, with the
+# gradient through the one-step side only. On the Gaussian flow, the exact map against Euler's
 # tangent, from $s = 0$ to $t = 1$ through each $r$:
 
 # %%

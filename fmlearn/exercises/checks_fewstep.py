@@ -263,8 +263,9 @@ def check_meanflow_target(meanflow_target, tol: float = 1e-7) -> bool:
                               "(t - s) u(x_s, s, t) = x_t in s gives 0 = v - u + (t - s) du/ds, so u = v + (t - s) "
                               "du/ds (the (s - t) form flips it too)"),
             (v - gap * _directional(model, x, s, t, v, zero, one),
-             "this is the MeanFlow paper's form, with u anchored at the end point (z_t, differentiated in t); here u "
-             "is anchored at the start x_s: differentiate in s, tangents (v, 1, 0), and add (t - s) du/ds"),
+             "this is the MeanFlow paper's form copied without turning its time round: there data sit at time 0 "
+             "and noise at 1, so its u, v and d/dt are -u, -v and -d/ds here; in this course's time differentiate "
+             "in s, tangents (v, 1, 0), and add (t - s) du/ds"),
             (v + gap * _directional(model, x, s, t, v, one, one),
              "the end time t is held fixed along the trajectory: its tangent is 0 (torch.zeros_like(t)), not 1"),
             (v + gap * _directional(model, x, s, t, v, zero, zero),

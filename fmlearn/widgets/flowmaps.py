@@ -95,5 +95,5 @@ def few_step_explorer(runs: Mapping[tuple[str, int], Any], exact: Any, *, centre
 
     return Explorer(draw, {"method": methods, "steps": steps}, start={"steps": steps[0]},
                     title="Few-step end points against the exact flow map", units={"steps": "steps"},
-                    look=look or "at one step, only a learned map lands on the modes; raise the steps: every "
-                                 "method closes in on the exact end points (grey)")
+                    look=look or "pick a method and raise the steps: the title gives the mean distance to the "
+                                 "exact end points (grey); compare it across methods at the same steps")
