@@ -197,16 +197,16 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the printed lines with the left panel. The exact paths are nearly straight: on average they stray
-# from the straight chord between their two ends by a small fraction of its length (the line "exact paths"),
-# and from 2 steps on the Euler samples land in the mode the exact map sends them to (the "same mode"
-# column). What changes along a path is its **speed**: slow near $t = 0$, where the velocity still points at
-# the mixture's mean, then fast (the printed speeds). Euler moves through each step at the speed of the
-# step's start, so with 2, 4 and 8 steps the samples stop short of the modes on the right rays: their mean
-# distance from the origin is below the exact map's (printed), and fewer of them lie within 2.5 std of a
-# mode than the exact 95.6 % (the "within" column). The velocity's change in time along the marginal paths, not any network, is the
-# obstacle; chapter 5's reflow changed the coupling so that each path is a straight line run at constant
-# speed. This chapter learns the map itself.
+# Read the printed lines with the left panel. The exact paths are nearly straight: on average they stray from
+# the straight chord between their two ends by a small fraction of its length (the line "exact paths"), and from
+# 2 steps on the Euler samples land in the mode the exact map sends them to (the "same mode" column). What
+# changes along a path is its **speed**: slow near $t = 0$, where the velocity still points at the mixture's
+# mean, then fast (the printed speeds). Euler moves through each step at the speed of the step's start, so with
+# 2, 4 and 8 steps the samples stop short of the modes, on the way to the right one: their mean distance from
+# the origin is below the exact map's (printed), and fewer of them lie within 2.5 std of a mode than the exact
+# 95.6 % (the "within" column). The velocity's change in time along the marginal paths, not any network, is the
+# obstacle; chapter 5's reflow changed the coupling so that each path is a straight line run at constant speed.
+# This chapter learns the map itself.
 #
 # ## 2. The flow map and its two identities
 #
@@ -234,9 +234,9 @@ plt.show()
 # The MeanFlow paper writes time the other way round: data at time 0, noise at time 1, and a sampling step
 # runs from a time $t$ down to $r < t$. Its $u(z_t, r, t)$ is anchored at $z_t$, the noisy **start** of the
 # sampling step, as ours is, and its identity reads $u = v - (t - r)\frac{d}{dt}u$. The minus sign comes from
-# the reversed time, not from the anchor: its times are ours reflected, $t \mapsto 1 - s$ and $r \mapsto 1 - t$
-# (its interval length $t - r$ is our $t - s$), so its average velocity, velocity and derivative along the
-# trajectory are $-u$, $-v$ and $-\frac{d}{ds}$ in our notation. Substituting,
+# the reversed time, not from the anchor: its times are ours reflected, its $t$ is our $1 - s$ and its
+# $r$ our $1 - t$ (its interval length $t - r$ is our $t - s$), so its average velocity, velocity and
+# derivative along the trajectory are $-u$, $-v$ and $-\frac{d}{ds}$ in our notation. Substituting,
 # $-u = -v - (t - s)\,(-\frac{d}{ds})(-u)$, which is our identity. (A sign does flip with the anchor within one
 # time direction: the average velocity anchored at the *end* point, $(x_t - x_s)/(t - s)$ as a function of
 # $x_t$, differentiated in $t$ with $s$ fixed, gives $u = v(x_t, t) - (t - s)\frac{d}{dt}u$; that map steps
@@ -246,8 +246,9 @@ plt.show()
 # Both identities hold for the exact map; the cell checks them on the oracle, the derivative by central
 # differences of width $h = 10^{-3}$ along the exact trajectory, with the wrong sign as the control. The
 # differences have error $O(h^2)$, and each flow map's solver error enters divided by $2h$ and multiplied by
-# $t - s$: maps that agree to about the semigroup gap the cell prints first give an identity gap a few
-# hundred times larger, which is why the identity is held to $10^{-3}$ and the semigroup to $10^{-4}$.
+# $t - s$: maps that agree to about the semigroup gap the cell prints first can give an identity gap up to
+# $(t - s)/(2h) = 300$ times larger, which is why the identity is held to $10^{-3}$ and the semigroup to
+# $10^{-4}$.
 
 # %%
 xs = x0[:500].double()
@@ -302,8 +303,8 @@ assert identity_gap < 1e-3 and wrong_sign_gap > 0.1
 # $$x + (t - s)\,u(x, s, t) = x_r + (t - r)\,u(x_r, r, t);$$
 #
 # subtract $x$ and divide by $t - s = 2(r - s) = 2(t - r)$: $u(x, s, t) = \tfrac12[u(x, s, r) + u(x_r, r, t)]$,
-# two half steps of the network itself. Frans et al. condition on dyadic step sizes ($2^{-k}$) on the grid of
-# that size; drawing $(s, t)$ uniformly and splitting at the midpoint, as here, is a variant of theirs.
+# two half steps of the network itself. Frans et al. draw dyadic step sizes ($2^{-k}$) and start times on the
+# grid of that size; drawing $(s, t)$ uniformly and splitting at the midpoint, as here, is a variant of theirs.
 # Distillation needs a teacher: we solve its ODE
 # once (RK4, 32 steps) from fresh noise, keep the trajectories, and regress on the average velocity between
 # any two of their grid times.
@@ -362,11 +363,11 @@ mf, shortcut = mf_seeds[SEED][0], sc_seeds[SEED][0]
 seconds |= {"MeanFlow": mf_seeds[SEED][1], "shortcut": sc_seeds[SEED][1]}
 
 # %% [markdown]
-# Distillation: the teachers' trajectories are solved once, from the same fresh noise, by the solver core;
-# the trained CFM model is the teacher we could have in practice, the oracle the reference: what the network
-# does with a nearly perfect teacher (both teachers' RK4 maps are measured against the exact map below). Chapter 5's 1-reflow uses the CFM model's
-# (noise, end point) pairs the same way, but trains a *velocity* on straight lines between them and samples
-# it with Euler.
+# Distillation: the teachers' trajectories are solved once, from the same fresh noise, by the solver core; the
+# trained CFM model is the teacher we could have in practice, the oracle the reference: what the network does
+# with a nearly perfect teacher (both teachers' RK4 maps are measured against the exact map below). Chapter 5's
+# 1-reflow uses the CFM model's (noise, end point) pairs the same way, but trains a *velocity* on straight lines
+# between them and samples it with Euler.
 
 # %%
 teacher_x0 = torch.randn(N_TEACHER, 2, generator=gen)
