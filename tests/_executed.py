@@ -17,6 +17,13 @@ as ``make book-quick`` does: a failing chapter fails the book's build as before.
 
 Outputs are only recorded when nbval runs in the book's environment (``FMLEARN_QUICK=1``, ``FMLEARN_PROGRESS=0``,
 no ``FMLEARN_DEVICE``): the book (quick mode) executes its notebooks with exactly these settings.
+
+The handed-out exercises (``exercises/ex*.ipynb``) are not nbval test paths: ``tests/test_exercises.py`` executes
+each one (as built from its solution) with nbclient, errors allowed, in the book's settings, and hands the executed
+notebook over (:func:`hand_to_book`) when its code is the code of the exercise the book reads; those tests carry
+the ``book_execution`` marker, run before the book (:func:`run_order`), and are waited for and stored like nbval's
+notebooks. An exercise whose test did not run, failed before executing it, or ran other code (a learner's filled-in
+copy in exercises/) gets the ``.failed`` marker: the book executes it itself.
 """
 
 from __future__ import annotations
@@ -42,12 +49,36 @@ def book_environment(env=os.environ) -> bool:
     return env.get("FMLEARN_QUICK") == "1" and env.get("FMLEARN_PROGRESS") == "0" and not env.get("FMLEARN_DEVICE")
 
 
+# The settings only the book's build and its browser tests read (not the kernel): a test may drop them.
+BOOK_ONLY_SETTINGS = ("FMLEARN_BOOK_BUILD", "FMLEARN_BOOK_EXECUTE", "FMLEARN_CHROMIUM", "FMLEARN_CHROMEDRIVER")
+_OUTER_ENV = dict(os.environ)  # this run's environment before any test changes it (the book's build gets it)
+
+
+def hands_to_book(env=None) -> bool:
+    """Whether a test's kernel, started with every ``FMLEARN_*`` setting removed (tests/conftest.py) but
+    ``FMLEARN_QUICK=1`` and ``FMLEARN_PROGRESS=0``, computes what the quick book's kernel computes: the book's
+    build gets this run's environment plus those two, so no other setting the kernel reads may be set in it."""
+    env = _OUTER_ENV if env is None else env
+    return not [k for k in env if k.startswith("FMLEARN_") and k not in ("FMLEARN_QUICK", "FMLEARN_PROGRESS",
+                                                                         *BOOK_ONLY_SETTINGS)]
+
+
+def handed_over(item) -> Path | None:
+    """Where the test ``item`` hands the book its execution of a notebook (its ``book_execution`` marker names the
+    notebook); None for any other test, or when it cannot (:func:`hands_to_book`)."""
+    marker = item.get_closest_marker("book_execution")
+    if marker is None or not hands_to_book():
+        return None
+    return executed_path(Path(marker.args[0]))
+
+
 BOOK_TESTS = Path(__file__).resolve().parent / "test_book.py"
 
 
 def run_order(item) -> int:
-    """0 for a cell of a notebook the book includes, 1 for the book's tests, 2 for the rest."""
-    if executed_path(Path(str(item.fspath))) is not None:
+    """0 for a cell of a notebook the book includes or a test that executes one for the book (an exercise), 1 for
+    the book's tests, 2 for the rest."""
+    if executed_path(Path(str(item.fspath))) is not None or item.get_closest_marker("book_execution") is not None:
         return 0
     return 1 if Path(str(item.fspath)).resolve() == BOOK_TESTS else 2
 
@@ -220,19 +251,75 @@ class NbvalRecorder:
 
 
 def planned(session) -> set[Path]:
-    """The executed copies nbval writes in this session: one per notebook the book includes whose every code cell
-    is a test item here (empty when the recorder is off)."""
+    """The executed copies this session writes: one per notebook the book includes whose every code cell is an nbval
+    test item here (none when the recorder is off), and one per test here that hands the book its execution of an
+    exercise (:func:`handed_over`)."""
+    exercises = {t for t in map(handed_over, session.items) if t is not None}
     recorder = session.config.pluginmanager.get_plugin("fmlearn-nbval-recorder")
     if recorder is None or not recorder.active:
-        return set()
+        return exercises
     from nbval.plugin import IPyNbCell
 
     cells: dict = {}
     for item in session.items:
         if isinstance(item, IPyNbCell) and executed_path(Path(str(item.parent.fspath))) is not None:
             cells.setdefault(item.parent, set()).add(item.cell_num)
-    return {executed_path(Path(str(nb.fspath))) for nb, nums in cells.items()
-            if len(nums) == sum(1 for c in nb.nb.cells if c.cell_type == "code")}
+    return exercises | {executed_path(Path(str(nb.fspath))) for nb, nums in cells.items()
+                        if len(nums) == sum(1 for c in nb.nb.cells if c.cell_type == "code")}
+
+
+def clear_handed_over(items) -> None:
+    """Remove what an earlier run left for the tests here that hand the book an execution (at collection, before
+    any test runs): the book then waits for this run's."""
+    for target in filter(None, map(handed_over, items)):
+        target.unlink(missing_ok=True)
+        target.with_name(target.name + ".failed").unlink(missing_ok=True)
+
+
+def mark_failed(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_name(target.name + ".failed").touch()
+
+
+def settle(item) -> None:
+    """After a test that hands the book an execution: if it wrote none (skipped, failed before executing), the
+    marker says so, and the book executes the notebook itself without waiting."""
+    target = handed_over(item)
+    if target is not None and not finished(target):
+        mark_failed(target)
+
+
+def hand_to_book(notebook: Path, executed, kernel_name: str, seconds: float | None = None) -> bool:
+    """Hand the book a test's execution of ``notebook`` (an nbformat notebook ``executed`` by nbclient with the
+    kernel ``kernel_name``, errors allowed, in the book's settings: :func:`hands_to_book`): the notebook as the book
+    reads it, with the executed cells' outputs and numbers and the kernel's language_info, into
+    ``build/book-quick/executed/``. Only when its code cells and kernel are those of the notebook the book reads
+    (else the ``.failed`` marker: the book executes it itself). Returns whether it was handed over."""
+    import nbformat
+
+    target = executed_path(notebook)
+    if target is None or not hands_to_book():
+        return False
+    book_nb = nbformat.read(str(notebook), as_version=4)
+    code = [c for c in book_nb.cells if c.cell_type == "code"]
+    ran = [c for c in executed.cells if c.cell_type == "code"]
+    if ([c.source for c in code] != [c.source for c in ran]
+            or book_nb.metadata.get("kernelspec", {}).get("name") != kernel_name
+            or "language_info" not in executed.metadata):
+        mark_failed(target)
+        return False
+    for cell, run in zip(code, ran):
+        cell.outputs, cell.execution_count = copy.deepcopy(run.outputs), run.execution_count
+    for key in ("language_info", "widgets"):  # what jupyter-cache gives the book from an executed notebook
+        if key in executed.metadata:
+            book_nb.metadata[key] = copy.deepcopy(executed.metadata[key])
+    book_nb.metadata.setdefault("fmlearn", {}).update(seconds=None if seconds is None else round(seconds, 1),
+                                                      executed_by="tests/test_exercises.py")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.part")
+    nbformat.write(book_nb, str(partial))
+    partial.replace(target)
+    return True
 
 
 def finished(target: Path) -> bool:
@@ -277,11 +364,13 @@ def store_in_book_cache(targets=None, cache_path: Path = CACHE, executed: Path =
         if not source.is_file():
             path.unlink()
             continue
-        seconds = nb.metadata.get("fmlearn", {}).pop("nbval_seconds", None)
+        info = nb.metadata.get("fmlearn", {})
+        seconds = info.pop("nbval_seconds", info.pop("seconds", None))
+        by = info.pop("executed_by", "nbval")
         if not nb.metadata.get("fmlearn"):
             nb.metadata.pop("fmlearn", None)
         cache.cache_notebook_bundle(CacheBundleIn(nb, str(source), data={"execution_seconds": seconds,
-                                                                         "executed_by": "nbval"}),
+                                                                         "executed_by": by}),
                                     check_validity=False, overwrite=True)
         path.unlink()
         stored.append(str(rel))

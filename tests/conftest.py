@@ -1,7 +1,8 @@
 """Shared test setup: a headless matplotlib, one CPU thread for torch, the
 ``cuda`` marker (skipped automatically when torch sees no CUDA device), and the
 notebooks executed once per test run (tests/_executed.py): nbval's executions of the
-chapters are recorded for the web book (tests/test_book.py), which runs after them."""
+chapters, and tests/test_exercises.py's of the exercises (the ``book_execution`` marker),
+are handed to the web book (tests/test_book.py), which runs after them."""
 
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ torch.set_num_threads(1)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped when torch.cuda.is_available() is False)")
+    config.addinivalue_line("markers", "book_execution(notebook): executes the notebook as the quick book does and "
+                            "hands the book its outputs (tests/_executed.py: hand_to_book)")
     if getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False):
         config.pluginmanager.register(_executed.NbvalRecorder(config), "fmlearn-nbval-recorder")
 
 
 def pytest_collection_modifyitems(config, items):
-    # The book's notebooks under nbval first, then the book (tests/test_book.py: it waits for them and builds the
-    # book from their executions), then the rest: pytest-xdist (--dist loadscope --no-loadscope-reorder) hands
-    # them out in this order.
+    # The book's notebooks under nbval (and the tests that execute the exercises for it) first, then the book
+    # (tests/test_book.py: it waits for them and builds the book from their executions), then the rest:
+    # pytest-xdist (--dist loadscope --no-loadscope-reorder) hands them out in this order.
     items[:] = sorted(items, key=_executed.run_order)
     if torch.cuda.is_available():
         return
@@ -38,6 +41,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    if not session.config.option.collectonly:  # the tests selected here, before any runs (each xdist worker too)
+        _executed.clear_handed_over(session.items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    _executed.settle(item)  # a test that was to hand the book an execution and did not: the book runs it itself
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ accessibility violation on the front page and three chapters.
 The build (``make book-quick``: FMLEARN_QUICK=1, outputs cached in build/book-quick/.jupyter_cache) runs once
 for this module; a rebuild re-executes only notebooks whose code changed. Under ``make test`` each notebook is
 executed once: the chapters run under nbval first, their executions go into that cache (tests/_executed.py), and
-the book executes only the notebooks nbval did not run and pass (the handed-out exercises, a deselected or failing
-chapter).
+the handed-out exercises come from tests/test_exercises.py's executions (run as the book runs them), and the book
+executes only the notebooks this run did not (a deselected or failing chapter, an exercise a learner filled in).
 """
 
 from __future__ import annotations
@@ -51,23 +51,24 @@ def sphinx(out: Path, env: dict, include: list[str] | None = None) -> subprocess
 def book(request) -> dict:
     env = {**os.environ, "FMLEARN_QUICK": "1", "FMLEARN_PROGRESS": "0"}
     start = time.monotonic()
-    # Each notebook executed once: the chapters nbval runs in this session come from its executions
-    # (tests/_executed.py). Under pytest-xdist the other worker may still be running the last of them: meanwhile,
-    # the notebooks nbval does not run (the handed-out exercises) are executed into the book's cache.
-    from_nbval = planned(request.session)
-    running = [t for t in from_nbval if not finished(t)] if hasattr(request.config, "workerinput") else []
+    # Each notebook executed once: the chapters nbval runs in this session and the exercises test_exercises.py runs
+    # come from their executions (tests/_executed.py). Under pytest-xdist the other worker may still be running the
+    # last of them: meanwhile, the notebooks no test here executes are executed into the book's cache.
+    from_tests = planned(request.session)
+    running = [t for t in from_tests if not finished(t)] if hasattr(request.config, "workerinput") else []
     if running:
-        others = [str(p) for p in book_notebooks() if EXECUTED / p not in from_nbval]
-        pre = sphinx(OUT.parent / "prebuild", env, include=others)
-        assert pre.returncode == 0, f"the book did not build:\n{pre.stdout[-2000:]}\n{pre.stderr[-4000:]}"
-        shutil.rmtree(OUT.parent / "prebuild")  # its pages are rebuilt below; its executions are in the cache
+        others = [str(p) for p in book_notebooks() if EXECUTED / p not in from_tests]
+        if others:
+            pre = sphinx(OUT.parent / "prebuild", env, include=others)
+            assert pre.returncode == 0, f"the book did not build:\n{pre.stdout[-2000:]}\n{pre.stderr[-4000:]}"
+            shutil.rmtree(OUT.parent / "prebuild")  # its pages are rebuilt below; its executions are in the cache
         waited = time.monotonic()
         still = wait_for(running, timeout=600)  # a quick-mode chapter takes about a minute
         late = f" (not finished: the book executes {still})" if still else ""
-        print(f"book: executed {len(others)} notebooks nbval does not run, then waited "
-              f"{time.monotonic() - waited:.0f} s for nbval's last chapters{late}")
-    stored = store_in_book_cache(from_nbval)
-    print(f"book: {len(stored)} notebooks as nbval executed them in this run: {', '.join(stored) or '-'}")
+        print(f"book: executed {len(others)} notebooks no test runs, then waited "
+              f"{time.monotonic() - waited:.0f} s for the tests' last notebooks{late}")
+    stored = store_in_book_cache(from_tests)
+    print(f"book: {len(stored)} notebooks as this run's tests executed them: {', '.join(stored) or '-'}")
     run = sphinx(OUT, env)
     seconds = time.monotonic() - start
     assert run.returncode == 0, f"the book did not build:\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"

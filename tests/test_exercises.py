@@ -8,6 +8,7 @@ import json
 import math
 import re
 import textwrap
+import time
 from pathlib import Path
 
 import jupytext
@@ -21,6 +22,7 @@ from fmlearn.exercises import (ExerciseCheckError, ExerciseSourceError, build, c
 from fmlearn.grading import grade, write_report
 from fmlearn.exercises.__main__ import main as cli
 
+from _executed import hand_to_book
 from _tracked import committed_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,19 +289,33 @@ def test_unwritten_task_raises_not_implemented():
 
 # --- running the notebooks: exercises stop at their first task; grading gives the right points ----------------
 
+KERNEL = "python3"
+
+
 def _execute(nb, path):
     from nbclient import NotebookClient
-    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
+    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name=KERNEL,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
 
 
-@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def _exercise(solution: Path) -> Path:
+    return ROOT / "exercises" / solution.with_suffix(".ipynb").name
+
+
+@pytest.mark.parametrize("solution", [pytest.param(s, marks=pytest.mark.book_execution(_exercise(s)))
+                                      for s in SOLUTIONS], ids=lambda p: p.name)
 def test_exercise_as_given_stops_at_its_first_task(solution, monkeypatch):
-    """Run as is, the first error is a NotImplementedError in the first task's check; no cell before it fails."""
+    """Run as is, the first error is a NotImplementedError in the first task's check; no cell before it fails.
+
+    It runs as the quick book executes the exercise (FMLEARN_QUICK=1, FMLEARN_PROGRESS=0, errors allowed, in its
+    folder), and the book shows this execution (tests/_executed.py: hand_to_book) instead of running it again."""
     monkeypatch.setenv("FMLEARN_QUICK", "1")
-    ex = ROOT / "exercises" / solution.with_suffix(".ipynb").name  # run as built (a learner may have filled it in)
+    monkeypatch.setenv("FMLEARN_PROGRESS", "0")
+    ex = _exercise(solution)  # run as built (a learner may have filled it in: then the book runs theirs)
+    start = time.monotonic()
     nb = _execute(jupytext.reads(student_source(solution.read_text()), fmt="py:percent"), ex)
+    hand_to_book(ex, nb, kernel_name=KERNEL, seconds=time.monotonic() - start)
     errors = [(i, o) for i, c in enumerate(nb.cells) if c.cell_type == "code"
               for o in c.outputs if o.output_type == "error"]
     assert errors, "the exercise ran without any error: a task is not blanked"
@@ -310,6 +326,52 @@ def test_exercise_as_given_stops_at_its_first_task(solution, monkeypatch):
                         r"in \w+: raise NotImplementedError\(\)\)", shown), shown
     first_graded = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade"))
     assert first_cell == first_graded, f"first error in cell {first_cell}, expected the first check (cell {first_graded})"
+
+
+def test_an_exercise_handed_to_the_book_is_what_the_book_would_execute(tmp_path, monkeypatch):
+    """The book shows the execution above (tests/_executed.py: hand_to_book) instead of running the exercise again.
+    Reference: the book's own executor (jupyter-cache's, as myst-nb runs it: errors allowed, in the notebook's
+    folder) on the same notebook in a scratch course; the outputs, their numbers and the kernel's language_info the
+    book merges into the page are the same. Control: a learner's filled-in copy (other code) is not handed over:
+    a marker instead (the book executes it), and the book's cache has no match for it."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.executors import load_executor
+
+    import _executed
+
+    course = tmp_path / "course"
+    (course / "exercises").mkdir(parents=True)
+    for name, value in (("ROOT", course), ("EXECUTED", course / "executed"), ("_OUTER_ENV", {})):
+        monkeypatch.setattr(_executed, name, value)
+    text = ("# %%\nimport os\nprint('runs in', os.path.basename(os.getcwd()))\n\n"
+            "# %%\ndef task():\n    raise NotImplementedError()\n\n\ntask()\n\n# %%\n6 * 7\n")
+    ex = course / "exercises" / "ex01_x.ipynb"
+    as_read = jupytext.reads(text, fmt="py:percent")
+    as_read.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": KERNEL}
+    nbformat.write(as_read, str(ex))
+    assert hand_to_book(ex, _execute(jupytext.reads(text, fmt="py:percent"), ex), kernel_name=KERNEL)
+    ours = get_cache(str(tmp_path / "ours"))
+    assert _executed.store_in_book_cache(None, cache_path=tmp_path / "ours", executed=course / "executed",
+                                         root=course) == ["exercises/ex01_x.ipynb"]
+    book = get_cache(str(tmp_path / "book"))
+    book.add_nb_to_project(str(ex))
+    load_executor("local-serial", book).run_and_cache(allow_errors=True, timeout=300)
+    (_, mine), (_, theirs) = (c.merge_match_into_notebook(nbformat.read(str(ex), as_version=4)) for c in (ours, book))
+
+    def shown(nb):
+        return [(c.execution_count, c.outputs) for c in nb.cells if c.cell_type == "code"]
+    assert shown(mine) == shown(theirs)
+    assert mine.metadata["language_info"] == theirs.metadata["language_info"]
+    assert shown(mine)[0][1][0]["text"] == "runs in exercises\n" and shown(mine)[1][1][0]["ename"] == "NotImplementedError"
+    assert shown(mine)[2] == (3, [nbformat.v4.new_output("execute_result", {"text/plain": "42"}, execution_count=3)])
+
+    filled = jupytext.reads(text.replace("raise NotImplementedError()", "return 1"), fmt="py:percent")
+    filled.metadata["kernelspec"] = as_read.metadata["kernelspec"]
+    assert not hand_to_book(ex, _execute(filled, ex), kernel_name=KERNEL)
+    assert _executed.finished(_executed.executed_path(ex)) and not _executed.executed_path(ex).exists()
+    with pytest.raises(KeyError):
+        ours.match_cache_notebook(filled)
 
 
 def _fill(text: str, grade_id: str, bodies: list[str]) -> str:
