@@ -148,11 +148,12 @@ for name, f in tests.items():
     print(f"{name:>6} {lhs:11.6f} " + " ".join(f"{v:11.6f}" for v in rhs.values()))
 print("largest gaps: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
 assert worst["flow"] < 1e-6 and worst["diffusion"] < 1e-6 and worst["jumps"] < 0.05
-# the jumps column is a Monte Carlo estimate (400 landing draws per point): its spread over 8 other seeds
-spread = max(np.std([expect(lambda x: G.JumpGenerator(G.ConditionalJumps(torch.full((60, 1), Z, dtype=D64)),
-                                                      samples=400, generator=torch.Generator().manual_seed(s))(
-    f, x, T_CHECK), T_CHECK) for s in range(2, 10)], ddof=1) for f in tests.values())
-print(f"the jumps column's Monte Carlo spread (largest std over 8 other seeds): {spread:.3f}; its largest gap "
+# the jumps column is a Monte Carlo estimate (400 landing draws per point): its spread over 5 other seeds, for
+# f = x^2 (the test function whose jump term varies most)
+spread = np.std([expect(lambda x: G.JumpGenerator(G.ConditionalJumps(torch.full((60, 1), Z, dtype=D64)), samples=400,
+                                                  generator=torch.Generator().manual_seed(s))(tests["x^2"], x, T_CHECK),
+                        T_CHECK) for s in range(2, 7)], ddof=1)
+print(f"the jumps column's Monte Carlo spread (std over 5 other seeds, f = x^2): {spread:.3f}; its largest gap "
       f"is {worst['jumps'] / spread:.1f} of those")
 assert worst["jumps"] < 4 * spread
 
