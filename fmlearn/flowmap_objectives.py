@@ -34,7 +34,7 @@ from torch import nn
 
 from ._checks import check_unit_interval
 from .paths import AffineGaussianPath
-from .stepping import Solution
+from . import stepping
 
 
 def sample_time_pairs(n: int, generator: torch.Generator | None, device: torch.device | str | None,
@@ -125,12 +125,12 @@ class ShortcutObjective(_FromData):
 
 class DistillationObjective:
     """Regression on a teacher's average velocities between the grid times of its trajectories (see the module
-    docstring). ``teacher``: a :class:`~fmlearn.Solution` with a trajectory, e.g. ``fm.sample(model, x0,
+    docstring). ``teacher``: a :class:`~fmlearn.stepping.Solution` with a trajectory, e.g. ``fm.sample(model, x0,
     steps=64, method="rk4", return_trajectory=True)``; its trajectory (K + 1, n, dim) is kept on the CPU and
     moved to the training device once."""
 
-    def __init__(self, teacher: Solution):
-        if not isinstance(teacher, Solution) or not isinstance(teacher.trajectory, torch.Tensor):
+    def __init__(self, teacher: stepping.Solution):
+        if not isinstance(teacher, stepping.Solution) or not isinstance(teacher.trajectory, torch.Tensor):
             raise TypeError("teacher must be a fmlearn Solution with a trajectory (sample(..., "
                             f"return_trajectory=True)), got {type(teacher).__name__}")
         traj, times = teacher.trajectory, teacher.times

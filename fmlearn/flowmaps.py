@@ -2,12 +2,12 @@
 
 Time runs from the source (t = 0) to the data (t = 1). The flow map X_{s->t}(x) is where the ODE
 dx/dtau = v(x, tau), started from x at time s, is at time t (s <= t). Anchored at the start point x
-(the point at time s), the average velocity is
+(the point at time s), the average velocity is::
 
     u(x, s, t) = (X_{s->t}(x) - x) / (t - s),      u(x, s, s) = v(x, s),
     so X_{s->t}(x) = x + (t - s) u(x, s, t)        (one evaluation of u: one "step" of size t - s).
 
-Two identities hold for every exact map (chapter 11 derives and checks both):
+Two identities hold for every exact map (chapter 11 derives and checks both)::
 
     semigroup:         X_{s->t} = X_{r->t} o X_{s->r}   for s <= r <= t
     average velocity:  u(x_s, s, t) = v(x_s, s) + (t - s) d/ds u(x_s, s, t)

@@ -9,7 +9,7 @@ it, ``space.step(x, dx)``:
     a manifold (e.g. :class:`fmlearn.manifolds.Sphere`):     back onto it, e.g. (x + dx) / |x + dx| on the sphere
     tokens (:class:`fmlearn.discrete.Categorical`):          a jump with probability 1 - exp(-h lambda)
 
-Fixed-step methods, one step of size h from t with k1 = u(x, t):
+Fixed-step methods, one step of size h from t with k1 = u(x, t)::
 
     euler:    step(x, h k1)                                                       (1 evaluation)
     heun:     step(x, h/2 (k1 + kh)),             kh = u(step(x, h k1), t + h)    (2 evaluations)

@@ -1,7 +1,7 @@
 """An ellipsoid in R^3, a surface whose geodesics have no closed form, batch first: x of shape (batch, 3).
 
 With semi-axes s = (a, b, c) > 0, the surface is the level set F(x) = 1 of F(x) = |x / s|^2 (elementwise
-division), and everything the course needs is written with the *gauge* rho(x) = |x / s| (rho = 1 on the surface):
+division), and everything the course needs is written with the *gauge* rho(x) = |x / s| (rho = 1 on the surface)::
 
     normal(x)    = n = (x / s^2) / |x / s^2|               the unit normal, grad F / |grad F|
     proj(x, v)   = v - <n, v> n                           the tangent part of v at x (any x != 0: the level set
