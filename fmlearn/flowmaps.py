@@ -30,7 +30,7 @@ from torch import nn
 
 from ._checks import check_points, check_positive_int, check_time, model_context
 from .distributions import GaussianMixture
-from .models import TimeEmbedding
+from .models import TimeEmbedding, mlp_layers
 from .solvers import Step, odeint, simulate
 from .stepping import Solution
 
@@ -100,20 +100,9 @@ class FlowMapMLP(nn.Module):
                  max_freq: float = 1.0):
         super().__init__()
         check_positive_int("dim", dim)
-        check_positive_int("hidden", hidden)
-        check_positive_int("depth", depth)
-        acts = {"silu": nn.SiLU, "gelu": nn.GELU}
-        if activation not in acts:
-            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
         self.dim = dim
         self.time_embedding = TimeEmbedding(n_freqs, max_freq)
-        layers: list[nn.Module] = []
-        width = dim + 2 * self.time_embedding.dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), acts[activation]()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_layers(dim + 2 * self.time_embedding.dim, dim, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor, s: float | torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:

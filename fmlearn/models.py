@@ -38,6 +38,23 @@ def _check_flat(x, dim: int):
         raise ValueError(f"x must be a tensor of shape (batch, {dim}), got {shape}")
 
 
+def mlp_layers(in_width: int, out_width: int, hidden: int, depth: int, activation: str) -> nn.Sequential:
+    """``depth`` hidden layers of ``hidden`` units (Linear, then ``"silu"`` or ``"gelu"``) and a Linear output:
+    the body of :class:`MLP` and of :class:`fmlearn.flowmaps.FlowMapMLP`."""
+    check_positive_int("hidden", hidden)
+    check_positive_int("depth", depth)
+    acts = {"silu": nn.SiLU, "gelu": nn.GELU}
+    if activation not in acts:
+        raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+    layers: list[nn.Module] = []
+    width = in_width
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), acts[activation]()]
+        width = hidden
+    layers.append(nn.Linear(width, out_width))
+    return nn.Sequential(*layers)
+
+
 class MLP(nn.Module):
     """A velocity field u_theta(x, t) for flat data: an MLP on [x, embed(t)].
 
@@ -53,20 +70,9 @@ class MLP(nn.Module):
                  max_freq: float = 64.0):
         super().__init__()
         check_positive_int("dim", dim)
-        check_positive_int("hidden", hidden)
-        check_positive_int("depth", depth)
-        acts = {"silu": nn.SiLU, "gelu": nn.GELU}
-        if activation not in acts:
-            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
         self.dim = dim
         self.time_embedding = TimeEmbedding(n_freqs, max_freq)
-        layers: list[nn.Module] = []
-        width = dim + self.time_embedding.dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), acts[activation]()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_layers(dim + self.time_embedding.dim, dim, hidden, depth, activation)
 
     def forward(self, x: torch.Tensor, t: float | torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
         if cond:
