@@ -249,8 +249,7 @@ assert solve_err < 0.25 * max(kl, kl_se)
 # negative KL would mean the model beats the true density on its own samples,
 # which only a bug can do. The default budget (its training time is printed
 # above) must reach the course's target of 0.02 nats, quick mode a looser
-# 0.25; `benchmarks/time_to_quality.py` measures how the KL falls with
-# training time.
+# 0.25; the next table asks what lowers it in the same training time.
 
 # %%
 print(f"KL {kl:.4f} ± {kl_se:.4f} nats; this budget's threshold {KL_MAX}")
