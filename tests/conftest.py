@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import _executed  # noqa: E402
+import _order  # noqa: E402
 
 # One thread: the unit tests use tiny tensors, and on a shared 2-core machine a
 # second intra-op thread makes OpenMP spin-wait (a 30x slowdown under load).
@@ -28,13 +29,16 @@ def pytest_configure(config):
                             "hands the book its outputs (tests/_executed.py: hand_to_book)")
     if getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False):
         config.pluginmanager.register(_executed.NbvalRecorder(config), "fmlearn-nbval-recorder")
+    if not hasattr(config, "workerinput") and not config.option.collectonly:  # the controller (or a run without xdist)
+        config.pluginmanager.register(_order.DurationRecorder(), "fmlearn-durations")
 
 
 def pytest_collection_modifyitems(config, items):
-    # The book's notebooks under nbval (and the tests that execute the exercises for it) first, then the book
-    # (tests/test_book.py: it waits for them and builds the book from their executions), then the rest:
-    # pytest-xdist (--dist loadscope --no-loadscope-reorder) hands them out in this order.
-    items[:] = sorted(items, key=_executed.run_order)
+    # The book's notebooks under nbval (and the tests that execute the exercises for it) first, longest first, then
+    # the longest other scope, then the book (tests/test_book.py: it waits for them and builds the book from their
+    # executions), then the rest, longest first (tests/_order.py): pytest-xdist (--dist loadscope
+    # --no-loadscope-reorder) hands them out in this order.
+    items[:] = _order.ordered(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA device visible to torch")
