@@ -104,8 +104,8 @@ def sample(model: Callable[..., torch.Tensor], x0: torch.Tensor, *, method: str 
 
     ``space``: where the state lives; None: the model's own space (its ``space`` attribute, as a
     :class:`~fmlearn.manifolds.ProjectedVelocity` declares), else R^d. A space that contradicts the model's is
-    refused (a ValueError naming both), and on a :class:`~fmlearn.spaces.Manifold` x0 must be points of it
-    (``space.check_points``: on the sphere, unit vectors).
+    refused (a ValueError naming both), and on a space with ``check_points`` (every :class:`~fmlearn.spaces.Manifold`,
+    the ellipsoid) x0 must be points of it: on the sphere, unit vectors; on the ellipsoid, points of its surface.
 
     Runs on the model's device (x0 is moved there), in eval mode, without gradients
     (:func:`fmlearn._checks.model_context`). The state, and so the solution, keeps x0's dtype: the model
@@ -115,8 +115,9 @@ def sample(model: Callable[..., torch.Tensor], x0: torch.Tensor, *, method: str 
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
     space = resolve_space(model, space)
-    if isinstance(space, Manifold):
-        x0 = space.check_points("x0", x0)
+    check_points = getattr(space, "check_points", None)
+    if callable(check_points):  # every space of points has it, the ellipsoid too (no exp or log: not a Manifold)
+        x0 = check_points("x0", x0)
     if method in STEPPERS and steps is None and times is None:
         steps = 100
     with model_context(model, x0) as (net, x0):

@@ -102,6 +102,18 @@ def test_projected_velocity_samples_stay_on_the_surface():
     assert (model(x0, 0.3) * ell.normal(x0)).sum(1).abs().max() < 1e-5
 
 
+def test_sampling_refuses_start_points_off_the_surface():
+    """The ellipsoid has no exp or log (it is not a fmlearn.spaces.Manifold), yet fm.sample checks its start
+    points as on the sphere: points off it would be retracted after the first step, a plausible wrong answer."""
+    ell = Ellipsoid(AXES)
+    x0 = ell.random_uniform(50, generator=_gen(3))
+    for model, space in ((ProjectedVelocity(ell, fm.MLP(3, hidden=16, depth=2)), None),
+                         (fm.MLP(3, hidden=16, depth=2), ell)):
+        with pytest.raises(ValueError, match="x0 must lie on the ellipsoid"):
+            fm.sample(model, 1.1 * x0, steps=4, space=space)
+        assert fm.sample(model, x0, steps=4, space=space).x.shape == (50, 3)
+
+
 def test_equality_and_the_geodesic_refusal():
     assert Ellipsoid(AXES) == Ellipsoid(list(AXES)) and hash(Ellipsoid(AXES)) == hash(Ellipsoid(AXES))
     assert Ellipsoid(AXES) != Ellipsoid((1.5, 1.0, 0.7)) and Ellipsoid((1, 1, 1)) != Sphere()
