@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 import numpy as np
 import torch
 
-from ._checks import model_context
+from ._checks import check_real, model_context
 from .oracle import MixtureOracle
 
 # Okabe & Ito's eight colours, in the order of the course's colour cycle (grey replaces their black, which stays
@@ -180,11 +180,14 @@ def plot_trajectories(trajectory: torch.Tensor | np.ndarray, ax: Axes | None = N
 
 def plot_vector_field(velocity: Callable, t: float, ax: Axes | None = None, extent: Extent = DEFAULT_EXTENT,
                       n: int = 21,
-                      title: str | None = None, color: str = "C0", scale: float | None = None) -> Axes:
+                      title: str | None = None, color: str = "C0", scale: float | None = None,
+                      width: float | None = None) -> Axes:
     """Arrows of ``velocity(x, t)`` on an n x n grid at time t.
 
     By default matplotlib scales the arrows to fit each panel; give ``scale`` (velocity
-    units per data unit of arrow length) to draw several panels on one common scale. A network is
+    units per data unit of arrow length) to draw several panels on one common scale. ``width``: the shafts'
+    width as a fraction of the panel's width (matplotlib's default when None); two fields drawn on one panel
+    stay both visible where they agree when the first is drawn wide and the second narrow. A network is
     evaluated as every sampler does (:func:`fmlearn._checks.model_context`: eval mode, no gradients, on its
     device and in its dtype).
     """
@@ -193,6 +196,8 @@ def plot_vector_field(velocity: Callable, t: float, ax: Axes | None = None, exte
     with model_context(velocity, pts) as (net, pts):
         v = _np(net(pts, t))
     fixed = {} if scale is None else {"scale_units": "xy", "scale": scale}
+    if width is not None:
+        fixed["width"] = check_real("width", width, positive=True)
     ax.quiver(X, Y, v[:, 0].reshape(X.shape), v[:, 1].reshape(X.shape), color=color, angles="xy", **fixed)
     return _finish(ax, title or f"velocity at t = {t:.2f}", extent)
 

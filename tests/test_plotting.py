@@ -101,6 +101,20 @@ def test_plot_vector_field_with_oracle_and_model():
     assert labelled(ax2, "model")
 
 
+def test_plot_vector_field_width_draws_two_fields_on_one_panel_both_visible():
+    """width: the shafts' width (a fraction of the panel's width), so a field drawn narrow over a wide one shows
+    both where they agree; a width that is not a positive number is refused by name."""
+    oracle = MixtureOracle(GaussianMixture.symmetric_2d(n_modes=3, radius=2.0), AffineGaussianPath())
+    ax = P.plot_vector_field(oracle, 0.5, n=5, width=0.006)
+    P.plot_vector_field(oracle, 0.5, n=5, ax=ax, width=0.002)
+    wide, narrow = [c for c in ax.collections if isinstance(c, Quiver)]
+    assert (wide.width, narrow.width) == (0.006, 0.002)
+    assert P.plot_vector_field(oracle, 0.5, n=5).collections[-1].width is None  # matplotlib's own default
+    for bad, exc in ((0.0, ValueError), (-1.0, ValueError), ("wide", TypeError)):
+        with pytest.raises(exc, match="width"):
+            P.plot_vector_field(oracle, 0.5, n=5, width=bad)
+
+
 def test_plot_loss():
     """plot_loss: the raw curve has every loss, the running median equals a brute-force loop; log y; labels set."""
     losses = np.random.default_rng(2).random(250) + 0.1
