@@ -16,7 +16,7 @@ import torch
 
 from ._checks import at_dtype, check_unit_interval, model_context, model_dtype_device
 from .adaptive import dopri5
-from .spaces import Manifold, Space, check_space, resolve_space
+from .spaces import Space, check_space, resolve_space
 from .stepping import STEPPERS, Field, Solution, State, check_grid, grid_from, march, time_grid
 
 METHODS = (*sorted(STEPPERS), "dopri5")
